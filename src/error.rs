@@ -1,0 +1,73 @@
+//! The library's error type. Every variant names what it is about (container, endpoint, path), so
+//! that the one-line message on stderr is enough to act on.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Errors from resolving a container and diffing its layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The runtime's API endpoint cannot be reached (socket missing, daemon down, refused).
+    #[error("cannot reach {runtime} at {endpoint}: {cause}")]
+    RuntimeUnavailable {
+        /// `docker` or `containerd`.
+        runtime: &'static str,
+        /// The endpoint that was tried (`unix:///var/run/docker.sock`).
+        endpoint: String,
+        /// What went wrong, in the runtime client's words.
+        cause: String,
+    },
+    /// The runtime answered but has no such container.
+    #[error("no such container: {container} (asked {runtime} at {endpoint})")]
+    ContainerNotFound {
+        /// The reference the user gave (name, id or id prefix).
+        container: String,
+        /// `docker` or `containerd`.
+        runtime: &'static str,
+        /// The endpoint that answered.
+        endpoint: String,
+    },
+    /// The container's storage is not something rodiff can read.
+    #[error("container {container}: unsupported storage: {detail}")]
+    UnsupportedStorage {
+        /// The container reference.
+        container: String,
+        /// What is unsupported (driver name, mount option …).
+        detail: String,
+    },
+    /// The runtime returned something rodiff does not understand.
+    #[error("container {container}: unexpected answer from {runtime}: {detail}")]
+    Protocol {
+        /// The container reference.
+        container: String,
+        /// `docker` or `containerd`.
+        runtime: &'static str,
+        /// What was wrong with the answer.
+        detail: String,
+    },
+    /// The container's layer disappeared while it was being scanned (container removed).
+    #[error("layer {path} vanished during the scan (was the container removed?)")]
+    LayerVanished {
+        /// The layer directory.
+        path: PathBuf,
+    },
+    /// A filesystem operation on a layer failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Host path (or layer-relative description) of what was being read.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: impl Into<io::Error>) -> Error {
+        Error::Io { path: path.into(), source: source.into() }
+    }
+}
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

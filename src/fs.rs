@@ -1,0 +1,151 @@
+//! Filesystem primitives for walking a directory tree that a container controls.
+//!
+//! Every operation is relative to an open directory file descriptor and never follows a symbolic
+//! link: a container that swaps a directory for a symlink mid-scan gets an `ELOOP`/`ENOTDIR` from
+//! us, never a look outside its layer. Directories are opened with `O_NOATIME` when allowed, so a
+//! scan does not change access times.
+
+use std::ffi::CStr;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
+
+use crate::model::{FileType, Metadata};
+
+pub use rustix::fs::Stat;
+
+/// Opens `name` below `dir` as a directory, refusing symlinks.
+pub fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
+        // O_NOATIME needs ownership or CAP_FOWNER; without it, open normally.
+        Err(rustix::io::Errno::PERM) => Ok(rustix::fs::openat(dir, name, flags, Mode::empty())?),
+        other => Ok(other?),
+    }
+}
+
+/// Opens a directory by host path (the layer root, which the runtime controls, not the container).
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    Ok(rustix::fs::open(path, flags, Mode::empty())?)
+}
+
+/// `lstat` of `name` below `dir`.
+pub fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Stat> {
+    Ok(rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?)
+}
+
+/// `fstat` of an open file.
+pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+    Ok(rustix::fs::fstat(fd)?)
+}
+
+/// Reads an extended attribute of an open file; `None` when it is not set.
+pub fn get_xattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        match rustix::fs::fgetxattr(fd, name, &mut buf[..]) {
+            Ok(len) => {
+                buf.truncate(len);
+                return Ok(Some(buf));
+            }
+            Err(rustix::io::Errno::NODATA) => return Ok(None),
+            Err(rustix::io::Errno::NOTSUP) => return Ok(None),
+            Err(rustix::io::Errno::RANGE) if buf.len() < 1 << 16 => buf.resize(buf.len() * 4, 0),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// One entry of a directory listing: name bytes (no NUL) and the type from `d_type`, if the
+/// filesystem filled it in.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    /// The entry's name, NUL-terminated for direct use in `*at` calls.
+    pub name: Box<CStr>,
+    /// The type reported by `getdents`; `None` for `DT_UNKNOWN`.
+    pub file_type: Option<FileType>,
+}
+
+impl DirEntry {
+    /// The name without its NUL terminator.
+    pub fn name_bytes(&self) -> &[u8] {
+        self.name.to_bytes()
+    }
+}
+
+/// Lists a directory with `getdents64`, skipping `.` and `..`. Reads from the descriptor's current
+/// offset: pass a freshly opened directory, and list it once.
+pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<DirEntry>> {
+    let mut buf = [MaybeUninit::<u8>::uninit(); 32 * 1024];
+    let mut iter = RawDir::new(dir, &mut buf);
+    let mut entries = Vec::new();
+    while let Some(entry) = iter.next() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        entries.push(DirEntry { name: name.into(), file_type: file_type_of_dirent(entry.file_type()) });
+    }
+    Ok(entries)
+}
+
+fn file_type_of_dirent(t: rustix::fs::FileType) -> Option<FileType> {
+    use rustix::fs::FileType as R;
+    Some(match t {
+        R::RegularFile => FileType::File,
+        R::Directory => FileType::Dir,
+        R::Symlink => FileType::Symlink,
+        R::Fifo => FileType::Fifo,
+        R::Socket => FileType::Socket,
+        R::CharacterDevice => FileType::Char,
+        R::BlockDevice => FileType::Block,
+        R::Unknown => return None,
+    })
+}
+
+/// The file type of a stat result.
+pub fn file_type(st: &Stat) -> FileType {
+    // Every S_IFMT value Linux produces is one of the seven; default defensively to a file.
+    FileType::from_mode(st.st_mode).unwrap_or(FileType::File)
+}
+
+/// The metadata rodiff reports, from a stat result.
+pub fn metadata(st: &Stat) -> Metadata {
+    Metadata {
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: st.st_size as u64,
+        mtime_sec: st.st_mtime,
+        mtime_nsec: st.st_mtime_nsec as u32,
+    }
+}
+
+/// Whether a stat result is an overlayfs whiteout: a character device with device number 0/0.
+pub fn is_whiteout(st: &Stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
+}
+
+/// Whether an error means "the entry is gone or is no longer a directory": normal while a running
+/// container changes its files under the scan.
+pub fn is_vanished(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP))
+}
+
+/// Raises the soft open-file limit to the hard limit: a deep tree keeps one descriptor per level
+/// open, per worker thread.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

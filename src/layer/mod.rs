@@ -1,0 +1,84 @@
+//! Diff engines: given a container's writable layer on the host, report how it differs from the
+//! image. Engines know filesystems and nothing about runtimes; a resolver hands them a [`Layer`].
+
+pub mod compare;
+pub mod overlay;
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::error::Result;
+use crate::model::Change;
+
+pub use overlay::{OverlayLayer, XattrNamespace};
+
+/// A container's writable layer, located on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Layer {
+    /// An overlayfs upper directory over a stack of lower directories.
+    Overlay(OverlayLayer),
+}
+
+impl Layer {
+    /// Diffs the layer against its image, sending changes to `sink` as they are found.
+    pub fn diff(&self, options: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
+        match self {
+            Layer::Overlay(layer) => overlay::diff(layer, options, sink),
+        }
+    }
+}
+
+/// What a scan collects and reports while it runs.
+#[derive(Debug, Default)]
+pub struct ScanOptions {
+    /// Collect [`crate::model::Metadata`] for every change (costs a `stat` per new entry).
+    pub metadata: bool,
+    /// Counts directory entries visited, for a progress display on another thread.
+    pub progress: Progress,
+}
+
+/// A counter of visited entries that a UI thread can read while a scan runs.
+#[derive(Debug, Default)]
+pub struct Progress(AtomicU64);
+
+impl Progress {
+    /// Adds `n` visited entries.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Entries visited so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Receives changes from an engine, in batches, from several threads.
+///
+/// Order: a directory's own change comes after the changes below it when its kind depends on them
+/// (`C`/`T` of a directory the image has), before them otherwise (`A`).
+pub trait ChangeSink: Sync {
+    /// Takes a batch of changes. An error (e.g. a closed pipe) stops the scan.
+    fn emit(&self, batch: Vec<Change>) -> io::Result<()>;
+}
+
+/// A sink that keeps every change in memory.
+#[derive(Debug, Default)]
+pub struct Collect(Mutex<Vec<Change>>);
+
+impl Collect {
+    /// The collected changes, sorted by path.
+    pub fn into_sorted(self) -> Vec<Change> {
+        let mut changes = self.0.into_inner().unwrap_or_else(|e| e.into_inner());
+        changes.sort_by(|a, b| a.path.cmp(&b.path));
+        changes
+    }
+}
+
+impl ChangeSink for Collect {
+    fn emit(&self, mut batch: Vec<Change>) -> io::Result<()> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).append(&mut batch);
+        Ok(())
+    }
+}

@@ -1,0 +1,62 @@
+//! The overlayfs engine: reads the upper directory, and looks names up in the lower stack only
+//! where the upper directory has something.
+//!
+//! What the upper directory encodes (kernel `Documentation/filesystems/overlayfs.rst`):
+//! - a character device 0/0 is a whiteout: the name was deleted;
+//! - a directory with `<ns>.overlay.opaque = y` hides everything the lower layers have below it;
+//! - a directory with `<ns>.overlay.redirect` was renamed: its content is the lower directory the
+//!   redirect names (absolute from the layer root, or relative to the parent) plus its own entries;
+//! - a file with `<ns>.overlay.metacopy` had only its metadata copied up; its stat is still right,
+//!   and rodiff never reads file content, so nothing special is needed.
+//!
+//! `<ns>` is `trusted` for a normal mount and `user` for a `userxattr` (rootless) mount.
+
+mod lower;
+mod walk;
+
+use std::path::PathBuf;
+
+use crate::error::Result;
+use crate::layer::{ChangeSink, ScanOptions};
+
+/// An overlayfs layer: the container's upper directory over the image's lower directories.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverlayLayer {
+    /// The upper (writable) directory.
+    pub upper: PathBuf,
+    /// Lower directories, topmost first, as in the `lowerdir=` mount option.
+    pub lowers: Vec<PathBuf>,
+    /// Which xattr namespace the mount uses for its markers.
+    pub xattr: XattrNamespace,
+}
+
+/// The extended-attribute namespace an overlay mount keeps its markers in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum XattrNamespace {
+    /// `trusted.overlay.*`: the default, for mounts made by root.
+    #[default]
+    Trusted,
+    /// `user.overlay.*`: mounts with the `userxattr` option (rootless runtimes).
+    User,
+}
+
+impl XattrNamespace {
+    fn opaque(self) -> &'static std::ffi::CStr {
+        match self {
+            XattrNamespace::Trusted => c"trusted.overlay.opaque",
+            XattrNamespace::User => c"user.overlay.opaque",
+        }
+    }
+
+    fn redirect(self) -> &'static std::ffi::CStr {
+        match self {
+            XattrNamespace::Trusted => c"trusted.overlay.redirect",
+            XattrNamespace::User => c"user.overlay.redirect",
+        }
+    }
+}
+
+/// Diffs an overlay layer against its lower stack.
+pub fn diff(layer: &OverlayLayer, options: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
+    walk::Walker::new(layer, options, sink)?.run()
+}

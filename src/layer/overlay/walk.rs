@@ -1,0 +1,406 @@
+//! The parallel walk over an overlay upper directory.
+//!
+//! Each directory is listed once with `getdents`; entries are typed from `d_type` and stat'ed only
+//! when a comparison or the caller needs it. Lower layers are consulted by name, one `fstatat` per
+//! entry of a directory the image has, and listed in full only below renamed or opaque directories.
+//! Subdirectories are walked in parallel (rayon's work stealing); a directory's `C`/`T` verdict is
+//! made after its subtree, which tells whether anything below changed (`docker diff`'s rule).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::lower::{is_opaque, LowerView};
+use super::OverlayLayer;
+use crate::error::{Error, Result};
+use crate::fs::{self, Stat};
+use crate::layer::compare::{differs, is_dir, mtime_differs};
+use crate::layer::{ChangeSink, ScanOptions};
+use crate::model::{join_path, Change, ChangeKind, FileType};
+
+/// Stack size of walker threads: the walk recurses once per directory level, and trees deeper
+/// than `PATH_MAX` are legal.
+const WALKER_STACK: usize = 256 << 20;
+
+/// One overlay diff in progress.
+pub(super) struct Walker<'a> {
+    layer: &'a OverlayLayer,
+    options: &'a ScanOptions,
+    sink: &'a dyn ChangeSink,
+    lower_roots: Vec<OwnedFd>,
+    opaque_attr: &'static CStr,
+    redirect_attr: &'static CStr,
+}
+
+/// What the container's merged directory shows from the lower layers.
+enum Content {
+    /// The same as the image: lower entries that the upper directory does not mention are
+    /// unchanged, and never read.
+    Image,
+    /// Something else: nothing (an opaque directory) or a renamed directory's origin.
+    Other(LowerView),
+}
+
+/// A directory to diff.
+struct Dir {
+    /// Path inside the container.
+    path: PathBuf,
+    /// The directory in the upper layer; `None` below a renamed directory, where content comes
+    /// from the lower layers only.
+    upper: Option<OwnedFd>,
+    /// What the image has at this path.
+    image: LowerView,
+    /// What the container sees from the lower layers at this path.
+    content: Content,
+}
+
+/// A subdirectory met while listing its parent, walked after the parent's own entries.
+struct Pending {
+    name: Box<CStr>,
+    path: PathBuf,
+    /// It is in the upper directory (otherwise it comes from a renamed directory's origin).
+    in_upper: bool,
+    /// Stat of the container's entry when already known (entries from the lower layers).
+    own: Option<Stat>,
+    /// Stat of the image's entry at the same path, if the image has one.
+    image: Option<Stat>,
+}
+
+impl<'a> Walker<'a> {
+    pub(super) fn new(layer: &'a OverlayLayer, options: &'a ScanOptions, sink: &'a dyn ChangeSink) -> Result<Self> {
+        let lower_roots = layer
+            .lowers
+            .iter()
+            .map(|p| fs::open_dir(p).map_err(|e| Error::io(p, e)))
+            .collect::<Result<_>>()?;
+        Ok(Walker {
+            layer,
+            options,
+            sink,
+            lower_roots,
+            opaque_attr: layer.xattr.opaque(),
+            redirect_attr: layer.xattr.redirect(),
+        })
+    }
+
+    pub(super) fn run(self) -> Result<()> {
+        fs::raise_fd_limit();
+        let upper_path = &self.layer.upper;
+        let upper = fs::open_dir(upper_path).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => Error::LayerVanished { path: upper_path.clone() },
+            _ => Error::io(upper_path, e),
+        })?;
+        let root = Dir {
+            path: PathBuf::from("/"),
+            upper: Some(upper.try_clone().map_err(|e| Error::io(upper_path, e))?),
+            image: LowerView::root(&self.lower_roots, self.opaque_attr).map_err(|e| Error::io(&self.layer.lowers[0], e))?,
+            content: Content::Image,
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .stack_size(WALKER_STACK)
+            .thread_name(|i| format!("rodiff-walk-{i}"))
+            .build()
+            .map_err(|e| Error::io(upper_path, io::Error::other(e)))?;
+        pool.install(|| self.walk_dir(root))?;
+        // A directory deleted while we held it open has no links left: the container (and with it
+        // the layer) was removed during the scan, and what we reported is not its diff.
+        match fs::stat_fd(upper.as_fd()) {
+            Ok(st) if st.st_nlink > 0 => Ok(()),
+            Ok(_) => Err(Error::LayerVanished { path: upper_path.clone() }),
+            Err(e) => Err(Error::io(upper_path, e)),
+        }
+    }
+
+    /// Host path of a container path in the upper directory, for error messages.
+    fn host_path(&self, path: &Path) -> PathBuf {
+        let rel = path.as_os_str().as_bytes().strip_prefix(b"/").unwrap_or_default();
+        self.layer.upper.join(std::ffi::OsStr::from_bytes(rel))
+    }
+
+    fn emit(&self, batch: Vec<Change>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.sink.emit(batch).map_err(|e| Error::io("<output>", e))
+    }
+
+    /// Diffs one directory's entries and its subtree; returns whether anything below changed.
+    fn walk_dir(&self, dir: Dir) -> Result<bool> {
+        let io_err = |e| Error::io(self.host_path(&dir.path), e);
+        let mut batch = Vec::new();
+        let mut pending = Vec::new();
+        let mut changed = false;
+        let mut in_upper: HashSet<Box<CStr>> = HashSet::new();
+
+        if let Some(upper) = &dir.upper {
+            let entries = match fs::read_dir(upper.as_fd()) {
+                Ok(entries) => entries,
+                Err(e) if fs::is_vanished(&e) => Vec::new(),
+                Err(e) => return Err(io_err(e)),
+            };
+            self.options.progress.add(entries.len() as u64);
+            for entry in entries {
+                changed |= self
+                    .upper_entry(&dir, upper.as_fd(), &entry, &mut batch, &mut pending)
+                    .map_err(io_err)?;
+                if matches!(dir.content, Content::Other(_)) {
+                    in_upper.insert(entry.name);
+                }
+            }
+        }
+        if let Content::Other(content) = &dir.content {
+            changed |= self
+                .lower_entries(&dir, content, &in_upper, &mut batch, &mut pending)
+                .map_err(io_err)?;
+        }
+        self.emit(batch)?;
+
+        let below = if pending.len() <= 1 {
+            let mut any = false;
+            for p in pending {
+                any |= self.walk_subdir(&dir, p)?;
+            }
+            any
+        } else {
+            pending.into_par_iter().map(|p| self.walk_subdir(&dir, p)).try_reduce(|| false, |a, b| Ok(a | b))?
+        };
+        Ok(changed | below)
+    }
+
+    /// Handles one entry of an upper directory. Subdirectories are queued in `pending`.
+    fn upper_entry(
+        &self,
+        dir: &Dir,
+        upper: BorrowedFd<'_>,
+        entry: &fs::DirEntry,
+        batch: &mut Vec<Change>,
+        pending: &mut Vec<Pending>,
+    ) -> io::Result<bool> {
+        let path = join_path(&dir.path, entry.name_bytes());
+        let mut own = None;
+        let file_type = match entry.file_type {
+            Some(t) if t != FileType::Char => t,
+            // Character devices may be whiteouts; DT_UNKNOWN needs a stat to learn the type.
+            _ => match stat_entry(upper, &entry.name)? {
+                Some(st) => {
+                    own = Some(st);
+                    fs::file_type(&st)
+                }
+                None => return Ok(false),
+            },
+        };
+        if own.as_ref().is_some_and(fs::is_whiteout) {
+            return Ok(match dir.image.lookup(&entry.name)? {
+                Some(image) => {
+                    batch.push(self.change(path, ChangeKind::Deleted, &image));
+                    true
+                }
+                None => false,
+            });
+        }
+        let image = if dir.image.is_empty() { None } else { dir.image.lookup(&entry.name)? };
+        if file_type == FileType::Dir {
+            pending.push(Pending { name: entry.name.clone(), path, in_upper: true, own: None, image });
+            return Ok(false);
+        }
+        if own.is_none() && (image.is_some() || self.options.metadata) {
+            own = match stat_entry(upper, &entry.name)? {
+                Some(st) => Some(st),
+                None => return Ok(false),
+            };
+        }
+        Ok(self.file_change(path, file_type, own.as_ref(), image.as_ref(), true, batch))
+    }
+
+    /// Entries the container sees from the lower layers that differ from the image's: only
+    /// below opaque and renamed directories, whose lower content is not the image's.
+    fn lower_entries(
+        &self,
+        dir: &Dir,
+        content: &LowerView,
+        in_upper: &HashSet<Box<CStr>>,
+        batch: &mut Vec<Change>,
+        pending: &mut Vec<Pending>,
+    ) -> io::Result<bool> {
+        let mut changed = false;
+        let mut content_entries: HashMap<Box<CStr>, Stat> = content.entries()?.into_iter().collect();
+        for (name, image) in dir.image.entries()? {
+            let theirs = content_entries.remove(&name);
+            if in_upper.contains(&name) {
+                continue;
+            }
+            let path = join_path(&dir.path, name.to_bytes());
+            match theirs {
+                Some(own) if is_dir(&own) => {
+                    pending.push(Pending { name, path, in_upper: false, own: Some(own), image: Some(image) })
+                }
+                Some(own) => {
+                    changed |= self.file_change(path, fs::file_type(&own), Some(&own), Some(&image), false, batch)
+                }
+                None => {
+                    batch.push(self.change(path, ChangeKind::Deleted, &image));
+                    changed = true;
+                }
+            }
+        }
+        // What is left exists only in the container's lower content: new at this path.
+        for (name, own) in content_entries {
+            if in_upper.contains(&name) {
+                continue;
+            }
+            let path = join_path(&dir.path, name.to_bytes());
+            if is_dir(&own) {
+                pending.push(Pending { name, path, in_upper: false, own: Some(own), image: None });
+            } else {
+                changed |= self.file_change(path, fs::file_type(&own), Some(&own), None, false, batch);
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The change for a non-directory: `A` when the image lacks it, `C` when it differs, `T` when
+    /// it is a copy-up identical to the image's entry (`can_touch`: it is in the upper layer).
+    /// Returns whether it counts as a change for the parent directory.
+    fn file_change(
+        &self,
+        path: PathBuf,
+        file_type: FileType,
+        own: Option<&Stat>,
+        image: Option<&Stat>,
+        can_touch: bool,
+        batch: &mut Vec<Change>,
+    ) -> bool {
+        let (kind, changed) = match (own, image) {
+            (_, None) => (ChangeKind::Added, true),
+            (Some(own), Some(image)) if differs(own, image) => (ChangeKind::Changed, true),
+            (Some(_), Some(_)) if can_touch => (ChangeKind::Touched, false),
+            _ => return false,
+        };
+        let mut change = Change::new(path, kind, file_type);
+        if self.options.metadata {
+            change.metadata = own.map(fs::metadata);
+        }
+        batch.push(change);
+        changed
+    }
+
+    /// A change described by `st`, with metadata when asked for.
+    fn change(&self, path: PathBuf, kind: ChangeKind, st: &Stat) -> Change {
+        let mut change = Change::new(path, kind, fs::file_type(st));
+        if self.options.metadata {
+            change.metadata = Some(fs::metadata(st));
+        }
+        change
+    }
+
+    /// Diffs a subdirectory and decides its own kind; returns whether it counts as a change for
+    /// its parent.
+    fn walk_subdir(&self, parent: &Dir, p: Pending) -> Result<bool> {
+        let io_err = |e| Error::io(self.host_path(&p.path), e);
+        let (upper, own) = if p.in_upper {
+            let parent_upper = parent.upper.as_ref().expect("upper entries come from an upper directory");
+            match fs::open_dir_at(parent_upper.as_fd(), &p.name) {
+                Ok(fd) => {
+                    let st = fs::stat_fd(fd.as_fd()).map_err(io_err)?;
+                    (Some(fd), st)
+                }
+                // Replaced since it was listed (e.g. by a symlink): report what is there now,
+                // without following it.
+                Err(e) if fs::is_vanished(&e) => {
+                    let mut batch = Vec::new();
+                    let changed = match stat_entry(parent_upper.as_fd(), &p.name).map_err(io_err)? {
+                        Some(st) if !is_dir(&st) => {
+                            self.file_change(p.path, fs::file_type(&st), Some(&st), p.image.as_ref(), true, &mut batch)
+                        }
+                        _ => false,
+                    };
+                    self.emit(batch)?;
+                    return Ok(changed);
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+        } else {
+            (None, p.own.expect("lower entries carry their stat"))
+        };
+
+        let image = match &p.image {
+            Some(st) if is_dir(st) => parent.image.child(&p.name, self.opaque_attr).map_err(io_err)?,
+            _ => LowerView::default(),
+        };
+        let content = self.content_of(parent, &p.name, upper.as_ref(), &image).map_err(io_err)?;
+
+        // A new directory, or one replacing a non-directory, is known before its subtree.
+        let known = match &p.image {
+            None => Some(ChangeKind::Added),
+            Some(st) if !is_dir(st) => Some(ChangeKind::Changed),
+            Some(_) => None,
+        };
+        if let Some(kind) = known {
+            self.emit(vec![self.change(p.path.clone(), kind, &own)])?;
+        }
+        let below = self.walk_dir(Dir { path: p.path.clone(), upper, image, content })?;
+        if known.is_some() {
+            return Ok(true);
+        }
+        let image = p.image.expect("checked above");
+        let kind = if differs(&own, &image) || below {
+            ChangeKind::Changed
+        } else if p.in_upper && mtime_differs(&own, &image) {
+            ChangeKind::Touched
+        } else {
+            return Ok(false);
+        };
+        self.emit(vec![self.change(p.path, kind, &own)])?;
+        Ok(kind == ChangeKind::Changed)
+    }
+
+    /// What the container sees from the lower layers in subdirectory `name` of `parent`.
+    fn content_of(&self, parent: &Dir, name: &CStr, upper: Option<&OwnedFd>, image: &LowerView) -> io::Result<Content> {
+        if let Some(fd) = upper {
+            if let Some(target) = fs::get_xattr(fd.as_fd(), self.redirect_attr)? {
+                return Ok(Content::Other(self.resolve_redirect(parent, &target)?));
+            }
+            if is_opaque(fd, self.opaque_attr)? {
+                // An opaque directory where the image has none hides nothing.
+                return Ok(if image.is_empty() { Content::Image } else { Content::Other(LowerView::default()) });
+            }
+        }
+        Ok(match &parent.content {
+            Content::Image => Content::Image,
+            Content::Other(view) => Content::Other(view.child(name, self.opaque_attr)?),
+        })
+    }
+
+    /// The lower directory a renamed directory's redirect names: absolute from the layer roots,
+    /// or relative to the parent's lower content.
+    fn resolve_redirect(&self, parent: &Dir, target: &[u8]) -> io::Result<LowerView> {
+        let mut components = Vec::new();
+        for part in target.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            components.push(CString::new(part).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "NUL in overlay redirect"))?);
+        }
+        let names = components.iter().map(|c| c.as_c_str());
+        if target.starts_with(b"/") {
+            LowerView::root(&self.lower_roots, self.opaque_attr)?.descend(names, self.opaque_attr)
+        } else {
+            let base = match &parent.content {
+                Content::Image => &parent.image,
+                Content::Other(view) => view,
+            };
+            base.descend(names, self.opaque_attr)
+        }
+    }
+}
+
+/// `lstat` of an entry; `None` if it vanished.
+fn stat_entry(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Stat>> {
+    match fs::stat_at(dir, name) {
+        Ok(st) => Ok(Some(st)),
+        Err(e) if fs::is_vanished(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

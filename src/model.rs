@@ -1,0 +1,182 @@
+//! The change model: what a diff engine reports about one path of a container's root filesystem.
+//!
+//! Paths are bytes (Linux file names are not UTF-8 in general); everything a renderer needs is
+//! here, and nothing here knows about runtimes or filesystems.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// How a path differs between the image and the container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChangeKind {
+    /// `A`: the path is new; the image does not have it.
+    Added,
+    /// `C`: the path exists in the image and differs (content, type, mode, owner, or, for a
+    /// directory, anything below it — `docker diff`'s rule).
+    Changed,
+    /// `D`: the image has the path and the container deleted it.
+    Deleted,
+    /// `T`: the container wrote here but nothing differs now: a directory whose only change is its
+    /// mtime (a file was created and removed in it), or a copy-up identical to the image's file.
+    /// `docker diff` cannot see these; under `--read-only` they are writes that fail.
+    Touched,
+}
+
+impl ChangeKind {
+    /// The one-letter code used by `docker diff` (`A`, `C`, `D`) and rodiff (`T`).
+    pub fn letter(self) -> char {
+        match self {
+            ChangeKind::Added => 'A',
+            ChangeKind::Changed => 'C',
+            ChangeKind::Deleted => 'D',
+            ChangeKind::Touched => 'T',
+        }
+    }
+
+    /// Whether `docker diff` reports this kind (everything but [`ChangeKind::Touched`]).
+    pub fn visible_to_docker(self) -> bool {
+        self != ChangeKind::Touched
+    }
+}
+
+impl fmt::Display for ChangeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.letter())
+    }
+}
+
+/// The type of a filesystem entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileType {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// A named pipe.
+    Fifo,
+    /// A unix domain socket.
+    Socket,
+    /// A character device.
+    Char,
+    /// A block device.
+    Block,
+}
+
+impl FileType {
+    /// The lower-case name used in JSON output (`file`, `dir`, `symlink`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            FileType::File => "file",
+            FileType::Dir => "dir",
+            FileType::Symlink => "symlink",
+            FileType::Fifo => "fifo",
+            FileType::Socket => "socket",
+            FileType::Char => "char",
+            FileType::Block => "block",
+        }
+    }
+
+    /// The type encoded in the `S_IFMT` bits of a `st_mode`, if it is one we know.
+    pub fn from_mode(mode: u32) -> Option<FileType> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFREG => FileType::File,
+            libc::S_IFDIR => FileType::Dir,
+            libc::S_IFLNK => FileType::Symlink,
+            libc::S_IFIFO => FileType::Fifo,
+            libc::S_IFSOCK => FileType::Socket,
+            libc::S_IFCHR => FileType::Char,
+            libc::S_IFBLK => FileType::Block,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for FileType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Inode metadata of the entry a change describes (the container's entry; the image's for a
+/// deletion).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Metadata {
+    /// Permission bits including set-id and sticky bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner user id, as stored in the layer (not mapped through user namespaces).
+    pub uid: u32,
+    /// Owner group id, as stored in the layer.
+    pub gid: u32,
+    /// Size in bytes (`st_size`).
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime_sec: i64,
+    /// Nanoseconds part of the modification time.
+    pub mtime_nsec: u32,
+}
+
+/// One change to a container's root filesystem relative to its image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Absolute path inside the container (`/etc/passwd`), as raw bytes.
+    pub path: PathBuf,
+    /// What happened to the path.
+    pub kind: ChangeKind,
+    /// Type of the entry (for a deletion, the type it had in the image).
+    pub file_type: FileType,
+    /// Metadata, when the scan was asked to collect it (see `ScanOptions::metadata`).
+    pub metadata: Option<Metadata>,
+    /// The entry exists only because the runtime created a mount point there (a volume, bind or
+    /// tmpfs destination, or a directory leading to one).
+    pub mountpoint: bool,
+    /// The container this change belongs to, when a scan covers several (e.g. a pod).
+    pub container: Option<String>,
+}
+
+impl Change {
+    /// A change with no metadata, not a mount point, not tagged with a container.
+    pub fn new(path: PathBuf, kind: ChangeKind, file_type: FileType) -> Change {
+        Change { path, kind, file_type, metadata: None, mountpoint: false, container: None }
+    }
+
+    /// The path as bytes.
+    pub fn path_bytes(&self) -> &[u8] {
+        self.path.as_os_str().as_bytes()
+    }
+}
+
+/// Joins a container directory path and an entry name without allocating twice; `/` + `x` is `/x`.
+pub fn join_path(dir: &Path, name: &[u8]) -> PathBuf {
+    let dir = dir.as_os_str().as_bytes();
+    let mut bytes = Vec::with_capacity(dir.len() + 1 + name.len());
+    bytes.extend_from_slice(dir);
+    if bytes.last() != Some(&b'/') {
+        bytes.push(b'/');
+    }
+    bytes.extend_from_slice(name);
+    PathBuf::from(OsStr::from_bytes(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_handles_root_and_nested() {
+        assert_eq!(join_path(Path::new("/"), b"etc"), PathBuf::from("/etc"));
+        assert_eq!(join_path(Path::new("/etc"), b"passwd"), PathBuf::from("/etc/passwd"));
+        let odd = join_path(Path::new("/x"), b"a\xffb");
+        assert_eq!(odd.as_os_str().as_bytes(), b"/x/a\xffb");
+    }
+
+    #[test]
+    fn file_type_from_mode() {
+        assert_eq!(FileType::from_mode(libc::S_IFDIR | 0o755), Some(FileType::Dir));
+        assert_eq!(FileType::from_mode(libc::S_IFCHR), Some(FileType::Char));
+        assert_eq!(FileType::from_mode(0), None);
+    }
+}
