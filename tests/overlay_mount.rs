@@ -177,7 +177,7 @@ fn deeper_than_path_max() {
         fd = rustix::fs::openat(&fd, name.as_c_str(), rustix::fs::OFlags::DIRECTORY, 0.into()).unwrap();
     }
     let f = rustix::fs::openat(&fd, c"leaf", rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY, 0o644.into()).unwrap();
-    drop(f);
+    drop((f, fd));
     m.unmount();
     let changes = engine_diff(&m.layer());
     assert_eq!(changes.len(), 3002, "3000 dirs, the leaf and C /deep");

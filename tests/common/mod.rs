@@ -1,6 +1,7 @@
 //! Shared helpers for rodiff's integration tests.
 #![allow(dead_code)]
 
+pub mod docker;
 pub mod naive;
 
 use std::ffi::OsStr;
@@ -125,7 +126,10 @@ impl OverlayMount {
     /// Unmounts the container view (flushes nothing: upper is written through), keeping files.
     pub fn unmount(&mut self) {
         for m in self.mounted.drain(..).rev() {
-            let _ = Command::new("umount").arg(&m).status();
+            let ok = Command::new("umount").arg(&m).status().is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(&m).status();
+            }
         }
     }
 

@@ -1,0 +1,196 @@
+//! `rodiff diff` against `docker diff` on real containers in the sandbox daemon: a corpus of file
+//! operations, compared as sets with the Docker API's own answer for the same container, running
+//! and stopped; odd names checked losslessly in JSON; a container that swaps a directory for a
+//! symlink to `/` while rodiff scans it; and the error paths (exit codes, messages).
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::docker::*;
+
+/// The image layer the corpus changes: made with `docker commit`, so it is a real image layer.
+const FIXTURE: &str = r#"
+set -e
+mkdir -p /fx/data /fx/tree/x/y /fx/del/sub /fx/ren /fx/rendir/inner /fx/recreate /fx/tmpd \
+         /fx/swapdir /fx/keep /fx/modes
+for f in a b c d e; do echo "data $f" > /fx/data/$f.txt; done
+echo z > /fx/tree/x/y/z.txt
+echo 1 > /fx/del/1; echo 2 > /fx/del/sub/2
+echo f > /fx/ren/file
+echo inner > /fx/rendir/inner/f
+echo old > /fx/recreate/old
+echo same > /fx/keep/same; echo again > /fx/keep/again
+echo m > /fx/modes/chmod; echo o > /fx/modes/chown; echo t > /fx/modes/touch; echo long > /fx/modes/trunc
+echo file > /fx/swapdir/file-to-dir
+mkdir /fx/swapdir/dir-to-file
+"#;
+
+/// The corpus: every operation a container's application may do to its filesystem.
+const CORPUS: &str = r#"
+set -e
+echo new > /fx/data/new.txt                       # add
+echo more >> /fx/data/a.txt                       # modify
+rm /fx/data/b.txt                                 # delete
+rm -rf /fx/del                                    # recursive delete
+rm -rf /fx/recreate && mkdir /fx/recreate && echo n > /fx/recreate/new   # delete, then re-create
+mv /fx/ren/file /fx/ren/file2                     # rename a file
+mv /fx/rendir /fx/rendir2                         # rename a directory
+ln /fx/data/c.txt /fx/hardlink                    # hard link
+ln -s /etc/passwd /fx/symlink                     # symlink
+mkfifo /fx/fifo                                   # fifo
+chmod 600 /fx/modes/chmod                         # chmod only
+chown 65534:65534 /fx/modes/chown                 # chown only
+touch /fx/modes/touch                             # touch only
+: > /fx/modes/trunc                               # truncate
+: > /fx/empty                                     # empty file
+dd if=/dev/zero of=/fx/big bs=1M count=8 2>/dev/null   # 8 MiB file
+mkdir -p /fx/deep/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17/18/19/20/21/22/23/24/25/26/27/28/29/30
+echo leaf > /fx/deep/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17/18/19/20/21/22/23/24/25/26/27/28/29/30/leaf
+echo s > "/fx/with space"                         # names with spaces
+echo n > "$(printf '/fx/new\nline')"              # a newline in a name
+echo b > "$(printf '/fx/bad\377byte')"            # a byte that is not UTF-8
+touch /fx/tmpd/scratch && rm /fx/tmpd/scratch     # temp file made and removed
+: >> /fx/keep/same                                # opened for writing, nothing written
+chmod 600 /fx/keep/again && chmod 644 /fx/keep/again   # chmod and back
+rm /fx/swapdir/file-to-dir && mkdir /fx/swapdir/file-to-dir   # file replaced by a directory
+rmdir /fx/swapdir/dir-to-file && echo f > /fx/swapdir/dir-to-file   # directory replaced by a file
+mkdir -p /newtop/a/b && echo x > /newtop/a/b/c    # a new tree at the top
+rm /fx/data/d.txt && echo back > /fx/data/d.txt   # delete and re-create a file
+"#;
+
+struct Corpus {
+    container: Container,
+    image: String,
+}
+
+impl Drop for Corpus {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker").args(["rm", "-f", "-v", &self.container.name]).output();
+        let _ = std::process::Command::new("docker").args(["rmi", &self.image]).output();
+    }
+}
+
+/// Builds the fixture image and runs the corpus in a container with a volume at `/vol`.
+fn corpus() -> Corpus {
+    let base = Container::run("fixture", &[], BUSYBOX, &["sh", "-c", FIXTURE]);
+    docker(&["wait", &base.name]);
+    let image = format!("rodiff-test/corpus:{}-{}", std::process::id(), base.name.rsplit('-').next().unwrap());
+    docker(&["commit", &base.name, &image]);
+    let container = Container::run("corpus", &["-v", "/vol"], &image, &["sleep", "3600"]);
+    container.sh(CORPUS);
+    Corpus { container, image }
+}
+
+fn rodiff_docker_set(name: &str) -> BTreeSet<(char, Vec<u8>)> {
+    let out = rodiff(&["diff", name]);
+    assert!(out.status.success(), "rodiff diff {name}: {}", String::from_utf8_lossy(&out.stderr));
+    parse_docker_lines(&out.stdout)
+}
+
+fn rodiff_json(name: &str) -> Vec<serde_json::Value> {
+    let out = rodiff(&["diff", name, "--format", "json"]);
+    assert!(out.status.success(), "rodiff diff --format json {name}: {}", String::from_utf8_lossy(&out.stderr));
+    parse_json(&out.stdout)
+}
+
+fn assert_same_as_docker(name: &str, expected: &BTreeSet<(char, String)>) {
+    let ours = lossy(&rodiff_docker_set(name));
+    let only_ours: Vec<_> = ours.difference(expected).collect();
+    let only_docker: Vec<_> = expected.difference(&ours).collect();
+    assert!(only_ours.is_empty() && only_docker.is_empty(), "only rodiff: {only_ours:?}\nonly docker: {only_docker:?}");
+}
+
+#[test]
+fn corpus_matches_docker_diff_running_and_stopped() {
+    if !sandbox() {
+        return;
+    }
+    let c = corpus();
+    let name = &c.container.name;
+    let expected = c.container.docker_changes();
+    assert!(expected.len() > 40, "the corpus should make many changes: {expected:?}");
+    assert_same_as_docker(name, &expected);
+
+    // JSON: same entries plus T; odd names round-trip byte for byte.
+    let json = rodiff_json(name);
+    let paths: BTreeSet<Vec<u8>> = json.iter().map(json_path).collect();
+    assert!(paths.contains(&b"/fx/new\nline".to_vec()));
+    assert!(paths.contains(&b"/fx/bad\xffbyte".to_vec()));
+    assert!(paths.contains(&b"/fx/with space".to_vec()));
+    let kind_of = |p: &str| json.iter().find(|v| json_path(v) == p.as_bytes()).map(|v| v["kind"].as_str().unwrap().to_string());
+    assert_eq!(kind_of("/fx/tmpd").as_deref(), Some("T"), "temp file made and removed leaves a touched dir");
+    assert_eq!(kind_of("/fx/keep/same").as_deref(), Some("T"), "copy-up without change");
+    assert_eq!(kind_of("/fx/keep/again").as_deref(), Some("T"), "chmod and back");
+    let vol = json.iter().find(|v| json_path(v) == b"/vol").expect("/vol mount point");
+    assert_eq!(vol["mountpoint"], true);
+    assert_eq!(kind_of("/fx/fifo").as_deref(), Some("A"));
+    assert_eq!(json.iter().find(|v| json_path(v) == b"/fx/fifo").unwrap()["type"], "fifo");
+    let big = json.iter().find(|v| json_path(v) == b"/fx/big").unwrap();
+    assert_eq!(big["size"], 8 << 20);
+
+    // jsonl carries the same changes as json.
+    let out = rodiff(&["diff", name, "--format", "jsonl"]);
+    assert!(out.status.success());
+    let lines: BTreeSet<String> = out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| {
+        let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+        v.to_string()
+    }).collect();
+    let from_json: BTreeSet<String> = json.iter().map(|v| v.to_string()).collect();
+    assert_eq!(lines, from_json);
+
+    // Stopped: the same answer.
+    docker(&["stop", "-t", "1", name]);
+    let stopped = c.container.docker_changes();
+    assert_eq!(stopped, expected);
+    assert_same_as_docker(name, &stopped);
+}
+
+#[test]
+fn symlink_swapped_in_during_the_scan_is_never_followed() {
+    if !sandbox() {
+        return;
+    }
+    let c = Container::run("swap", &[], BUSYBOX, &["sh", "-c", r#"
+        mkdir -p /sw/sub && echo 1 > /sw/f1 && echo 3 > /sw/sub/f3
+        while :; do mv /sw /sw.d; ln -s / /sw; rm /sw; mv /sw.d /sw; done"#]);
+    let allowed = ["", "/f1", "/sub", "/sub/f3"];
+    let mut seen = 0;
+    for _ in 0..40 {
+        let out = rodiff(&["diff", &c.name, "--format", "jsonl"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        for line in out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            let path = String::from_utf8_lossy(&json_path(&v)).into_owned();
+            for root in ["/sw.d", "/sw"] {
+                if let Some(rest) = path.strip_prefix(root) {
+                    if rest.is_empty() || rest.starts_with('/') {
+                        assert!(allowed.contains(&rest), "reported {path}: outside the layer");
+                        seen += 1;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    assert!(seen > 0, "the swapping directory was never seen");
+}
+
+#[test]
+fn errors_name_the_container_or_endpoint_with_contract_exit_codes() {
+    if !sandbox() {
+        return;
+    }
+    let out = rodiff(&["diff", "no-such-container-rodiff"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-container-rodiff") && err.lines().count() == 1, "{err}");
+
+    let out = rodiff(&["-H", "unix:///nonexistent/docker.sock", "diff", "x"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unix:///nonexistent/docker.sock") && err.lines().count() == 1, "{err}");
+
+    let out = rodiff(&["diff", "x", "--format", "yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
