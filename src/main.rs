@@ -140,9 +140,11 @@ fn run_diff(options: &RuntimeOptions, args: &DiffArgs) -> anyhow::Result<()> {
             let collect = Collect::default();
             rodiff::diff_resolved(&resolved, &scan, &collect)?;
             let mut out = out;
-            render::write_all(&mut out, format, &collect.into_sorted())
-                .and_then(|()| out.flush())
-                .map_err(|e| Error::io("<stdout>", e))
+            let changes = collect.into_sorted();
+            let written = render::write_all(&mut out, format, &changes).and_then(|()| out.flush());
+            // The process ends next: let the OS reclaim the changes instead of freeing each one.
+            std::mem::forget(changes);
+            written.map_err(|e| Error::io("<stdout>", e))
         }
     })
     .map_err(|e| anyhow::Error::new(e).context(context()))

@@ -161,6 +161,20 @@ pub fn join_path(dir: &Path, name: &[u8]) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(&bytes))
 }
 
+/// Orders paths as a tree listing does: by component, so that a directory's entries follow it
+/// directly (`/a`, `/a/b`, `/a-b`), which plain byte order does not (`-` sorts before `/`).
+pub fn path_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let common = a.iter().zip(b).position(|(x, y)| x != y);
+    match common {
+        None => a.len().cmp(&b.len()),
+        Some(i) => {
+            // The separator sorts before every other byte.
+            let rank = |c: u8| if c == b'/' { 0u16 } else { c as u16 + 1 };
+            rank(a[i]).cmp(&rank(b[i]))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +185,13 @@ mod tests {
         assert_eq!(join_path(Path::new("/etc"), b"passwd"), PathBuf::from("/etc/passwd"));
         let odd = join_path(Path::new("/x"), b"a\xffb");
         assert_eq!(odd.as_os_str().as_bytes(), b"/x/a\xffb");
+    }
+
+    #[test]
+    fn paths_sort_as_a_tree() {
+        let mut paths: Vec<&[u8]> = vec![b"/a-b", b"/a/b", b"/a", b"/", b"/a/b/c", b"/b"];
+        paths.sort_by(|a, b| path_order(a, b));
+        assert_eq!(paths, vec![&b"/"[..], b"/a", b"/a/b", b"/a/b/c", b"/a-b", b"/b"]);
     }
 
     #[test]

@@ -106,6 +106,10 @@ impl<W: Write + Send> ChangeSink for Streaming<W> {
 }
 
 fn write_escaped(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    // The common case: printable ASCII, nothing to escape.
+    if bytes.iter().all(|&b| (0x20..0x7f).contains(&b)) {
+        return out.write_all(bytes);
+    }
     let mut rest = bytes;
     while !rest.is_empty() {
         let (valid, bad) = match std::str::from_utf8(rest) {

@@ -68,11 +68,16 @@ pub trait ChangeSink: Sync {
 pub struct Collect(Mutex<Vec<Change>>);
 
 impl Collect {
-    /// The collected changes, sorted by path.
+    /// The collected changes, sorted by path (see [`crate::model::path_order`]).
     pub fn into_sorted(self) -> Vec<Change> {
-        let mut changes = self.0.into_inner().unwrap_or_else(|e| e.into_inner());
-        changes.sort_by(|a, b| a.path.cmp(&b.path));
-        changes
+        use rayon::slice::ParallelSliceMut;
+        let changes = self.0.into_inner().unwrap_or_else(|e| e.into_inner());
+        // Sort small (path, index) pairs rather than moving whole changes around.
+        let mut order: Vec<(&[u8], u32)> = changes.iter().enumerate().map(|(i, c)| (c.path_bytes(), i as u32)).collect();
+        order.par_sort_unstable_by(|a, b| crate::model::path_order(a.0, b.0));
+        let order: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
+        let mut slots: Vec<Option<Change>> = changes.into_iter().map(Some).collect();
+        order.into_iter().map(|i| slots[i as usize].take().expect("each index once")).collect()
     }
 }
 

@@ -1,0 +1,31 @@
+# rodiff — the two commands a user needs:
+#   make demo   set up the sandbox and run rodiff on the built-in PostgreSQL example
+#   make test   run every test (unit, real overlayfs mounts, Docker oracle) in a sandbox
+# Both install missing Debian packages first (as root) and clean up after themselves.
+
+SANDBOX := scripts/sandbox.sh
+CARGO   ?= cargo
+
+.PHONY: all build deps demo test bench clean
+
+all: build
+
+deps:
+	@$(SANDBOX) deps
+	@command -v $(CARGO) >/dev/null || { echo "make: cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+
+build: deps
+	$(CARGO) build --release
+
+demo: build
+	$(SANDBOX) run --images busybox,postgres -- scripts/demo.sh
+
+test: deps
+	$(CARGO) build --tests
+	$(SANDBOX) run --images busybox -- $(CARGO) test
+
+bench: build
+	$(SANDBOX) run --images busybox -- python3 bench/bench.py
+
+clean:
+	$(CARGO) clean
