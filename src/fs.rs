@@ -70,27 +70,35 @@ pub struct DirEntry {
     pub file_type: Option<FileType>,
 }
 
-impl DirEntry {
-    /// The name without its NUL terminator.
-    pub fn name_bytes(&self) -> &[u8] {
-        self.name.to_bytes()
-    }
-}
-
-/// Lists a directory with `getdents64`, skipping `.` and `..`. Reads from the descriptor's current
-/// offset: pass a freshly opened directory, and list it once.
-pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<DirEntry>> {
+/// Calls `visit` with the name and `d_type` of every entry of a directory except `.` and `..`,
+/// straight from the `getdents64` buffer (no allocation per entry). Returns the number of entries.
+/// Reads from the descriptor's current offset: pass a freshly opened directory, and list it once.
+pub fn for_each_entry(
+    dir: BorrowedFd<'_>,
+    mut visit: impl FnMut(&CStr, Option<FileType>) -> io::Result<()>,
+) -> io::Result<u64> {
     let mut buf = [MaybeUninit::<u8>::uninit(); 32 * 1024];
     let mut iter = RawDir::new(dir, &mut buf);
-    let mut entries = Vec::new();
+    let mut count = 0;
     while let Some(entry) = iter.next() {
         let entry = entry?;
         let name = entry.file_name();
         if name == c"." || name == c".." {
             continue;
         }
-        entries.push(DirEntry { name: name.into(), file_type: file_type_of_dirent(entry.file_type()) });
+        count += 1;
+        visit(name, file_type_of_dirent(entry.file_type()))?;
     }
+    Ok(count)
+}
+
+/// Lists a directory into owned entries (see [`for_each_entry`] for the offset rule).
+pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<DirEntry>> {
+    let mut entries = Vec::new();
+    for_each_entry(dir, |name, file_type| {
+        entries.push(DirEntry { name: name.into(), file_type });
+        Ok(())
+    })?;
     Ok(entries)
 }
 

@@ -63,9 +63,10 @@ enum Command {
 struct DiffArgs {
     /// Container name, id or unique id prefix; running or stopped.
     container: String,
-    /// Output format: `docker` prints `A|C|D /path` exactly like `docker diff` (sorted; names a line
-    /// cannot carry escaped as \n, \xff); `json` an array of change objects (path, kind, type, mode,
-    /// uid, gid, size, mtime, mountpoint); `jsonl` one object per line, streamed.
+    /// Output format: `docker` prints `A|C|D /path` lines exactly like `docker diff` (streamed in
+    /// walk order, as docker does; names a line cannot carry escaped as \n, \xff); `json` an array
+    /// of change objects (path, kind, type, mode, uid, gid, size, mtime, mountpoint) sorted by path;
+    /// `jsonl` one object per line, streamed.
     #[arg(long, short, value_enum, default_value_t = FormatArg::Docker)]
     format: FormatArg,
 }
@@ -130,13 +131,13 @@ fn run_diff(options: &RuntimeOptions, args: &DiffArgs) -> anyhow::Result<()> {
     let out = io::BufWriter::with_capacity(256 * 1024, io::stdout());
 
     with_progress(&scan, || match format {
-        Format::Jsonl => {
+        Format::Docker | Format::Jsonl => {
             let sink = render::Streaming::new(format, out);
             rodiff::diff_resolved(&resolved, &scan, &sink)?;
             sink.finish().map_err(|e| Error::io("<stdout>", e))?;
             Ok(())
         }
-        Format::Docker | Format::Json => {
+        Format::Json => {
             let collect = Collect::default();
             rodiff::diff_resolved(&resolved, &scan, &collect)?;
             let mut out = out;

@@ -22,26 +22,19 @@ pub struct DockerResolver {
 }
 
 impl DockerResolver {
-    /// Connects to the endpoint the options select and negotiates the API version: bollard's own
-    /// version first; a daemon that finds it too new says which maximum it supports, and we retry
-    /// with that (Debian's dockerd 20.10 speaks 1.41).
+    /// Connects to the endpoint the options select at an API version both sides speak: the
+    /// daemon's `/_ping` (unversioned, and cheap: `/version` and `/info` make dockerd ask containerd
+    /// and runc) names its maximum, and we use the lower of that and bollard's own. Debian's
+    /// dockerd 20.10 speaks 1.41 and refuses requests for newer versions.
     pub async fn connect(options: &RuntimeOptions) -> Result<DockerResolver> {
         let endpoint = options.docker_endpoint();
-        let mut version = API_DEFAULT_VERSION.clone();
-        for _ in 0..2 {
-            let docker = client(&endpoint, &version)?;
-            match docker.version().await {
-                Ok(_) => return Ok(DockerResolver { docker, endpoint, options: options.clone() }),
-                Err(BollardError::DockerResponseServerError { status_code: 400, message }) => {
-                    match supported_version(&message) {
-                        Some(v) if v != version => version = v,
-                        _ => return Err(unavailable(&endpoint, message)),
-                    }
-                }
-                Err(e) => return Err(unavailable(&endpoint, e.to_string())),
-            }
-        }
-        Err(unavailable(&endpoint, "API version negotiation failed".into()))
+        let server = ping::api_version(&endpoint).await.map_err(|e| unavailable(&endpoint, e.to_string()))?;
+        let version = match server {
+            Some(v) if v < *API_DEFAULT_VERSION => v,
+            _ => API_DEFAULT_VERSION.clone(),
+        };
+        let docker = client(&endpoint, &version)?;
+        Ok(DockerResolver { docker, endpoint, options: options.clone() })
     }
 
     /// The endpoint this resolver talks to.
@@ -56,10 +49,7 @@ impl DockerResolver {
 
     /// Finds a container by name, id or id prefix (running or stopped) and locates its layer.
     pub async fn resolve(&self, container: &str) -> Result<ResolvedContainer> {
-        let (inspect, info) = tokio::join!(
-            self.docker.inspect_container(container, None::<InspectContainerOptions>),
-            self.docker.info()
-        );
+        let inspect = self.docker.inspect_container(container, None::<InspectContainerOptions>).await;
         let inspect = inspect.map_err(|e| match e {
             BollardError::DockerResponseServerError { status_code: 404, .. } => Error::ContainerNotFound {
                 container: container.to_string(),
@@ -68,17 +58,12 @@ impl DockerResolver {
             },
             e => unavailable(&self.endpoint, e.to_string()),
         })?;
-        let rootless = info
-            .ok()
-            .and_then(|i| i.security_options)
-            .is_some_and(|opts| opts.iter().any(|o| o.contains("name=rootless")));
-
         let id = inspect.id.clone().unwrap_or_default();
         let name = inspect.name.clone().unwrap_or_default().trim_start_matches('/').to_string();
         let driver = inspect.graph_driver.clone().unwrap_or_default();
         let protocol = |detail: String| Error::Protocol { container: container.to_string(), runtime: "docker", detail };
         let layer = match driver.name.as_str() {
-            "overlay2" => Layer::Overlay(self.overlay_layer(&driver.data, rootless).map_err(protocol)?),
+            "overlay2" => Layer::Overlay(self.overlay_layer(&driver.data).map_err(protocol)?),
             "" => {
                 return Err(Error::UnsupportedStorage {
                     container: container.to_string(),
@@ -107,14 +92,20 @@ impl DockerResolver {
 
     /// The overlay2 driver's `UpperDir` and `LowerDir` (`<id>-init/diff` first, then the image's
     /// layers, topmost first).
-    fn overlay_layer(&self, data: &HashMap<String, String>, rootless: bool) -> std::result::Result<OverlayLayer, String> {
+    ///
+    /// Rootless dockerd mounts with `userxattr`, so its markers are `user.overlay.*`. It runs as an
+    /// unprivileged host user, who then owns the layer directories; a root-owned layer was made by
+    /// a rootful daemon (`trusted.overlay.*`). This saves asking `/info`, which costs milliseconds.
+    fn overlay_layer(&self, data: &HashMap<String, String>) -> std::result::Result<OverlayLayer, String> {
         let upper = data.get("UpperDir").filter(|s| !s.is_empty()).ok_or("overlay2 data has no UpperDir")?;
+        let upper = self.options.host_path(upper);
+        let rootless = std::fs::metadata(&upper).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) != 0);
         let lowers = data
             .get("LowerDir")
             .map(|l| l.split(':').filter(|s| !s.is_empty()).map(|p| self.options.host_path(p)).collect())
             .unwrap_or_default();
         Ok(OverlayLayer {
-            upper: self.options.host_path(upper),
+            upper,
             lowers,
             xattr: if rootless { XattrNamespace::User } else { XattrNamespace::Trusted },
         })
@@ -137,25 +128,54 @@ fn unavailable(endpoint: &str, cause: String) -> Error {
     Error::RuntimeUnavailable { runtime: "docker", endpoint: endpoint.to_string(), cause }
 }
 
-/// The version in a daemon's "client version 1.49 is too new. Maximum supported API version is
-/// 1.41" (or "too old. Minimum supported API version is 1.44") answer.
-fn supported_version(message: &str) -> Option<ClientVersion> {
-    let (_, tail) = message.rsplit_once("supported API version is ")?;
-    let version: String = tail.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-    let (major, minor) = version.trim_end_matches('.').split_once('.')?;
-    Some(ClientVersion { major_version: major.parse().ok()?, minor_version: minor.parse().ok()? })
-}
+/// A minimal `GET /_ping` to learn the daemon's API version before speaking a versioned API.
+mod ping {
+    use std::io;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    use bollard::ClientVersion;
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-    #[test]
-    fn parses_the_daemons_supported_version() {
-        let v = supported_version("client version 1.49 is too new. Maximum supported API version is 1.41").unwrap();
-        assert_eq!((v.major_version, v.minor_version), (1, 41));
-        let v = supported_version("client version 1.24 is too old. Minimum supported API version is 1.44, please upgrade").unwrap();
-        assert_eq!((v.major_version, v.minor_version), (1, 44));
-        assert!(supported_version("page not found").is_none());
+    /// The `Api-Version` the daemon at `endpoint` announces; `None` if it announces none.
+    pub async fn api_version(endpoint: &str) -> io::Result<Option<ClientVersion>> {
+        let response = if let Some(path) = endpoint.strip_prefix("unix://").or(endpoint.strip_prefix("/").map(|_| endpoint)) {
+            exchange(tokio::net::UnixStream::connect(path).await?).await?
+        } else if let Some(addr) = endpoint.strip_prefix("tcp://").or(endpoint.strip_prefix("http://")) {
+            exchange(tokio::net::TcpStream::connect(addr.trim_end_matches('/')).await?).await?
+        } else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "unsupported endpoint scheme (use unix:// or tcp://)"));
+        };
+        Ok(parse_api_version(&response))
+    }
+
+    async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin) -> io::Result<String> {
+        stream.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n").await?;
+        let mut response = Vec::new();
+        stream.take(64 * 1024).read_to_end(&mut response).await?;
+        Ok(String::from_utf8_lossy(&response).into_owned())
+    }
+
+    /// The `Api-Version: 1.41` header of an HTTP response.
+    pub fn parse_api_version(response: &str) -> Option<ClientVersion> {
+        let headers = response.split("\r\n\r\n").next()?;
+        let value = headers.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim().eq_ignore_ascii_case("api-version").then(|| value.trim())
+        })?;
+        let (major, minor) = value.split_once('.')?;
+        Some(ClientVersion { major_version: major.parse().ok()?, minor_version: minor.parse().ok()? })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn reads_the_api_version_header() {
+            let v = parse_api_version("HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nDocker-Experimental: false\r\n\r\nOK").unwrap();
+            assert_eq!((v.major_version, v.minor_version), (1, 41));
+            let v = parse_api_version("HTTP/1.0 200 OK\r\napi-version:1.52\r\n\r\n").unwrap();
+            assert_eq!((v.major_version, v.minor_version), (1, 52));
+            assert!(parse_api_version("HTTP/1.0 404 Not Found\r\n\r\nApi-Version: 1.0").is_none());
+        }
     }
 }

@@ -138,19 +138,18 @@ impl<'a> Walker<'a> {
         let mut in_upper: HashSet<Box<CStr>> = HashSet::new();
 
         if let Some(upper) = &dir.upper {
-            let entries = match fs::read_dir(upper.as_fd()) {
-                Ok(entries) => entries,
-                Err(e) if fs::is_vanished(&e) => Vec::new(),
-                Err(e) => return Err(io_err(e)),
-            };
-            self.options.progress.add(entries.len() as u64);
-            for entry in entries {
-                changed |= self
-                    .upper_entry(&dir, upper.as_fd(), &entry, &mut batch, &mut pending)
-                    .map_err(io_err)?;
-                if matches!(dir.content, Content::Other(_)) {
-                    in_upper.insert(entry.name);
+            let track_names = matches!(dir.content, Content::Other(_));
+            let listed = fs::for_each_entry(upper.as_fd(), |name, file_type| {
+                changed |= self.upper_entry(&dir, upper.as_fd(), name, file_type, &mut batch, &mut pending)?;
+                if track_names {
+                    in_upper.insert(name.into());
                 }
+                Ok(())
+            });
+            match listed {
+                Ok(count) => self.options.progress.add(count),
+                Err(e) if fs::is_vanished(&e) => {}
+                Err(e) => return Err(io_err(e)),
             }
         }
         if let Content::Other(content) = &dir.content {
@@ -177,16 +176,17 @@ impl<'a> Walker<'a> {
         &self,
         dir: &Dir,
         upper: BorrowedFd<'_>,
-        entry: &fs::DirEntry,
+        name: &CStr,
+        listed_type: Option<FileType>,
         batch: &mut Vec<Change>,
         pending: &mut Vec<Pending>,
     ) -> io::Result<bool> {
-        let path = join_path(&dir.path, entry.name_bytes());
+        let path = join_path(&dir.path, name.to_bytes());
         let mut own = None;
-        let file_type = match entry.file_type {
+        let file_type = match listed_type {
             Some(t) if t != FileType::Char => t,
             // Character devices may be whiteouts; DT_UNKNOWN needs a stat to learn the type.
-            _ => match stat_entry(upper, &entry.name)? {
+            _ => match stat_entry(upper, name)? {
                 Some(st) => {
                     own = Some(st);
                     fs::file_type(&st)
@@ -195,7 +195,7 @@ impl<'a> Walker<'a> {
             },
         };
         if own.as_ref().is_some_and(fs::is_whiteout) {
-            return Ok(match dir.image.lookup(&entry.name)? {
+            return Ok(match dir.image.lookup(name)? {
                 Some(image) => {
                     batch.push(self.change(path, ChangeKind::Deleted, &image));
                     true
@@ -203,13 +203,13 @@ impl<'a> Walker<'a> {
                 None => false,
             });
         }
-        let image = if dir.image.is_empty() { None } else { dir.image.lookup(&entry.name)? };
+        let image = if dir.image.is_empty() { None } else { dir.image.lookup(name)? };
         if file_type == FileType::Dir {
-            pending.push(Pending { name: entry.name.clone(), path, in_upper: true, own: None, image });
+            pending.push(Pending { name: name.into(), path, in_upper: true, own: None, image });
             return Ok(false);
         }
         if own.is_none() && (image.is_some() || self.options.metadata) {
-            own = match stat_entry(upper, &entry.name)? {
+            own = match stat_entry(upper, name)? {
                 Some(st) => Some(st),
                 None => return Ok(false),
             };
