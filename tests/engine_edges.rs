@@ -1,0 +1,94 @@
+//! The overlay engine on plain directories (no mount, no daemon): what a running container does
+//! to its layer under the scan — removing it, changing entries — must give a clear answer, never a
+//! crash or a look outside the layer.
+
+mod common;
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rodiff::layer::{ChangeSink, Collect, Layer, OverlayLayer, ScanOptions, XattrNamespace};
+use rodiff::{Change, ChangeKind, Error};
+
+fn layer(root: &std::path::Path) -> OverlayLayer {
+    OverlayLayer { upper: root.join("upper"), lowers: vec![root.join("lower")], xattr: XattrNamespace::Trusted }
+}
+
+fn tree() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (upper, lower) = (dir.path().join("upper"), dir.path().join("lower"));
+    fs::create_dir_all(lower.join("etc")).unwrap();
+    fs::write(lower.join("etc/conf"), "x").unwrap();
+    for d in 0..20 {
+        let sub = upper.join(format!("new{d}"));
+        fs::create_dir_all(&sub).unwrap();
+        for f in 0..50 {
+            fs::write(sub.join(f.to_string()), "").unwrap();
+        }
+    }
+    dir
+}
+
+/// Removes the upper directory when the first batch arrives, as `docker rm` would mid-scan.
+struct RemoveOnFirstBatch {
+    upper: PathBuf,
+    done: AtomicBool,
+    inner: Collect,
+}
+
+impl ChangeSink for RemoveOnFirstBatch {
+    fn emit(&self, batch: Vec<Change>) -> io::Result<()> {
+        if !self.done.swap(true, Ordering::SeqCst) {
+            fs::remove_dir_all(&self.upper).unwrap();
+        }
+        self.inner.emit(batch)
+    }
+}
+
+#[test]
+fn a_layer_removed_during_the_scan_is_an_error_not_a_partial_answer() {
+    let dir = tree();
+    let layer = layer(dir.path());
+    let sink = RemoveOnFirstBatch { upper: layer.upper.clone(), done: AtomicBool::new(false), inner: Collect::default() };
+    let err = Layer::Overlay(layer.clone()).diff(&ScanOptions::default(), &sink).unwrap_err();
+    assert!(matches!(&err, Error::LayerVanished { path } if *path == layer.upper), "{err}");
+    assert!(err.to_string().contains("vanished"), "{err}");
+}
+
+#[test]
+fn a_missing_layer_is_reported_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("lower")).unwrap();
+    let layer = layer(dir.path());
+    let err = Layer::Overlay(layer.clone()).diff(&ScanOptions::default(), &Collect::default()).unwrap_err();
+    assert!(err.to_string().contains(&layer.upper.display().to_string()), "{err}");
+}
+
+#[test]
+fn plain_upper_directory_without_mount() {
+    let dir = tree();
+    let layer = layer(dir.path());
+    fs::create_dir(layer.upper.join("etc")).unwrap();
+    fs::write(layer.upper.join("etc/conf"), "changed!").unwrap();
+    let changes = common::engine_diff(&layer);
+    assert_eq!(changes.len(), 20 * 51 + 2);
+    let conf = changes.iter().find(|c| c.path == std::path::Path::new("/etc/conf")).unwrap();
+    assert_eq!(conf.kind, ChangeKind::Changed);
+    let etc = changes.iter().find(|c| c.path == std::path::Path::new("/etc")).unwrap();
+    assert_eq!(etc.kind, ChangeKind::Changed, "docker's rule: a directory with a change below is C");
+}
+
+#[test]
+fn a_symlink_in_place_of_a_directory_is_reported_not_followed() {
+    let dir = tree();
+    let layer = layer(dir.path());
+    // The image has /etc as a directory; the container replaced it with a symlink to the host's /.
+    fs::create_dir(dir.path().join("lower/etc/sub")).unwrap();
+    std::os::unix::fs::symlink("/", layer.upper.join("etc")).unwrap();
+    let changes = common::engine_diff(&layer);
+    let etc = changes.iter().find(|c| c.path == std::path::Path::new("/etc")).unwrap();
+    assert_eq!((etc.kind, etc.file_type), (ChangeKind::Changed, rodiff::FileType::Symlink));
+    assert!(changes.iter().all(|c| !c.path_bytes().starts_with(b"/etc/")), "followed the symlink");
+}
