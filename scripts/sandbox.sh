@@ -31,7 +31,7 @@ readonly PROG=${0##*/}
 
 # Debian packages the sandbox (and rodiff's test-suite) relies on.
 readonly DEPS=(docker.io containerd runc btrfs-progs busybox-static mmdebstrap
-  protobuf-compiler python3-venv iproute2 util-linux)
+  protobuf-compiler python3-venv iproute2 util-linux time)
 
 # Written by `up` into every sandbox directory; `down` refuses to touch a
 # directory that lacks it, so a typo cannot `rm -rf` something precious.
