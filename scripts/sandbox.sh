@@ -19,6 +19,9 @@
 #   sandbox.sh up [DIR]                   start a sandbox, print its DIR
 #   sandbox.sh images DIR [NAME[,NAME]...]  build test images (busybox, postgres)
 #   sandbox.sh down DIR                   stop a sandbox and delete DIR
+#
+# $RODIFF_STORAGE_DRIVER picks dockerd's storage driver for `up` (default
+# overlay2; the tests use vfs to check that rodiff refuses what it cannot read).
 #   sandbox.sh run [--images LIST] -- CMD...
 #                                         up + images + CMD + down; exits with
 #                                         CMD's status
@@ -206,7 +209,7 @@ cmd_up() {
     --pidfile "$dir/dockerd.pid" \
     --host "unix://$dir/docker.sock" \
     --iptables=false --ip6tables=false --bridge=none \
-    --storage-driver overlay2 \
+    --storage-driver "${RODIFF_STORAGE_DRIVER:-overlay2}" \
     </dev/null >"$dir/dockerd.log" 2>&1 &
   local launcher=$!
   printf '%s\n' "$launcher" >"$dir/dockerd.launch-pid"

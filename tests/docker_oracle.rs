@@ -194,3 +194,23 @@ fn errors_name_the_container_or_endpoint_with_contract_exit_codes() {
     let out = rodiff(&["diff", "x", "--format", "yaml"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn an_unsupported_storage_driver_exits_4_naming_it() {
+    if !sandbox() {
+        return;
+    }
+    // A second, throw-away sandbox whose dockerd uses the vfs driver.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sandbox.sh");
+    let out = std::process::Command::new(script)
+        .env("RODIFF_STORAGE_DRIVER", "vfs")
+        .args(["run", "--images", "busybox", "--", "sh", "-c"])
+        .arg(r#"docker run --name on-vfs --network none rodiff-test/busybox:latest touch /x >/dev/null && exec "$0" diff on-vfs"#)
+        .arg(env!("CARGO_BIN_EXE_rodiff"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    let line = err.lines().find(|l| l.starts_with("rodiff:")).expect("an error line from rodiff");
+    assert!(line.contains("on-vfs") && line.contains("vfs (supported: overlay2)"), "{line}");
+}
