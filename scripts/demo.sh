@@ -25,7 +25,7 @@ echo "demo: rows in the table: $(docker exec "$NAME" psql -tA -c 'SELECT count(*
 
 echo
 echo "== rodiff diff $NAME  (docker diff format; data files summarised) =="
-"$RODIFF" diff "$NAME" | awk '
+"$RODIFF" diff "$NAME" | sort -k2 | awk '
   /^[ACD] \/var\/lib\/postgresql\/data\/./ { data++; next }
   { print }
   END { if (data) printf "   … and %d entries below /var/lib/postgresql/data\n", data }'
