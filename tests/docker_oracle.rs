@@ -115,9 +115,9 @@ fn corpus_matches_docker_diff_running_and_stopped() {
     // JSON: same entries plus T; odd names round-trip byte for byte.
     let json = rodiff_json(name);
     let paths: BTreeSet<Vec<u8>> = json.iter().map(json_path).collect();
-    assert!(paths.contains(&b"/fx/new\nline".to_vec()));
-    assert!(paths.contains(&b"/fx/bad\xffbyte".to_vec()));
-    assert!(paths.contains(&b"/fx/with space".to_vec()));
+    assert!(paths.contains(b"/fx/new\nline".as_slice()));
+    assert!(paths.contains(b"/fx/bad\xffbyte".as_slice()));
+    assert!(paths.contains(b"/fx/with space".as_slice()));
     let kind_of = |p: &str| json.iter().find(|v| json_path(v) == p.as_bytes()).map(|v| v["kind"].as_str().unwrap().to_string());
     assert_eq!(kind_of("/fx/tmpd").as_deref(), Some("T"), "temp file made and removed leaves a touched dir");
     assert_eq!(kind_of("/fx/keep/same").as_deref(), Some("T"), "copy-up without change");

@@ -75,7 +75,7 @@ fn container_writes(m: &OverlayMount, dir_renames: bool) {
     fs::remove_file(at("tmp/scratch")).unwrap();
     fs::OpenOptions::new().append(true).open(at("var/log/old.log")).unwrap(); // copy-up, no change: T
     symlink("/etc/conf", at("srv/link")).unwrap(); // symlink
-    rustix::fs::mknodat(rustix::fs::CWD, &at("srv/fifo"), rustix::fs::FileType::Fifo, 0o644.into(), 0).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, at("srv/fifo"), rustix::fs::FileType::Fifo, 0o644.into(), 0).unwrap();
     fs::hard_link(at("srv/data/c"), at("srv/hard")).unwrap(); // hard link to an image file
     fs::remove_dir_all(at("opq")).unwrap(); // delete-then-recreate a directory
     fs::create_dir(at("opq")).unwrap();

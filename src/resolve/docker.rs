@@ -31,7 +31,7 @@ impl DockerResolver {
         let server = ping::api_version(&endpoint).await.map_err(|e| unavailable(&endpoint, e.to_string()))?;
         let version = match server {
             Some(v) if v < *API_DEFAULT_VERSION => v,
-            _ => API_DEFAULT_VERSION.clone(),
+            _ => *API_DEFAULT_VERSION,
         };
         let docker = client(&endpoint, &version)?;
         Ok(DockerResolver { docker, endpoint, options: options.clone() })
