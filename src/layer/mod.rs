@@ -1,6 +1,7 @@
 //! Diff engines: given a container's writable layer on the host, report how it differs from the
 //! image. Engines know filesystems and nothing about runtimes; a resolver hands them a [`Layer`].
 
+pub mod btrfs;
 pub mod compare;
 pub mod overlay;
 
@@ -11,6 +12,7 @@ use std::sync::Mutex;
 use crate::error::Result;
 use crate::model::Change;
 
+pub use btrfs::BtrfsLayer;
 pub use overlay::{OverlayLayer, XattrNamespace};
 
 /// A container's writable layer, located on the host.
@@ -18,6 +20,8 @@ pub use overlay::{OverlayLayer, XattrNamespace};
 pub enum Layer {
     /// An overlayfs upper directory over a stack of lower directories.
     Overlay(OverlayLayer),
+    /// A btrfs subvolume snapshotted from a parent subvolume.
+    Btrfs(BtrfsLayer),
 }
 
 impl Layer {
@@ -25,6 +29,7 @@ impl Layer {
     pub fn diff(&self, options: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
         match self {
             Layer::Overlay(layer) => overlay::diff(layer, options, sink),
+            Layer::Btrfs(layer) => btrfs::diff(layer, options, sink),
         }
     }
 }
