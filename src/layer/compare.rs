@@ -5,6 +5,7 @@
 //! entries come and go below it, and that is reported through the entries themselves.
 
 use crate::fs::Stat;
+use crate::model::ChangeKind;
 
 /// Whether `new` (the container's entry) differs from `old` (the image's entry at the same path)
 /// in a way `docker diff` reports as `C`.
@@ -28,4 +29,35 @@ pub fn mtime_differs(new: &Stat, old: &Stat) -> bool {
 /// Whether a stat result is a directory.
 pub fn is_dir(st: &Stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+
+/// The kind of a non-directory present in the container: `A` when the image lacks the path, `C`
+/// when it differs, `T` when it is identical but the container wrote it (`written`: an overlay
+/// copy-up); `None` when it is identical and untouched.
+pub fn entry_kind(own: Option<&Stat>, image: Option<&Stat>, written: bool) -> Option<ChangeKind> {
+    match (own, image) {
+        (_, None) => Some(ChangeKind::Added),
+        (Some(own), Some(image)) if differs(own, image) => Some(ChangeKind::Changed),
+        (Some(_), Some(_)) if written => Some(ChangeKind::Touched),
+        _ => None,
+    }
+}
+
+/// The kind of a directory both the image and the container have, once its subtree is known:
+/// `C` when its mode/owner changed or anything below changed (`docker diff`'s rule), `T` when the
+/// container wrote it (`written`) and only its mtime differs, else `None`.
+pub fn dir_kind(own: &Stat, image: &Stat, changed_below: bool, written: bool) -> Option<ChangeKind> {
+    if changed_below || differs(own, image) {
+        Some(ChangeKind::Changed)
+    } else if written && mtime_differs(own, image) {
+        Some(ChangeKind::Touched)
+    } else {
+        None
+    }
+}
+
+/// Whether a change of this kind makes its parent directory `C` under `docker diff`'s rule.
+pub fn counts_for_parent(kind: ChangeKind) -> bool {
+    kind != ChangeKind::Touched
 }

@@ -68,6 +68,30 @@ pub trait ChangeSink: Sync {
     fn emit(&self, batch: Vec<Change>) -> io::Result<()>;
 }
 
+/// Runs `walk` on every item, in parallel when there are several, and tells whether any returned
+/// `true` (a subtree with a change that counts for its parent directory).
+pub(crate) fn walk_all<T: Send>(items: Vec<T>, walk: impl Fn(T) -> Result<bool> + Sync) -> Result<bool> {
+    use rayon::prelude::*;
+    if items.len() <= 1 {
+        let mut any = false;
+        for item in items {
+            any |= walk(item)?;
+        }
+        return Ok(any);
+    }
+    items.into_par_iter().map(&walk).try_reduce(|| false, |a, b| Ok(a | b))
+}
+
+/// Builds the thread pool engines walk in. Walks recurse once per directory level and trees
+/// deeper than `PATH_MAX` are legal, hence the large (lazily committed) stacks.
+pub(crate) fn walker_pool() -> std::io::Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .stack_size(256 << 20)
+        .thread_name(|i| format!("rodiff-walk-{i}"))
+        .build()
+        .map_err(std::io::Error::other)
+}
+
 /// A sink that keeps every change in memory.
 #[derive(Debug, Default)]
 pub struct Collect(Mutex<Vec<Change>>);

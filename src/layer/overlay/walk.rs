@@ -13,19 +13,13 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
 use super::lower::{is_opaque, LowerView};
 use super::OverlayLayer;
 use crate::error::{Error, Result};
 use crate::fs::{self, Stat};
-use crate::layer::compare::{differs, is_dir, mtime_differs};
-use crate::layer::{ChangeSink, ScanOptions};
+use crate::layer::compare::{counts_for_parent, dir_kind, entry_kind, is_dir};
+use crate::layer::{walk_all, walker_pool, ChangeSink, ScanOptions};
 use crate::model::{join_path, Change, ChangeKind, FileType};
-
-/// Stack size of walker threads: the walk recurses once per directory level, and trees deeper
-/// than `PATH_MAX` are legal.
-const WALKER_STACK: usize = 256 << 20;
 
 /// One overlay diff in progress.
 pub(super) struct Walker<'a> {
@@ -101,11 +95,7 @@ impl<'a> Walker<'a> {
             image: LowerView::root(&self.lower_roots, self.opaque_attr).map_err(|e| Error::io(&self.layer.lowers[0], e))?,
             content: Content::Image,
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .stack_size(WALKER_STACK)
-            .thread_name(|i| format!("rodiff-walk-{i}"))
-            .build()
-            .map_err(|e| Error::io(upper_path, io::Error::other(e)))?;
+        let pool = walker_pool().map_err(|e| Error::io(upper_path, e))?;
         pool.install(|| self.walk_dir(root))?;
         // A directory deleted while we held it open has no links left: the container (and with it
         // the layer) was removed during the scan, and what we reported is not its diff.
@@ -159,15 +149,7 @@ impl<'a> Walker<'a> {
         }
         self.emit(batch)?;
 
-        let below = if pending.len() <= 1 {
-            let mut any = false;
-            for p in pending {
-                any |= self.walk_subdir(&dir, p)?;
-            }
-            any
-        } else {
-            pending.into_par_iter().map(|p| self.walk_subdir(&dir, p)).try_reduce(|| false, |a, b| Ok(a | b))?
-        };
+        let below = walk_all(pending, |p| self.walk_subdir(&dir, p))?;
         Ok(changed | below)
     }
 
@@ -275,18 +257,13 @@ impl<'a> Walker<'a> {
         can_touch: bool,
         batch: &mut Vec<Change>,
     ) -> bool {
-        let (kind, changed) = match (own, image) {
-            (_, None) => (ChangeKind::Added, true),
-            (Some(own), Some(image)) if differs(own, image) => (ChangeKind::Changed, true),
-            (Some(_), Some(_)) if can_touch => (ChangeKind::Touched, false),
-            _ => return false,
-        };
+        let Some(kind) = entry_kind(own, image, can_touch) else { return false };
         let mut change = Change::new(path, kind, file_type);
         if self.options.metadata {
             change.metadata = own.map(fs::metadata);
         }
         batch.push(change);
-        changed
+        counts_for_parent(kind)
     }
 
     /// A change described by `st`, with metadata when asked for.
@@ -348,15 +325,9 @@ impl<'a> Walker<'a> {
             return Ok(true);
         }
         let image = p.image.expect("checked above");
-        let kind = if differs(&own, &image) || below {
-            ChangeKind::Changed
-        } else if p.in_upper && mtime_differs(&own, &image) {
-            ChangeKind::Touched
-        } else {
-            return Ok(false);
-        };
+        let Some(kind) = dir_kind(&own, &image, below, p.in_upper) else { return Ok(false) };
         self.emit(vec![self.change(p.path, kind, &own)])?;
-        Ok(kind == ChangeKind::Changed)
+        Ok(counts_for_parent(kind))
     }
 
     /// What the container sees from the lower layers in subdirectory `name` of `parent`.

@@ -1,0 +1,268 @@
+//! The btrfs ioctls the engine needs, with the kernel's structure layouts (`linux/btrfs.h`,
+//! `linux/btrfs_tree.h`; sizes and offsets checked against the headers).
+//!
+//! All unsafe code of the btrfs engine is here: each call passes a buffer of exactly the size the
+//! ioctl number encodes, and parses what the kernel wrote with bounds-checked reads.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+const TREE_SEARCH_V2: libc::c_ulong = 0xc070_9411;
+const INO_LOOKUP: libc::c_ulong = 0xd000_9412;
+const GET_SUBVOL_INFO: libc::c_ulong = 0x81f8_943c;
+const SNAP_CREATE_V2: libc::c_ulong = 0x5000_9417;
+const SNAP_DESTROY: libc::c_ulong = 0x5000_940f;
+const SUBVOL_RDONLY: u64 = 0x2;
+
+/// `BTRFS_INODE_ITEM_KEY`.
+pub const INODE_ITEM: u32 = 1;
+/// `BTRFS_INODE_REF_KEY`.
+pub const INODE_REF: u32 = 12;
+/// `BTRFS_INODE_EXTREF_KEY`.
+pub const INODE_EXTREF: u32 = 13;
+/// Inode number of a subvolume's root directory (`BTRFS_FIRST_FREE_OBJECTID`).
+pub const ROOT_DIR_INO: u64 = 256;
+
+fn ioctl(fd: BorrowedFd<'_>, request: libc::c_ulong, arg: *mut u8) -> io::Result<()> {
+    // SAFETY: every caller passes a buffer at least as large as the size encoded in `request`.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request, arg) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
+}
+
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes(b[off..off + 2].try_into().expect("2 bytes"))
+}
+
+/// A btree key: `(objectid, type, offset)`, ordered lexicographically as the kernel orders them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    /// Object id (inode number for fs-tree items).
+    pub objectid: u64,
+    /// Item type (`INODE_ITEM`, `INODE_REF`, …).
+    pub item_type: u32,
+    /// Type-specific offset (parent inode for `INODE_REF`).
+    pub offset: u64,
+}
+
+impl Key {
+    /// The smallest key after this one.
+    fn next(self) -> Option<Key> {
+        if self.offset < u64::MAX {
+            return Some(Key { offset: self.offset + 1, ..self });
+        }
+        if self.item_type < u8::MAX as u32 {
+            return Some(Key { item_type: self.item_type + 1, offset: 0, ..self });
+        }
+        self.objectid.checked_add(1).map(|objectid| Key { objectid, item_type: 0, offset: 0 })
+    }
+}
+
+/// One item returned by a tree search.
+#[derive(Clone, Debug)]
+pub struct Item {
+    /// The item's key.
+    pub key: Key,
+    /// Generation of the leaf holding it.
+    pub leaf_transid: u64,
+    /// The item's data.
+    pub data: Vec<u8>,
+}
+
+/// Searches the tree of the subvolume `fd` is in for items with keys in `[min, max]` that live in
+/// leaves written at or after `min_transid`, calling `visit` for each.
+pub fn tree_search(
+    fd: BorrowedFd<'_>,
+    min: Key,
+    max: Key,
+    min_transid: u64,
+    mut visit: impl FnMut(Item),
+) -> io::Result<()> {
+    const BUF: usize = 256 * 1024;
+    const KEY_SIZE: usize = 104;
+    const HEADER: usize = 32;
+    // struct btrfs_ioctl_search_args_v2: key (104) + buf_size (8) + buf.
+    let mut args = vec![0u8; KEY_SIZE + 8 + BUF];
+    let mut start = min;
+    loop {
+        args[..KEY_SIZE + 8].fill(0);
+        let mut put = |off: usize, v: u64| args[off..off + 8].copy_from_slice(&v.to_le_bytes());
+        put(0, 0); // tree_id 0: the subvolume of fd
+        put(8, start.objectid);
+        put(16, max.objectid);
+        put(24, start.offset);
+        put(32, max.offset);
+        put(40, min_transid);
+        put(48, u64::MAX);
+        args[56..60].copy_from_slice(&start.item_type.to_le_bytes());
+        args[60..64].copy_from_slice(&max.item_type.to_le_bytes());
+        args[64..68].copy_from_slice(&u32::MAX.to_le_bytes()); // nr_items: as many as fit
+        args[KEY_SIZE..KEY_SIZE + 8].copy_from_slice(&(BUF as u64).to_le_bytes());
+        ioctl(fd, TREE_SEARCH_V2, args.as_mut_ptr())?;
+        let count = u32_at(&args, 64) as usize;
+        if count == 0 {
+            return Ok(());
+        }
+        let buf = &args[KEY_SIZE + 8..];
+        let mut pos = 0;
+        let mut last = start;
+        for _ in 0..count {
+            let header = &buf[pos..pos + HEADER];
+            let key = Key { objectid: u64_at(header, 8), item_type: u32_at(header, 24), offset: u64_at(header, 16) };
+            let len = u32_at(header, 28) as usize;
+            let data = buf[pos + HEADER..pos + HEADER + len].to_vec();
+            pos += HEADER + len;
+            last = key;
+            visit(Item { key, leaf_transid: u64_at(header, 0), data });
+        }
+        match last.next() {
+            Some(next) if next <= max => start = next,
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// The fields of `struct btrfs_inode_item` the engine uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InodeItem {
+    /// Transaction that last changed the inode.
+    pub transid: u64,
+    /// `st_mode`.
+    pub mode: u32,
+}
+
+impl InodeItem {
+    /// Parses an inode item (160 bytes).
+    pub fn parse(data: &[u8]) -> Option<InodeItem> {
+        (data.len() >= 160).then(|| InodeItem { transid: u64_at(data, 8), mode: u32_at(data, 52) })
+    }
+
+    /// Whether the inode is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFDIR
+    }
+}
+
+/// The `(parent directory inode, name)` links of an `INODE_REF` or `INODE_EXTREF` item.
+pub fn parse_refs(item: &Item) -> Vec<(u64, Vec<u8>)> {
+    let data = &item.data;
+    let mut out = Vec::new();
+    let mut pos = 0;
+    match item.key.item_type {
+        // struct btrfs_inode_ref { u64 index; u16 name_len; } + name; parent = key.offset
+        INODE_REF => {
+            while pos + 10 <= data.len() {
+                let len = u16_at(data, pos + 8) as usize;
+                let Some(name) = data.get(pos + 10..pos + 10 + len) else { break };
+                out.push((item.key.offset, name.to_vec()));
+                pos += 10 + len;
+            }
+        }
+        // struct btrfs_inode_extref { u64 parent; u64 index; u16 name_len; } + name
+        INODE_EXTREF => {
+            while pos + 18 <= data.len() {
+                let parent = u64_at(data, pos);
+                let len = u16_at(data, pos + 16) as usize;
+                let Some(name) = data.get(pos + 18..pos + 18 + len) else { break };
+                out.push((parent, name.to_vec()));
+                pos += 18 + len;
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The path of directory inode `ino` relative to the subvolume root of `fd` (`""` for the root,
+/// otherwise `a/b/` with a trailing slash).
+pub fn ino_lookup(fd: BorrowedFd<'_>, ino: u64) -> io::Result<Vec<u8>> {
+    // struct btrfs_ioctl_ino_lookup_args { u64 treeid; u64 objectid; char name[4080]; }
+    let mut args = vec![0u8; 4096];
+    args[8..16].copy_from_slice(&ino.to_le_bytes());
+    ioctl(fd, INO_LOOKUP, args.as_mut_ptr())?;
+    let name = &args[16..];
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Ok(name[..len].to_vec())
+}
+
+/// The generation at which the subvolume of `fd` was created (`otransid`): for a snapshot, every
+/// leaf written after it holds a change relative to its source.
+pub fn creation_transid(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut args = vec![0u8; 504];
+    ioctl(fd, GET_SUBVOL_INFO, args.as_mut_ptr())?;
+    Ok(u64_at(&args, 352))
+}
+
+/// Creates a read-only snapshot of the subvolume `source` as `name` in directory `dest`.
+pub fn snapshot_readonly(source: BorrowedFd<'_>, dest: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    // struct btrfs_ioctl_vol_args_v2 { s64 fd; u64 transid; u64 flags; u64 unused[4]; char name[4040]; }
+    let mut args = vec![0u8; 4096];
+    args[0..8].copy_from_slice(&(source.as_raw_fd() as i64).to_le_bytes());
+    args[16..24].copy_from_slice(&SUBVOL_RDONLY.to_le_bytes());
+    copy_name(&mut args[56..], name)?;
+    ioctl(dest, SNAP_CREATE_V2, args.as_mut_ptr())
+}
+
+/// Deletes the subvolume `name` in directory `dir`.
+pub fn delete_subvolume(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    // struct btrfs_ioctl_vol_args { s64 fd; char name[4088]; }
+    let mut args = vec![0u8; 4096];
+    copy_name(&mut args[8..], name)?;
+    ioctl(dir, SNAP_DESTROY, args.as_mut_ptr())
+}
+
+fn copy_name(field: &mut [u8], name: &CStr) -> io::Result<()> {
+    let bytes = name.to_bytes();
+    if bytes.len() >= field.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "subvolume name too long"));
+    }
+    field[..bytes.len()].copy_from_slice(bytes);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_advance_through_offset_type_and_objectid() {
+        let k = Key { objectid: 5, item_type: 1, offset: 7 };
+        assert_eq!(k.next(), Some(Key { objectid: 5, item_type: 1, offset: 8 }));
+        let k = Key { objectid: 5, item_type: 1, offset: u64::MAX };
+        assert_eq!(k.next(), Some(Key { objectid: 5, item_type: 2, offset: 0 }));
+        let k = Key { objectid: 5, item_type: 255, offset: u64::MAX };
+        assert_eq!(k.next(), Some(Key { objectid: 6, item_type: 0, offset: 0 }));
+    }
+
+    #[test]
+    fn parses_inode_refs_and_extrefs() {
+        let mut data = Vec::new();
+        for name in [&b"a"[..], b"bb"] {
+            data.extend_from_slice(&9u64.to_le_bytes());
+            data.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            data.extend_from_slice(name);
+        }
+        let item = Item { key: Key { objectid: 300, item_type: INODE_REF, offset: 256 }, leaf_transid: 1, data };
+        assert_eq!(parse_refs(&item), vec![(256, b"a".to_vec()), (256, b"bb".to_vec())]);
+
+        let mut data = Vec::new();
+        data.extend_from_slice(&777u64.to_le_bytes());
+        data.extend_from_slice(&1u64.to_le_bytes());
+        data.extend_from_slice(&3u16.to_le_bytes());
+        data.extend_from_slice(b"xyz");
+        let item = Item { key: Key { objectid: 300, item_type: INODE_EXTREF, offset: 12345 }, leaf_transid: 1, data };
+        assert_eq!(parse_refs(&item), vec![(777, b"xyz".to_vec())]);
+    }
+}
