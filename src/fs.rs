@@ -68,14 +68,16 @@ pub struct DirEntry {
     pub name: Box<CStr>,
     /// The type reported by `getdents`; `None` for `DT_UNKNOWN`.
     pub file_type: Option<FileType>,
+    /// The inode number (`d_ino`).
+    pub ino: u64,
 }
 
-/// Calls `visit` with the name and `d_type` of every entry of a directory except `.` and `..`,
+/// Calls `visit` with the name, `d_type` and `d_ino` of every entry of a directory except `.` and `..`,
 /// straight from the `getdents64` buffer (no allocation per entry). Returns the number of entries.
 /// Reads from the descriptor's current offset: pass a freshly opened directory, and list it once.
 pub fn for_each_entry(
     dir: BorrowedFd<'_>,
-    mut visit: impl FnMut(&CStr, Option<FileType>) -> io::Result<()>,
+    mut visit: impl FnMut(&CStr, Option<FileType>, u64) -> io::Result<()>,
 ) -> io::Result<u64> {
     let mut buf = [MaybeUninit::<u8>::uninit(); 32 * 1024];
     let mut iter = RawDir::new(dir, &mut buf);
@@ -87,7 +89,7 @@ pub fn for_each_entry(
             continue;
         }
         count += 1;
-        visit(name, file_type_of_dirent(entry.file_type()))?;
+        visit(name, file_type_of_dirent(entry.file_type()), entry.ino())?;
     }
     Ok(count)
 }
@@ -95,8 +97,8 @@ pub fn for_each_entry(
 /// Lists a directory into owned entries (see [`for_each_entry`] for the offset rule).
 pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<DirEntry>> {
     let mut entries = Vec::new();
-    for_each_entry(dir, |name, file_type| {
-        entries.push(DirEntry { name: name.into(), file_type });
+    for_each_entry(dir, |name, file_type, ino| {
+        entries.push(DirEntry { name: name.into(), file_type, ino });
         Ok(())
     })?;
     Ok(entries)

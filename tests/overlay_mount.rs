@@ -9,7 +9,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
 use common::*;
@@ -18,13 +17,7 @@ use rodiff::model::{ChangeKind, FileType};
 /// Two lower layers: l0 (top) deletes `/gone` and makes `/opq` opaque over l1's content.
 fn image(lowers: &[std::path::PathBuf], ns: &str) {
     let (top, base) = (&lowers[0], &lowers[1]);
-    for d in ["etc", "srv/data", "srv/tree/x/y", "srv/del/sub", "srv/ren/inner", "srv/mv", "tmp", "var/log", "opq", "gone"] {
-        fs::create_dir_all(base.join(d)).unwrap();
-    }
-    for f in ["etc/conf", "srv/data/a", "srv/data/b", "srv/data/c", "srv/tree/x/y/z", "srv/del/1", "srv/del/sub/2", "srv/ren/inner/f", "srv/ren/g", "srv/mv/file", "var/log/old.log", "opq/hidden", "gone/f"] {
-        fs::write(base.join(f), format!("base {f}\n")).unwrap();
-    }
-    fs::set_permissions(base.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    ops::base_tree(base);
     // The top layer: a whiteout for /gone, an opaque /opq with new content, a changed file.
     whiteout(&top.join("gone"));
     fs::create_dir(top.join("opq")).unwrap();
@@ -32,65 +25,8 @@ fn image(lowers: &[std::path::PathBuf], ns: &str) {
     fs::write(top.join("opq/visible"), "top\n").unwrap();
     fs::create_dir_all(top.join("srv/data")).unwrap();
     fs::write(top.join("srv/data/c"), "top c\n").unwrap();
-    // Keep mtimes of shared directories equal so that only real changes show.
-    set_old_mtimes(base);
-    set_old_mtimes(top);
-}
-
-fn set_old_mtimes(root: &Path) {
-    let walk = |p: &Path| {
-        let t = rustix::fs::Timestamps {
-            last_access: rustix::fs::Timespec { tv_sec: 1_000_000_000, tv_nsec: 0 },
-            last_modification: rustix::fs::Timespec { tv_sec: 1_000_000_000, tv_nsec: 0 },
-        };
-        let _ = rustix::fs::utimensat(rustix::fs::CWD, p, &t, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
-    };
-    fn rec(p: &Path, f: &dyn Fn(&Path)) {
-        if let Ok(rd) = fs::read_dir(p) {
-            for e in rd.flatten() {
-                let path = e.path();
-                if e.file_type().unwrap().is_dir() {
-                    rec(&path, f);
-                }
-                f(&path);
-            }
-        }
-    }
-    rec(root, &walk);
-    walk(root);
-}
-
-/// What a container does: the corpus of file operations, through the merged mount.
-fn container_writes(m: &OverlayMount, dir_renames: bool) {
-    let at = |p: &str| m.at(p);
-    fs::write(at("srv/data/new.txt"), "new\n").unwrap(); // add
-    fs::write(at("srv/data/a"), "modified\n").unwrap(); // modify
-    fs::remove_file(at("srv/data/b")).unwrap(); // delete
-    fs::remove_dir_all(at("srv/del")).unwrap(); // recursive delete
-    fs::create_dir_all(at("srv/brand/new/tree")).unwrap(); // new tree
-    fs::write(at("srv/brand/new/tree/leaf"), "").unwrap(); // empty file
-    fs::set_permissions(at("etc/conf"), fs::Permissions::from_mode(0o600)).unwrap(); // chmod only
-    std::os::unix::fs::lchown(at("srv/tree/x/y/z"), Some(1000), Some(1000)).unwrap(); // chown only
-    fs::File::create(at("tmp/scratch")).unwrap(); // temp file made and removed: /tmp is T
-    fs::remove_file(at("tmp/scratch")).unwrap();
-    fs::OpenOptions::new().append(true).open(at("var/log/old.log")).unwrap(); // copy-up, no change: T
-    symlink("/etc/conf", at("srv/link")).unwrap(); // symlink
-    rustix::fs::mknodat(rustix::fs::CWD, at("srv/fifo"), rustix::fs::FileType::Fifo, 0o644.into(), 0).unwrap();
-    fs::hard_link(at("srv/data/c"), at("srv/hard")).unwrap(); // hard link to an image file
-    fs::remove_dir_all(at("opq")).unwrap(); // delete-then-recreate a directory
-    fs::create_dir(at("opq")).unwrap();
-    fs::write(at("opq/again"), "x\n").unwrap();
-    fs::create_dir(at("gone")).unwrap(); // re-create what a lower layer deleted
-    fs::write(at("srv/odd\nname \u{e9}"), "").unwrap();
-    fs::write(at(std::str::from_utf8(b"srv/").unwrap()).join(bpath(b"bad\xffbyte")), "").unwrap();
-    fs::rename(at("srv/mv/file"), at("srv/moved-file")).unwrap(); // rename a file
-    if dir_renames {
-        // Without redirect_dir, overlayfs refuses these with EXDEV (and `mv` copies instead).
-        fs::rename(at("srv/ren"), at("srv/renamed")).unwrap(); // rename a directory (redirect)
-        fs::write(at("srv/renamed/added"), "+\n").unwrap();
-        fs::remove_file(at("srv/renamed/g")).unwrap();
-        fs::rename(at("srv/tree/x"), at("srv/x-top")).unwrap(); // move a directory across parents
-    }
+    ops::set_old_mtimes(base);
+    ops::set_old_mtimes(top);
 }
 
 fn check_against_naive(m: &mut OverlayMount) -> Vec<rodiff::Change> {
@@ -118,7 +54,7 @@ fn default_mount_matches_the_naive_oracle() {
     }
     let mut m = OverlayMount::new(2, |l| image(l, "trusted"));
     m.mount("redirect_dir=off,index=off,metacopy=off");
-    container_writes(&m, false);
+    ops::container_writes(&m.merged, false);
     let changes = check_against_naive(&mut m);
     // The hard link copied its target up unchanged.
     assert_eq!(touched(&changes), vec!["/srv/data/c", "/tmp", "/var/log/old.log"]);
@@ -133,7 +69,7 @@ fn redirect_dir_and_metacopy_mount_matches_the_naive_oracle() {
     }
     let mut m = OverlayMount::new(2, |l| image(l, "trusted"));
     m.mount("redirect_dir=on,metacopy=on,index=off");
-    container_writes(&m, true);
+    ops::container_writes(&m.merged, true);
     // The renames must really have produced redirects and metacopy files, or this test tests
     // nothing new.
     let redirect = rustix::fs::lgetxattr(m.upper.join("srv/renamed"), "trusted.overlay.redirect", &mut [0u8; 256][..]);
@@ -155,7 +91,7 @@ fn userxattr_mount_matches_the_naive_oracle() {
     }
     let mut m = OverlayMount::new(2, |l| image(l, "user"));
     m.mount("userxattr");
-    container_writes(&m, false);
+    ops::container_writes(&m.merged, false);
     let opaque = rustix::fs::lgetxattr(m.upper.join("opq"), "user.overlay.opaque", &mut [0u8; 8][..]);
     assert!(opaque.is_ok(), "re-created directory is not opaque in the user namespace");
     let changes = check_against_naive(&mut m);

@@ -4,6 +4,7 @@
 pub mod btrfs;
 pub mod compare;
 pub mod overlay;
+pub mod twotree;
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};

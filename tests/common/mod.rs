@@ -1,8 +1,10 @@
 //! Shared helpers for rodiff's integration tests.
 #![allow(dead_code)]
 
+pub mod btrfs;
 pub mod docker;
 pub mod naive;
+pub mod ops;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -75,8 +75,6 @@ impl Key {
 pub struct Item {
     /// The item's key.
     pub key: Key,
-    /// Generation of the leaf holding it.
-    pub leaf_transid: u64,
     /// The item's data.
     pub data: Vec<u8>,
 }
@@ -125,7 +123,7 @@ pub fn tree_search(
             let data = buf[pos + HEADER..pos + HEADER + len].to_vec();
             pos += HEADER + len;
             last = key;
-            visit(Item { key, leaf_transid: u64_at(header, 0), data });
+            visit(Item { key, data });
         }
         match last.next() {
             Some(next) if next <= max => start = next,
@@ -254,7 +252,7 @@ mod tests {
             data.extend_from_slice(&(name.len() as u16).to_le_bytes());
             data.extend_from_slice(name);
         }
-        let item = Item { key: Key { objectid: 300, item_type: INODE_REF, offset: 256 }, leaf_transid: 1, data };
+        let item = Item { key: Key { objectid: 300, item_type: INODE_REF, offset: 256 }, data };
         assert_eq!(parse_refs(&item), vec![(256, b"a".to_vec()), (256, b"bb".to_vec())]);
 
         let mut data = Vec::new();
@@ -262,7 +260,7 @@ mod tests {
         data.extend_from_slice(&1u64.to_le_bytes());
         data.extend_from_slice(&3u16.to_le_bytes());
         data.extend_from_slice(b"xyz");
-        let item = Item { key: Key { objectid: 300, item_type: INODE_EXTREF, offset: 12345 }, leaf_transid: 1, data };
+        let item = Item { key: Key { objectid: 300, item_type: INODE_EXTREF, offset: 12345 }, data };
         assert_eq!(parse_refs(&item), vec![(777, b"xyz".to_vec())]);
     }
 }

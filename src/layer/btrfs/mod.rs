@@ -1,11 +1,30 @@
 //! The btrfs engine: a container's writable subvolume is a snapshot of its parent (the image, or
 //! Docker's `-init` layer); the diff compares the two, visiting only what changed since the
 //! snapshot was taken.
+//!
+//! Steps: freeze the subvolume with a read-only helper snapshot ([`helper`]) so that a running
+//! container cannot change it under the scan; ask the b-tree which inodes changed since the
+//! subvolume's creation ([`changed`], `BTRFS_IOC_TREE_SEARCH_V2` with `min_transid`); compare
+//! those places with the parent, entry by entry, with `docker diff`'s rules
+//! ([`crate::layer::twotree`]).
+//!
+//! Why the tree search and not `btrfs send --no-data -p parent`: send needs both subvolumes
+//! read-only (Docker's `-init` parent is not, so it would need a second snapshot), streams every
+//! changed inode through a pipe in a format we would parse, and walks the same b-tree diff
+//! underneath; measured on a 100,000-file image with 6 changes, `btrfs send --no-data` alone took
+//! longer than the whole tree-search diff. `btrfs subvolume find-new`, the classic shortcut, reads
+//! only data extents: it misses deletions, empty files, new directories, chmod/chown and renames.
 
+mod changed;
+pub mod helper;
+mod ioctl;
+
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::layer::{ChangeSink, ScanOptions};
+use crate::fs;
+use crate::layer::{twotree, walker_pool, ChangeSink, ScanOptions};
 
 /// A btrfs layer: the container's writable subvolume and the subvolume it was snapshotted from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,9 +38,19 @@ pub struct BtrfsLayer {
 }
 
 /// Diffs a btrfs layer against its parent subvolume.
-pub fn diff(layer: &BtrfsLayer, _options: &ScanOptions, _sink: &dyn ChangeSink) -> Result<()> {
-    Err(Error::UnsupportedStorage {
-        container: layer.subvolume.display().to_string(),
-        detail: "the btrfs engine is being written".into(),
-    })
+pub fn diff(layer: &BtrfsLayer, options: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
+    fs::raise_fd_limit();
+    fn at(path: &PathBuf) -> impl Fn(std::io::Error) -> Error + '_ {
+        move |e| Error::io(path, e)
+    }
+    let subvolume = fs::open_dir(&layer.subvolume).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) => Error::LayerVanished { path: layer.subvolume.clone() },
+        _ => Error::io(&layer.subvolume, e),
+    })?;
+    let parent = fs::open_dir(&layer.parent).map_err(at(&layer.parent))?;
+    let created = ioctl::creation_transid(subvolume.as_fd()).map_err(at(&layer.subvolume))?;
+    let frozen = helper::freeze(&subvolume, &layer.subvolume).map_err(at(&layer.subvolume))?;
+    let changes = changed::ChangedSet::collect(frozen.root.as_fd(), created).map_err(|e| Error::io(frozen.path(), e))?;
+    let pool = walker_pool().map_err(at(&layer.subvolume))?;
+    pool.install(|| twotree::diff(&frozen.root, &parent, &changes, options, sink, &layer.subvolume))
 }

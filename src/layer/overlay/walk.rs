@@ -129,7 +129,7 @@ impl<'a> Walker<'a> {
 
         if let Some(upper) = &dir.upper {
             let track_names = matches!(dir.content, Content::Other(_));
-            let listed = fs::for_each_entry(upper.as_fd(), |name, file_type| {
+            let listed = fs::for_each_entry(upper.as_fd(), |name, file_type, _ino| {
                 changed |= self.upper_entry(&dir, upper.as_fd(), name, file_type, &mut batch, &mut pending)?;
                 if track_names {
                     in_upper.insert(name.into());

@@ -1,0 +1,175 @@
+//! Helper snapshots: a read-only snapshot freezes a running container's subvolume for the scan.
+//!
+//! They live in `<mount point of the filesystem>/.rodiff-snapshots/` — on the same filesystem (a
+//! snapshot cannot cross filesystems) but outside Docker's and containerd's directories — and are
+//! named `rodiff-<pid>-<process start time>-<n>`. Every path deletes them: `Drop` on success and
+//! error, [`remove_all`] from the CLI's signal handler, and a sweep of those whose process is gone
+//! (a crash, `kill -9`) at the next freeze.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use super::ioctl;
+use crate::fs;
+
+/// Name of the directory helper snapshots live in, at the top of the filesystem's mount.
+pub const HELPER_DIR: &str = ".rodiff-snapshots";
+const PREFIX: &str = "rodiff-";
+
+/// Helper snapshots that exist right now, for [`remove_all`].
+static LIVE: Mutex<Vec<(PathBuf, CString)>> = Mutex::new(Vec::new());
+
+/// A read-only snapshot of a subvolume, deleted on drop.
+pub struct Frozen {
+    /// The snapshot's root directory (closed before the snapshot is deleted: fields drop in order).
+    pub root: OwnedFd,
+    guard: Guard,
+}
+
+impl Frozen {
+    /// Host path of the snapshot.
+    pub fn path(&self) -> PathBuf {
+        self.guard.dir_path.join(self.guard.name.to_string_lossy().as_ref())
+    }
+}
+
+/// Deletes a helper snapshot (if it was made) and forgets it.
+struct Guard {
+    dir: OwnedFd,
+    dir_path: PathBuf,
+    name: CString,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = ioctl::delete_subvolume(self.dir.as_fd(), &self.name);
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).retain(|(d, n)| !(d == &self.dir_path && n == &self.name));
+    }
+}
+
+/// Freezes the subvolume open as `subvolume` (host path `path`).
+pub fn freeze(subvolume: &OwnedFd, path: &Path) -> io::Result<Frozen> {
+    let dir_path = helper_dir(path)?;
+    match std::fs::create_dir(&dir_path) {
+        Ok(()) => std::fs::set_permissions(&dir_path, std::os::unix::fs::PermissionsExt::from_mode(0o700))?,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let dir = fs::open_dir(&dir_path)?;
+    sweep(&dir)?;
+
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let me = std::process::id();
+    let name = CString::new(format!(
+        "{PREFIX}{me}-{}-{}",
+        start_time(me).unwrap_or(0),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ))
+    .expect("no NUL");
+    // Registered before it exists, so that a signal arriving mid-ioctl still removes it.
+    LIVE.lock().unwrap_or_else(|e| e.into_inner()).push((dir_path.clone(), name.clone()));
+    let guard = Guard { dir, dir_path, name };
+    ioctl::snapshot_readonly(subvolume.as_fd(), guard.dir.as_fd(), &guard.name)?;
+    let root = fs::open_dir_at(guard.dir.as_fd(), &guard.name)?;
+    Ok(Frozen { root, guard })
+}
+
+/// Deletes every helper snapshot this process holds. For signal handlers: the process is about to
+/// exit and `Drop` will not run.
+pub fn remove_all() {
+    let live = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
+    for (dir, name) in live {
+        if let Ok(fd) = fs::open_dir(&dir) {
+            let _ = ioctl::delete_subvolume(fd.as_fd(), &name);
+        }
+    }
+}
+
+/// `<mount point of the filesystem holding path>/.rodiff-snapshots`.
+fn helper_dir(path: &Path) -> io::Result<PathBuf> {
+    let path = std::fs::canonicalize(path)?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mount_point = mountinfo
+        .lines()
+        .filter_map(|line| {
+            // id parent major:minor root mount-point options … - fstype source super-options
+            let mut fields = line.split(' ');
+            let mount_point = unescape_mountinfo(fields.nth(4)?);
+            let fstype = line.split(" - ").nth(1)?.split(' ').next()?;
+            (fstype == "btrfs" && path.starts_with(&mount_point)).then_some(mount_point)
+        })
+        .max_by_key(|m| m.as_os_str().len())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} is not on a mounted btrfs filesystem", path.display())))?;
+    Ok(mount_point.join(HELPER_DIR))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            out.push(u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 4]).expect("octal"), 8).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
+}
+
+/// Deletes helper snapshots whose process is gone.
+fn sweep(dir: &OwnedFd) -> io::Result<()> {
+    let listing = fs::open_dir_at(dir.as_fd(), c".")?;
+    for entry in fs::read_dir(listing.as_fd())? {
+        if is_stale(&entry.name) {
+            let _ = ioctl::delete_subvolume(dir.as_fd(), &entry.name);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a helper snapshot name belongs to a process that no longer runs.
+fn is_stale(name: &CStr) -> bool {
+    let Some(rest) = name.to_str().ok().and_then(|n| n.strip_prefix(PREFIX)) else { return false };
+    let mut parts = rest.split('-');
+    let (Some(pid), Some(started)) = (parts.next().and_then(|p| p.parse().ok()), parts.next().and_then(|s| s.parse().ok())) else {
+        return false;
+    };
+    start_time(pid) != Some(started)
+}
+
+/// A process's start time (field 22 of `/proc/<pid>/stat`), to tell a reused pid apart.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; fields after it follow the last ')'.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_of_dead_processes_are_stale() {
+        let me = std::process::id();
+        let mine = CString::new(format!("rodiff-{me}-{}-0", start_time(me).unwrap())).unwrap();
+        assert!(!is_stale(&mine));
+        let reused = CString::new(format!("rodiff-{me}-1-0")).unwrap();
+        assert!(is_stale(&reused), "same pid, other start time");
+        assert!(is_stale(c"rodiff-4194304999-5-0"));
+        assert!(!is_stale(c"not-ours"));
+    }
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mountinfo(r"/mnt/with\040space"), PathBuf::from("/mnt/with space"));
+        assert_eq!(unescape_mountinfo("/plain"), PathBuf::from("/plain"));
+    }
+}

@@ -1,0 +1,280 @@
+//! Comparing two directory trees — the container's and the image's — entry by entry, with
+//! `docker diff`'s rules, visiting only the directories a [`Scope`] oracle says may differ.
+//!
+//! With an oracle that always answers [`Scope::Everything`] this is the classic full two-tree walk;
+//! the btrfs engine answers from the subvolume's b-tree, so the walk costs what changed, not what
+//! the image holds. All access is fd-relative and never follows a symlink.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::fs::{self, Stat};
+use crate::layer::compare::{counts_for_parent, dir_kind, entry_kind, is_dir};
+use crate::layer::{walk_all, ChangeSink, ScanOptions};
+use crate::model::{join_path, Change, ChangeKind, FileType};
+
+/// Which entries of a directory may differ between the two trees.
+pub enum Scope<'a> {
+    /// Any entry: list both directories and compare everything.
+    Everything,
+    /// Only these names; the others are identical in both trees.
+    Only(&'a HashSet<Box<[u8]>>),
+    /// Nothing below this directory differs.
+    Nothing,
+}
+
+/// What the walk may skip.
+pub trait Oracle: Sync {
+    /// The scope of directory `path` (container path, `/` for the root). Asked only for
+    /// directories that are the same inode in both trees.
+    fn scope(&self, path: &[u8]) -> Scope<'_>;
+    /// Whether inode `ino`, present in both trees, may differ between them; `false` promises that
+    /// its metadata is identical.
+    fn inode_changed(&self, ino: u64) -> bool;
+}
+
+/// Compares `new` (the container) with `old` (the image), both open directories, reporting
+/// changes to `sink`.
+pub fn diff(new: &OwnedFd, old: &OwnedFd, oracle: &dyn Oracle, options: &ScanOptions, sink: &dyn ChangeSink, host_root: &Path) -> Result<()> {
+    let walker = Walker { oracle, options, sink, host_root };
+    let io_err = |e| Error::io(host_root, e);
+    let root = PathBuf::from("/");
+    let scope = oracle.scope(b"/");
+    walker.compare_dir(&root, new.try_clone().map_err(io_err)?, Some(old.try_clone().map_err(io_err)?), scope)?;
+    Ok(())
+}
+
+struct Walker<'a> {
+    oracle: &'a dyn Oracle,
+    options: &'a ScanOptions,
+    sink: &'a dyn ChangeSink,
+    host_root: &'a Path,
+}
+
+/// An entry as listed: type and inode number from `getdents`.
+#[derive(Clone, Copy)]
+struct Listed {
+    file_type: Option<FileType>,
+    ino: u64,
+}
+
+/// A subdirectory to compare after its parent's entries.
+struct Pending {
+    name: Box<CStr>,
+    path: PathBuf,
+    /// The image's directory of the same name, if it has one (otherwise the subtree is new).
+    in_old: bool,
+    /// The image had a non-directory here: the directory replaced it.
+    replaced: bool,
+    /// Compare everything below (the directory is a different inode than the image's).
+    everything: bool,
+}
+
+impl Walker<'_> {
+    fn host_path(&self, path: &Path) -> PathBuf {
+        let rel = path.as_os_str().as_bytes().strip_prefix(b"/").unwrap_or_default();
+        self.host_root.join(std::ffi::OsStr::from_bytes(rel))
+    }
+
+    fn change(&self, path: PathBuf, kind: ChangeKind, file_type: FileType, st: Option<&Stat>) -> Change {
+        let mut change = Change::new(path, kind, file_type);
+        if self.options.metadata {
+            change.metadata = st.map(fs::metadata);
+        }
+        change
+    }
+
+    fn emit(&self, batch: Vec<Change>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.sink.emit(batch).map_err(|e| Error::io("<output>", e))
+    }
+
+    /// Compares one directory; returns whether anything below counts as a change for it.
+    fn compare_dir(&self, path: &Path, new: OwnedFd, old: Option<OwnedFd>, scope: Scope<'_>) -> Result<bool> {
+        let io_err = |e| Error::io(self.host_path(path), e);
+        let mut batch = Vec::new();
+        let mut pending = Vec::new();
+        let mut changed = false;
+        let new_fd = new.as_fd();
+        match (&old, scope) {
+            (_, Scope::Nothing) => return Ok(false),
+            (None, _) => {
+                let listed = fs::for_each_entry(new_fd, |name, file_type, ino| {
+                    changed |= self.entry(path, new_fd, None, name, Some(Listed { file_type, ino }), None, &mut batch, &mut pending)?;
+                    Ok(())
+                });
+                tolerate_vanished(listed).map_err(io_err)?;
+            }
+            (Some(old), Scope::Everything) => {
+                let old_entries = list(old.as_fd()).map_err(io_err)?;
+                let mut seen = HashSet::with_capacity(old_entries.len());
+                let listed = fs::for_each_entry(new_fd, |name, file_type, ino| {
+                    let theirs = old_entries.get(name.to_bytes()).copied();
+                    if theirs.is_some() {
+                        seen.insert(name.to_bytes().to_vec());
+                    }
+                    let ours = Some(Listed { file_type, ino });
+                    changed |= self.entry(path, new_fd, Some(old.as_fd()), name, ours, Some(theirs), &mut batch, &mut pending)?;
+                    Ok(())
+                });
+                tolerate_vanished(listed).map_err(io_err)?;
+                for (name, _) in old_entries.iter().filter(|(n, _)| !seen.contains(&n[..])) {
+                    let name = std::ffi::CString::new(name.to_vec()).expect("names have no NUL");
+                    if let Some(st) = stat_entry(old.as_fd(), &name).map_err(io_err)? {
+                        batch.push(self.change(join_path(path, name.to_bytes()), ChangeKind::Deleted, fs::file_type(&st), Some(&st)));
+                        changed = true;
+                    }
+                }
+            }
+            (Some(old), Scope::Only(names)) => {
+                for name in names {
+                    let name = std::ffi::CString::new(name.to_vec()).expect("names have no NUL");
+                    changed |= self
+                        .entry(path, new_fd, Some(old.as_fd()), &name, None, None, &mut batch, &mut pending)
+                        .map_err(io_err)?;
+                }
+            }
+        }
+        self.emit(batch)?;
+        let below = walk_all(pending, |p| self.compare_subdir(&new, old.as_ref(), p))?;
+        Ok(changed | below)
+    }
+
+    /// Handles one name of a directory. `ours`/`theirs` carry what a listing already told (with
+    /// `theirs = Some(None)` meaning "listed, absent from the image"); unknown sides are looked up.
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        &self,
+        dir: &Path,
+        new: BorrowedFd<'_>,
+        old: Option<BorrowedFd<'_>>,
+        name: &CStr,
+        ours: Option<Listed>,
+        theirs: Option<Option<Listed>>,
+        batch: &mut Vec<Change>,
+        pending: &mut Vec<Pending>,
+    ) -> io::Result<bool> {
+        let path = join_path(dir, name.to_bytes());
+        // What the container has.
+        let (ours, mut own_stat) = match ours {
+            Some(l) if l.file_type.is_some() => (l, None),
+            _ => match stat_entry(new, name)? {
+                Some(st) => (Listed { file_type: Some(fs::file_type(&st)), ino: st.st_ino }, Some(st)),
+                None => {
+                    // Gone from the container: deleted, if the image has it.
+                    return Ok(match old.map(|o| stat_entry(o, name)).transpose()?.flatten() {
+                        Some(st) => {
+                            batch.push(self.change(path, ChangeKind::Deleted, fs::file_type(&st), Some(&st)));
+                            true
+                        }
+                        None => false,
+                    });
+                }
+            },
+        };
+        let file_type = ours.file_type.expect("typed above");
+        // What the image has.
+        let old_stat = match (old, theirs) {
+            (None, _) | (_, Some(None)) => None,
+            (Some(o), _) => stat_entry(o, name)?,
+        };
+        let Some(old_stat) = old_stat else {
+            if file_type == FileType::Dir {
+                pending.push(Pending { name: name.into(), path, in_old: false, replaced: false, everything: true });
+            } else {
+                if own_stat.is_none() && self.options.metadata {
+                    own_stat = stat_entry(new, name)?;
+                }
+                batch.push(self.change(path, ChangeKind::Added, file_type, own_stat.as_ref()));
+            }
+            return Ok(true);
+        };
+        let same_inode = ours.ino == old_stat.st_ino && !self.oracle.inode_changed(ours.ino);
+        if file_type == FileType::Dir {
+            let replaced = !is_dir(&old_stat);
+            pending.push(Pending { name: name.into(), path, in_old: !replaced, replaced, everything: ours.ino != old_stat.st_ino });
+            return Ok(false);
+        }
+        if same_inode {
+            return Ok(false);
+        }
+        let own_stat = match own_stat {
+            Some(st) => st,
+            None => match stat_entry(new, name)? {
+                Some(st) => st,
+                None => return Ok(false),
+            },
+        };
+        // No copy-up exists outside overlayfs: an identical entry was not written.
+        let Some(kind) = entry_kind(Some(&own_stat), Some(&old_stat), false) else { return Ok(false) };
+        batch.push(self.change(path, kind, file_type, Some(&own_stat)));
+        Ok(counts_for_parent(kind))
+    }
+
+    fn compare_subdir(&self, new_parent: &OwnedFd, old_parent: Option<&OwnedFd>, p: Pending) -> Result<bool> {
+        let io_err = |e| Error::io(self.host_path(&p.path), e);
+        let new = match fs::open_dir_at(new_parent.as_fd(), &p.name) {
+            Ok(fd) => fd,
+            Err(e) if fs::is_vanished(&e) => return Ok(false),
+            Err(e) => return Err(io_err(e)),
+        };
+        let own = fs::stat_fd(new.as_fd()).map_err(io_err)?;
+        let old = match (p.in_old, old_parent) {
+            (true, Some(parent)) => match fs::open_dir_at(parent.as_fd(), &p.name) {
+                Ok(fd) => Some(fd),
+                Err(e) if fs::is_vanished(&e) => None,
+                Err(e) => return Err(io_err(e)),
+            },
+            _ => None,
+        };
+        let Some(old) = old else {
+            // New here (or replacing a non-directory): the whole subtree is added.
+            let kind = if p.replaced { ChangeKind::Changed } else { ChangeKind::Added };
+            self.emit(vec![self.change(p.path.clone(), kind, FileType::Dir, Some(&own))])?;
+            self.compare_dir(&p.path, new, None, Scope::Everything)?;
+            return Ok(true);
+        };
+        let old_stat = fs::stat_fd(old.as_fd()).map_err(io_err)?;
+        let scope = if p.everything { Scope::Everything } else { self.oracle.scope(p.path.as_os_str().as_bytes()) };
+        let below = self.compare_dir(&p.path, new, Some(old), scope)?;
+        let written = own.st_ino != old_stat.st_ino || self.oracle.inode_changed(own.st_ino);
+        let Some(kind) = dir_kind(&own, &old_stat, below, written) else { return Ok(false) };
+        self.emit(vec![self.change(p.path, kind, FileType::Dir, Some(&own))])?;
+        Ok(counts_for_parent(kind))
+    }
+}
+
+/// A directory listing by name.
+fn list(dir: BorrowedFd<'_>) -> io::Result<HashMap<Box<[u8]>, Listed>> {
+    let mut out = HashMap::new();
+    let listed = fs::for_each_entry(dir, |name, file_type, ino| {
+        out.insert(name.to_bytes().into(), Listed { file_type, ino });
+        Ok(())
+    });
+    tolerate_vanished(listed)?;
+    Ok(out)
+}
+
+fn tolerate_vanished(result: io::Result<u64>) -> io::Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if fs::is_vanished(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `lstat` of an entry; `None` if it vanished.
+fn stat_entry(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Stat>> {
+    match fs::stat_at(dir, name) {
+        Ok(st) => Ok(Some(st)),
+        Err(e) if fs::is_vanished(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
