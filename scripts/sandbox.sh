@@ -19,9 +19,16 @@
 #   sandbox.sh up [DIR]                   start a sandbox, print its DIR
 #   sandbox.sh images DIR [NAME[,NAME]...]  build test images (busybox, postgres)
 #   sandbox.sh down DIR                   stop a sandbox and delete DIR
+#   sandbox.sh containerd DIR             start a standalone containerd in DIR
+#                                         (root on a btrfs loop filesystem, so
+#                                         the overlayfs and btrfs snapshotters
+#                                         work); RODIFF_CONTAINERD=1 makes `up`
+#                                         (and `run`) do it; DIR/env then
+#                                         exports CONTAINERD_ADDRESS
 #
 # $RODIFF_STORAGE_DRIVER picks dockerd's storage driver for `up` (default
-# overlay2; the tests use vfs to check that rodiff refuses what it cannot read).
+# overlay2; btrfs puts the data root on a btrfs loop filesystem in DIR; the
+# tests use vfs to check that rodiff refuses what it cannot read).
 #   sandbox.sh run [--images LIST] -- CMD...
 #                                         up + images + CMD + down; exits with
 #                                         CMD's status
@@ -83,6 +90,7 @@ usage: $PROG deps
        $PROG up [DIR]
        $PROG images DIR [busybox|postgres[,...]]   (busybox is always built)
        $PROG down DIR
+       $PROG containerd DIR                        (standalone containerd in DIR)
        $PROG run [--images LIST] -- CMD [ARG...]   (LIST default: busybox)
 EOF
   exit 2
@@ -187,7 +195,14 @@ cmd_up() {
   # Marker first, so that `down` can clean up a half-started sandbox.
   printf 'rodiff sandbox created %s by pid %s\n' "$(date -u +%FT%TZ)" "$$" >"$dir/$MARKER"
   chmod 0711 "$dir"
-  mkdir -p "$dir/data" "$dir/exec"
+  # The data root: a directory of DIR, or for the btrfs driver the top of a
+  # btrfs filesystem made on a loop file in DIR (helper snapshots then go to
+  # DIR/docker-btrfs/.rodiff-snapshots, outside dockerd's data root).
+  local data=$dir/data
+  if [[ ${RODIFF_STORAGE_DRIVER:-overlay2} == btrfs ]]; then
+    data=$(make_btrfs "$dir/docker-btrfs" 8G)/data
+  fi
+  mkdir -p "$data" "$dir/exec"
   # The sandbox's own daemon config, so that a host /etc/docker/daemon.json
   # cannot change (or conflict with) its settings. The only entry keeps
   # dockerd 20.10's "trust key" (libtrust) in DIR: it defaults to
@@ -204,7 +219,7 @@ cmd_up() {
   log "starting dockerd in $dir"
   setsid dockerd \
     --config-file "$dir/daemon.json" \
-    --data-root "$dir/data" \
+    --data-root "$data" \
     --exec-root "$dir/exec" \
     --pidfile "$dir/dockerd.pid" \
     --host "unix://$dir/docker.sock" \
@@ -235,6 +250,10 @@ cmd_up() {
     printf 'export DOCKER_HOST=%q\n' "unix://$dir/docker.sock"
     printf 'export RODIFF_SANDBOX=%q\n' "$dir"
   } >"$dir/env"
+  if [[ ${RODIFF_CONTAINERD:-0} == 1 ]] && ! start_containerd "$dir"; then
+    cmd_down "$dir" || true
+    exit 1
+  fi
   log "sandbox up: $dir (source $dir/env)"
   printf '%s\n' "$dir"
 }
@@ -284,6 +303,13 @@ cmd_images() {
 
   build_busybox "$dir"
   if ((want_pg)); then build_postgres; fi
+  if sandbox_containerd_pid "$dir" >/dev/null; then
+    local ns
+    for ns in default k8s.io; do
+      ctrd_import "$dir" "$ns" "$BUSYBOX_IMAGE"
+    done
+    log "imported $BUSYBOX_IMAGE into containerd (namespaces default, k8s.io)"
+  fi
 }
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -507,6 +533,181 @@ verify_postgres() {
 }
 
 # ---------------------------------------------------------------------------
+# Loop-mounted btrfs filesystems (generic: any part of a sandbox may use one)
+# ---------------------------------------------------------------------------
+
+# make_btrfs PREFIX SIZE: make a btrfs filesystem in the sparse file
+# PREFIX.img (SIZE as for truncate, e.g. 4G), mount it on PREFIX (loop
+# device with autoclear), and print PREFIX. PREFIX must be below a sandbox
+# DIR: `down` unmounts it and detaches its loop device (detach_loops).
+make_btrfs() {
+  local prefix=$1 size=$2
+  command -v mkfs.btrfs >/dev/null || die "mkfs.btrfs missing; run '$PROG deps' (btrfs-progs)"
+  truncate -s "$size" "$prefix.img"
+  mkfs.btrfs -q "$prefix.img" >&2
+  mkdir -p "$prefix"
+  mount -o loop "$prefix.img" "$prefix" || die "cannot loop-mount $prefix.img"
+  printf '%s\n' "$prefix"
+}
+
+# release_btrfs PREFIX: undo make_btrfs (unmount, detach the loop device).
+release_btrfs() {
+  local prefix=$1
+  if mountpoint -q "$prefix" 2>/dev/null; then
+    umount "$prefix" 2>/dev/null || umount -l "$prefix" 2>/dev/null || log "warning: cannot unmount $prefix"
+  fi
+  detach_loops "$prefix.img"
+}
+
+# detach_loops PATH: detach every loop device whose backing file is PATH or
+# lies below PATH (autoclear does it on the last unmount; a lazy unmount or
+# a crash may leave one behind).
+detach_loops() {
+  local path=$1 dev back
+  command -v losetup >/dev/null || return 0
+  while read -r dev back; do
+    [[ -n $dev ]] || continue
+    if [[ $back == "$path" || $back == "$path"/* ]]; then
+      losetup -d "$dev" 2>/dev/null || log "warning: cannot detach $dev ($back)"
+    fi
+  done < <(losetup -l -n -O NAME,BACK-FILE 2>/dev/null || true)
+}
+
+# ---------------------------------------------------------------------------
+# Standalone containerd (RODIFF_CONTAINERD=1 `up`, or `containerd DIR`)
+# ---------------------------------------------------------------------------
+#
+# DIR/ctrd holds its config, state, socket, pid and log; its root lives on a
+# btrfs loop filesystem (DIR/ctrd-btrfs), so that both the overlayfs and the
+# btrfs snapshotters work. The CRI plugin is disabled: tests make their "pods"
+# themselves (containers with CRI labels in namespace k8s.io). Tests pass
+# `ctr run --runc-root DIR/ctrd/runc` so that runc's state stays in DIR too.
+
+ctrd_address() { printf '%s\n' "$1/ctrd/containerd.sock"; }
+
+cmd_containerd() {
+  need_root
+  (($# == 1)) || usage
+  local dir
+  dir=$(abs_path "$1")
+  is_sandbox "$dir" || die "$dir is not a sandbox"
+  start_containerd "$dir"
+}
+
+start_containerd() {
+  local dir=$1 addr root
+  command -v containerd >/dev/null || die "containerd not found; run '$PROG deps'"
+  addr=$(ctrd_address "$dir")
+  if sandbox_containerd_pid "$dir" >/dev/null; then
+    log "containerd already up in $dir"
+    return 0
+  fi
+  mkdir -p "$dir/ctrd/state" "$dir/ctrd/opt" "$dir/ctrd/runc"
+  root=$(make_btrfs "$dir/ctrd-btrfs" 4G)/root
+  cat >"$dir/ctrd/config.toml" <<CONFIG
+version = 2
+root = "$root"
+state = "$dir/ctrd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$addr"
+[ttrpc]
+  address = "$addr.ttrpc"
+[debug]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$dir/ctrd/opt"
+CONFIG
+  log "starting containerd in $dir (root on btrfs: $root)"
+  setsid containerd --config "$dir/ctrd/config.toml" </dev/null >"$dir/ctrd/containerd.log" 2>&1 &
+  local launcher=$!
+  printf '%s\n' "$launcher" >"$dir/ctrd/containerd.pid"
+  local deadline=$((SECONDS + 30)) ok=0
+  while ((SECONDS < deadline)); do
+    if [[ -S $addr ]] && ctr -a "$addr" version >/dev/null 2>&1; then
+      ok=1
+      break
+    fi
+    kill -0 "$launcher" 2>/dev/null || break
+    sleep 0.2
+  done
+  if ((!ok)); then
+    tail -n 30 "$dir/ctrd/containerd.log" >&2 || true
+    log "containerd did not come up in $dir"
+    return 1
+  fi
+  {
+    printf 'export CONTAINERD_ADDRESS=%q\n' "$addr"
+    printf 'export RODIFF_RUNC_ROOT=%q\n' "$dir/ctrd/runc"
+  } >>"$dir/env"
+  log "containerd up: $addr"
+}
+
+# The sandbox containerd's pid, if it is alive and really ours.
+sandbox_containerd_pid() {
+  local dir=$1 pid
+  [[ -r $dir/ctrd/containerd.pid ]] || return 1
+  read -r pid <"$dir/ctrd/containerd.pid" || return 1
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  read_cmdline "$pid" || return 1
+  [[ $REPLY == *containerd* && $REPLY == *"$dir/ctrd/config.toml"* ]] || return 1
+  printf '%s\n' "$pid"
+}
+
+# ctrd_import DIR NS IMAGE: copy docker image IMAGE from the sandbox dockerd
+# into containerd namespace NS.
+ctrd_import() {
+  local dir=$1 ns=$2 image=$3
+  docker save "$image" | ctr -a "$(ctrd_address "$dir")" -n "$ns" images import - >/dev/null ||
+    die "cannot import $image into containerd namespace $ns"
+}
+
+# Remove every task and container through the API, then stop containerd;
+# then clean up what a dead containerd may have left: runc containers and
+# shim sockets. `down` unmounts everything below DIR and detaches the loop
+# device afterwards.
+stop_containerd() {
+  local dir=$1 addr pid ns id
+  [[ -d $dir/ctrd ]] || return 0
+  addr=$(ctrd_address "$dir")
+  if pid=$(sandbox_containerd_pid "$dir"); then
+    while read -r ns; do
+      [[ -n $ns ]] || continue
+      while read -r id; do
+        [[ -n $id ]] || continue
+        timeout 20 ctr -a "$addr" -n "$ns" tasks rm -f "$id" >/dev/null 2>&1 || true
+      done < <(timeout 10 ctr -a "$addr" -n "$ns" tasks ls -q 2>/dev/null || true)
+      while read -r id; do
+        [[ -n $id ]] || continue
+        timeout 20 ctr -a "$addr" -n "$ns" containers rm "$id" >/dev/null 2>&1 || true
+      done < <(timeout 10 ctr -a "$addr" -n "$ns" containers ls -q 2>/dev/null || true)
+    done < <(timeout 10 ctr -a "$addr" namespaces ls -q 2>/dev/null || true)
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_gone 15 "$pid"; then
+      kill -KILL "$pid" 2>/dev/null || true
+      wait_gone 5 "$pid" || true
+    fi
+  fi
+  # Containers that outlived containerd: runc keeps them in its root (the
+  # tests' DIR/ctrd/runc/NS, or the default /run/containerd/runc/NS).
+  local task rel hash rroot
+  for task in "$dir"/ctrd/state/io.containerd.runtime.v2.task/*/*; do
+    [[ -d $task ]] || continue
+    rel=${task#*/io.containerd.runtime.v2.task/}
+    ns=${rel%%/*}
+    id=${rel#*/}
+    for rroot in "$dir/ctrd/runc/$ns" "/run/containerd/runc/$ns"; do
+      [[ -d $rroot/$id ]] || continue
+      runc --root "$rroot" kill "$id" KILL >/dev/null 2>&1 || true
+      runc --root "$rroot" delete --force "$id" >/dev/null 2>&1 || true
+    done
+    # Shim sockets: /run/containerd/s/sha256(<address>/<ns>/<id>).
+    hash=$(printf '%s' "$addr/$rel" | sha256sum | cut -d' ' -f1)
+    rm -f "/run/containerd/s/$hash"
+  done
+}
+
+# ---------------------------------------------------------------------------
 # down
 # ---------------------------------------------------------------------------
 
@@ -588,6 +789,10 @@ cmd_down() {
     fi
   fi
 
+  # 1b. The standalone containerd, if the sandbox has one: its containers,
+  #     the daemon, leftover runc containers and shim sockets.
+  stop_containerd "$dir"
+
   # 2. Stop dockerd (it stops its containerd on the way out): TERM, up to
   #    20 s, then KILL.
   if pid=$(sandbox_dockerd_pid "$dir"); then
@@ -647,6 +852,9 @@ cmd_down() {
     done
   done
 
+  # 5b. Loop devices backed by files in DIR (make_btrfs).
+  detach_loops "$dir"
+
   # 6. Delete the directory; --one-file-system so that a mount we failed to
   #    remove is never descended into.
   if ! rm -rf --one-file-system "$dir"; then
@@ -702,6 +910,8 @@ cmd_run() {
   (
     # shellcheck source=/dev/null
     . "$dir/env"
+    # A sandbox that CMD (a test) starts asks for its own containerd.
+    unset RODIFF_CONTAINERD
     exec "$@"
   ) 0<&0 &
   RUN_CHILD=$!
@@ -733,6 +943,7 @@ main() {
   up) cmd_up "$@" ;;
   images) cmd_images "$@" ;;
   down) cmd_down "$@" ;;
+  containerd) cmd_containerd "$@" ;;
   run) cmd_run "$@" ;;
   -h | --help | help) usage ;;
   *) usage ;;

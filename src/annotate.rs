@@ -1,4 +1,5 @@
-//! Marks changes that exist only because the runtime created a mount point.
+//! Marks changes that exist only because the runtime created a mount point, and tags changes with
+//! their container when a scan covers several.
 //!
 //! A runtime creates each mount destination (and any missing parent directory) in the root
 //! filesystem before mounting over it, so a volume at `/data` in an image without `/data` shows up
@@ -50,6 +51,29 @@ impl ChangeSink for MountPoints<'_> {
             for change in &mut batch {
                 change.mountpoint = self.is_mountpoint(change);
             }
+        }
+        self.inner.emit(batch)
+    }
+}
+
+/// A sink adapter that tags every change with the container it belongs to
+/// ([`Change::container`]), for scans that cover several containers (a pod).
+pub struct Tagged<'a> {
+    container: &'a str,
+    inner: &'a dyn ChangeSink,
+}
+
+impl<'a> Tagged<'a> {
+    /// Tags changes with `container` before passing them to `inner`.
+    pub fn new(container: &'a str, inner: &'a dyn ChangeSink) -> Tagged<'a> {
+        Tagged { container, inner }
+    }
+}
+
+impl ChangeSink for Tagged<'_> {
+    fn emit(&self, mut batch: Vec<Change>) -> io::Result<()> {
+        for change in &mut batch {
+            change.container = Some(self.container.to_string());
         }
         self.inner.emit(batch)
     }

@@ -6,7 +6,8 @@
 //! container ref ─► resolve ─► Layer ─► layer::*::diff ─► Change stream ─► render
 //! ```
 //!
-//! - [`resolve`] asks a runtime (Docker Engine API) where a container's writable layer is;
+//! - [`resolve`] asks a runtime (Docker Engine API, containerd's gRPC API) where a container's
+//!   writable layer is;
 //! - [`layer`] holds the diff engines (overlayfs), which know filesystems and not runtimes;
 //! - [`annotate`] marks changes that only exist because the runtime made a mount point;
 //! - [`render`] writes changes as `docker diff` lines, JSON or JSON lines.
@@ -29,15 +30,25 @@ pub mod resolve;
 pub use error::{Error, Result};
 pub use layer::{ChangeSink, Collect, Layer, ScanOptions};
 pub use model::{Change, ChangeKind, FileType, Metadata};
-pub use resolve::{ResolvedContainer, Runtime, RuntimeOptions};
+pub use resolve::{PodSelector, ResolvedContainer, Runtime, RuntimeOptions};
 
 /// Resolves `container` through the runtime, blocking the calling thread.
 pub fn resolve_blocking(container: &str, options: &RuntimeOptions) -> Result<ResolvedContainer> {
+    block_on(resolve::resolve(options, container))
+}
+
+/// Resolves what `options` and `container` select (a pod's containers when `options.pod` is set,
+/// see [`resolve::resolve_all`]), blocking the calling thread.
+pub fn resolve_all_blocking(container: Option<&str>, options: &RuntimeOptions) -> Result<Vec<ResolvedContainer>> {
+    block_on(resolve::resolve_all(options, container))
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("<tokio runtime>", e))?;
-    runtime.block_on(resolve::resolve(options, container))
+    runtime.block_on(future)
 }
 
 /// Diffs a resolved container's layer into `sink`, marking mount points.
@@ -46,10 +57,22 @@ pub fn diff_resolved(resolved: &ResolvedContainer, scan: &ScanOptions, sink: &dy
     resolved.layer.diff(scan, &annotated)
 }
 
-/// Resolves `container` and returns all its changes with metadata, sorted by path.
+/// Diffs several resolved containers (a pod's) one after the other into `sink`, each change
+/// tagged with its container's name ([`Change::container`]).
+pub fn diff_tagged(resolved: &[ResolvedContainer], scan: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
+    resolved.iter().try_for_each(|r| diff_resolved(r, scan, &annotate::Tagged::new(&r.name, sink)))
+}
+
+/// Resolves `container` and returns all its changes with metadata, sorted by path. With
+/// `options.pod` set, diffs the pod's containers (`container`, if not empty, names one of them),
+/// each change tagged with its container.
 pub fn diff(container: &str, options: &RuntimeOptions) -> Result<Vec<Change>> {
-    let resolved = resolve_blocking(container, options)?;
     let collect = Collect::default();
-    diff_resolved(&resolved, &ScanOptions { metadata: true, ..Default::default() }, &collect)?;
+    let scan = ScanOptions { metadata: true, ..Default::default() };
+    if options.pod.is_some() {
+        diff_tagged(&resolve_all_blocking(Some(container), options)?, &scan, &collect)?;
+    } else {
+        diff_resolved(&resolve_blocking(container, options)?, &scan, &collect)?;
+    }
     Ok(collect.into_sorted())
 }

@@ -15,6 +15,8 @@ Examples:
   rodiff diff web --format json       the same with types, modes, owners, sizes, and kind T
   rodiff diff web --format jsonl | jq -r 'select(.kind != \"D\") | .path'
   rodiff -H unix:///run/user/1000/docker.sock diff 3f2a   rootless Docker, container by id prefix
+  rodiff --runtime containerd -n default diff redis   a containerd container (overlayfs or btrfs)
+  rodiff --pod shop/web-0 diff --format jsonl      every container of a Kubernetes pod, tagged
 
 Kinds: A added, C changed, D deleted, T touched (written, but identical to the image now; only in
 the JSON formats, since `docker diff` cannot see it).
@@ -41,15 +43,52 @@ struct RuntimeArgs {
     /// Docker endpoint: unix:///path/docker.sock or tcp://host:port.
     #[arg(short = 'H', long = "host", global = true, env = "DOCKER_HOST", value_name = "URI")]
     host: Option<String>,
+    /// containerd socket [default: /run/containerd/containerd.sock].
+    #[arg(long, global = true, env = "CONTAINERD_ADDRESS", value_name = "PATH")]
+    address: Option<String>,
+    /// containerd namespace: $CONTAINERD_NAMESPACE, else `default` (`k8s.io` with --pod).
+    #[arg(short = 'n', long, global = true, value_name = "NS")]
+    namespace: Option<String>,
+    /// A Kubernetes pod: its containers, found through their CRI labels in containerd (sandbox
+    /// container left out); CONTAINER then names one of them and may be omitted.
+    #[arg(long, global = true, value_name = "NAMESPACE/NAME")]
+    pod: Option<rodiff::PodSelector>,
+    /// With --pod: only the container of this name.
+    #[arg(long = "container", global = true, value_name = "NAME", requires = "pod")]
+    pod_container: Option<String>,
     /// Where the host's / is visible (when rodiff itself runs in a container).
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
     host_root: std::path::PathBuf,
 }
 
+impl RuntimeArgs {
+    /// The library's runtime options.
+    fn options(&self) -> RuntimeOptions {
+        let pod = self.pod.clone().map(|mut pod| {
+            pod.container = self.pod_container.clone();
+            pod
+        });
+        RuntimeOptions {
+            runtime: match self.runtime {
+                _ if pod.is_some() => Runtime::Containerd,
+                RuntimeArg::Docker => Runtime::Docker,
+                RuntimeArg::Containerd => Runtime::Containerd,
+            },
+            docker_host: self.host.clone(),
+            containerd_address: self.address.clone(),
+            namespace: self.namespace.clone(),
+            pod,
+            host_root: self.host_root.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum RuntimeArg {
-    /// The Docker Engine API (overlay2 storage driver).
+    /// The Docker Engine API (overlay2 storage driver; containerd image store).
     Docker,
+    /// containerd's gRPC API (overlayfs and btrfs snapshotters).
+    Containerd,
 }
 
 #[derive(Subcommand, Debug)]
@@ -61,8 +100,9 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct DiffArgs {
-    /// Container name, id or unique id prefix; running or stopped.
-    container: String,
+    /// Container name, id or unique id prefix; running or stopped. With --pod: the container's
+    /// name in the pod (optional).
+    container: Option<String>,
     /// Output format: `docker` prints `A|C|D /path` lines exactly like `docker diff` (streamed in
     /// walk order, as docker does; names a line cannot carry escaped as \n, \xff); `json` an array
     /// of change objects (path, kind, type, mode, uid, gid, size, mtime, mountpoint) sorted by path;
@@ -90,13 +130,7 @@ impl From<FormatArg> for Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let options = RuntimeOptions {
-        runtime: match cli.runtime.runtime {
-            RuntimeArg::Docker => Runtime::Docker,
-        },
-        docker_host: cli.runtime.host.clone(),
-        host_root: cli.runtime.host_root.clone(),
-    };
+    let options = cli.runtime.options();
     let result = match &cli.command {
         Command::Diff(args) => run_diff(&options, args),
     };
@@ -123,23 +157,48 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
+/// What CONTAINER and --pod select, resolved; a usage error (exit 2) when they select nothing.
+fn resolve_targets(options: &RuntimeOptions, container: Option<&str>) -> anyhow::Result<Vec<rodiff::ResolvedContainer>> {
+    if options.pod.is_none() && container.is_none() {
+        use clap::CommandFactory;
+        Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, "CONTAINER is required (or --pod NAMESPACE/NAME)").exit();
+    }
+    Ok(rodiff::resolve_all_blocking(container, options)?)
+}
+
+/// Diffs what [`resolve_targets`] found: one container as it is, a pod's containers tagged.
+fn diff_targets(
+    options: &RuntimeOptions,
+    resolved: &[rodiff::ResolvedContainer],
+    scan: &ScanOptions,
+    sink: &dyn rodiff::ChangeSink,
+) -> rodiff::Result<()> {
+    match resolved {
+        [one] if options.pod.is_none() => rodiff::diff_resolved(one, scan, sink),
+        several => rodiff::diff_tagged(several, scan, sink),
+    }
+}
+
 fn run_diff(options: &RuntimeOptions, args: &DiffArgs) -> anyhow::Result<()> {
-    let resolved = rodiff::resolve_blocking(&args.container, options)?;
+    let resolved = resolve_targets(options, args.container.as_deref())?;
     let format = Format::from(args.format);
     let scan = ScanOptions { metadata: format != Format::Docker, ..Default::default() };
-    let context = || format!("container {}", args.container);
+    let context = || match (&options.pod, &args.container) {
+        (Some(pod), _) => pod.to_string(),
+        (None, container) => format!("container {}", container.as_deref().unwrap_or_default()),
+    };
     let out = io::BufWriter::with_capacity(256 * 1024, io::stdout());
 
     with_progress(&scan, || match format {
         Format::Docker | Format::Jsonl => {
             let sink = render::Streaming::new(format, out);
-            rodiff::diff_resolved(&resolved, &scan, &sink)?;
+            diff_targets(options, &resolved, &scan, &sink)?;
             sink.finish().map_err(|e| Error::io("<stdout>", e))?;
             Ok(())
         }
         Format::Json => {
             let collect = Collect::default();
-            rodiff::diff_resolved(&resolved, &scan, &collect)?;
+            diff_targets(options, &resolved, &scan, &collect)?;
             let mut out = out;
             let changes = collect.into_sorted();
             let written = render::write_all(&mut out, format, &changes).and_then(|()| out.flush());

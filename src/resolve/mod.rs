@@ -1,6 +1,7 @@
 //! Resolvers: from a container reference to its layer on the host. Resolvers know runtimes and
 //! nothing about filesystems beyond where a layer lives.
 
+pub mod containerd;
 pub mod docker;
 
 use std::path::{Path, PathBuf};
@@ -11,12 +12,60 @@ use crate::layer::Layer;
 /// The default Docker endpoint when neither `--host` nor `$DOCKER_HOST` is given.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
+/// The default containerd socket when neither `--address` nor `$CONTAINERD_ADDRESS` is given.
+pub const DEFAULT_CONTAINERD_ADDRESS: &str = "/run/containerd/containerd.sock";
+
+/// The default containerd namespace when neither `--namespace` nor `$CONTAINERD_NAMESPACE` is
+/// given.
+pub const DEFAULT_CONTAINERD_NAMESPACE: &str = "default";
+
+/// The containerd namespace the CRI plugin (Kubernetes) keeps its containers in.
+pub const KUBERNETES_NAMESPACE: &str = "k8s.io";
+
 /// Which container runtime to ask.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Runtime {
     /// The Docker Engine API.
     #[default]
     Docker,
+    /// containerd's gRPC API (snapshot service).
+    Containerd,
+}
+
+/// A Kubernetes pod, selected through the CRI labels of its containers (containerd only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodSelector {
+    /// The pod's Kubernetes namespace (`io.kubernetes.pod.namespace`).
+    pub namespace: String,
+    /// The pod's name (`io.kubernetes.pod.name`).
+    pub name: String,
+    /// Only the container of this name (`io.kubernetes.container.name`); all of the pod's
+    /// containers when `None`.
+    pub container: Option<String>,
+}
+
+impl std::str::FromStr for PodSelector {
+    type Err = String;
+
+    /// Parses `NAMESPACE/NAME`.
+    fn from_str(s: &str) -> std::result::Result<PodSelector, String> {
+        match s.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(PodSelector { namespace: ns.to_string(), name: name.to_string(), container: None })
+            }
+            _ => Err(format!("expected NAMESPACE/NAME, got {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for PodSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pod {}/{}", self.namespace, self.name)?;
+        match &self.container {
+            Some(c) => write!(f, " container {c}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// How to reach the runtime and where the host's filesystem is.
@@ -27,13 +76,29 @@ pub struct RuntimeOptions {
     /// Docker endpoint (`unix:///path` or `tcp://host:port`); `None` means `$DOCKER_HOST`, else
     /// [`DEFAULT_DOCKER_HOST`].
     pub docker_host: Option<String>,
+    /// containerd socket (a path, or `unix://` + path); `None` means `$CONTAINERD_ADDRESS`, else
+    /// [`DEFAULT_CONTAINERD_ADDRESS`].
+    pub containerd_address: Option<String>,
+    /// containerd namespace; `None` means `$CONTAINERD_NAMESPACE`, else
+    /// [`DEFAULT_CONTAINERD_NAMESPACE`] (for a pod: [`KUBERNETES_NAMESPACE`], whatever the
+    /// environment says).
+    pub namespace: Option<String>,
+    /// Select a Kubernetes pod's containers instead of one container by reference (containerd).
+    pub pod: Option<PodSelector>,
     /// Where the host's `/` is visible (an agent running in a container mounts it elsewhere).
     pub host_root: PathBuf,
 }
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        RuntimeOptions { runtime: Runtime::Docker, docker_host: None, host_root: PathBuf::from("/") }
+        RuntimeOptions {
+            runtime: Runtime::Docker,
+            docker_host: None,
+            containerd_address: None,
+            namespace: None,
+            pod: None,
+            host_root: PathBuf::from("/"),
+        }
     }
 }
 
@@ -45,6 +110,30 @@ impl RuntimeOptions {
             .filter(|h| !h.is_empty())
             .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string())
+    }
+
+    /// The containerd socket path these options select (any `unix://` prefix removed).
+    pub fn containerd_socket(&self) -> String {
+        let address = non_empty(self.containerd_address.clone())
+            .or_else(|| non_empty(std::env::var("CONTAINERD_ADDRESS").ok()))
+            .unwrap_or_else(|| DEFAULT_CONTAINERD_ADDRESS.to_string());
+        match address.strip_prefix("unix://") {
+            Some(path) => path.to_string(),
+            None => address,
+        }
+    }
+
+    /// The containerd namespace these options select for a container reference.
+    pub fn containerd_namespace(&self) -> String {
+        non_empty(self.namespace.clone())
+            .or_else(|| non_empty(std::env::var("CONTAINERD_NAMESPACE").ok()))
+            .unwrap_or_else(|| DEFAULT_CONTAINERD_NAMESPACE.to_string())
+    }
+
+    /// The containerd namespace to look for a pod in: `namespace` if set, else
+    /// [`KUBERNETES_NAMESPACE`].
+    pub fn pod_namespace(&self) -> String {
+        non_empty(self.namespace.clone()).unwrap_or_else(|| KUBERNETES_NAMESPACE.to_string())
     }
 
     /// A host path as seen from this process (below `host_root`).
@@ -71,9 +160,35 @@ pub struct ResolvedContainer {
     pub mount_destinations: Vec<PathBuf>,
 }
 
-/// Resolves `container` with the runtime the options select.
+/// Resolves `container` with the runtime the options select (`options.pod` is not consulted:
+/// see [`resolve_all`]).
 pub async fn resolve(options: &RuntimeOptions, container: &str) -> Result<ResolvedContainer> {
     match options.runtime {
         Runtime::Docker => docker::DockerResolver::connect(options).await?.resolve(container).await,
+        Runtime::Containerd => containerd::ContainerdResolver::connect(options).await?.resolve(container).await,
     }
+}
+
+/// Resolves what the options and `container` select: the containers of `options.pod` (where
+/// `container`, if given, names one of them, like [`PodSelector::container`]), else the one
+/// container `container`.
+pub async fn resolve_all(options: &RuntimeOptions, container: Option<&str>) -> Result<Vec<ResolvedContainer>> {
+    let container = container.filter(|c| !c.is_empty());
+    match &options.pod {
+        Some(pod) => {
+            let mut pod = pod.clone();
+            if pod.container.is_none() {
+                pod.container = container.map(str::to_string);
+            }
+            containerd::ContainerdResolver::connect_namespace(options, &options.pod_namespace())
+                .await?
+                .resolve_pod(&pod)
+                .await
+        }
+        None => Ok(vec![resolve(options, container.unwrap_or_default()).await?]),
+    }
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
 }

@@ -1,0 +1,302 @@
+//! containerd resolver (gRPC over the unix socket, with containerd-client + tonic): container
+//! record → snapshotter and snapshot key → the snapshot's mounts → layer.
+//!
+//! - The namespace travels in the `containerd-namespace` request header.
+//! - Records may leave `snapshotter` and `snapshot_key` empty (CRI, Docker): containerd's default
+//!   snapshotter and the container id then apply.
+//! - `Mounts` answers for active snapshots only; it is all rodiff asks for, so no `View`
+//!   snapshot is ever created (and so none is ever left behind).
+//! - btrfs: the mount names the subvolume by id; the snapshotter's root (introspection service)
+//!   holds `active/<n>` and `snapshots/<n>`, which [`btrfs_path`] maps by subvolume id and UUID.
+//! - Kubernetes pods are found through the CRI labels of their containers ([`record`]).
+
+pub mod btrfs_path;
+pub mod mounts;
+pub mod record;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::introspection_client::IntrospectionClient;
+use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+use containerd_client::services::v1::snapshots::{MountsRequest, StatSnapshotRequest};
+use containerd_client::services::v1::{Container, GetContainerRequest, ListContainersRequest, PluginsRequest};
+use containerd_client::tonic::metadata::MetadataValue;
+use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::{Code, Request, Status};
+
+use super::{PodSelector, ResolvedContainer, RuntimeOptions};
+use crate::error::{Error, Result};
+use crate::layer::{BtrfsLayer, Layer, OverlayLayer};
+use mounts::SnapshotFiles;
+
+/// Seconds to wait for an answer from containerd.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `Info.kind` of an active (writable) snapshot.
+const KIND_ACTIVE: i32 = 2;
+
+/// A connection to containerd, in one namespace.
+pub struct ContainerdResolver {
+    channel: Channel,
+    socket: String,
+    namespace: String,
+    namespace_header: MetadataValue<containerd_client::tonic::metadata::Ascii>,
+    options: RuntimeOptions,
+}
+
+impl ContainerdResolver {
+    /// Connects to the socket the options select, in the namespace they select.
+    pub async fn connect(options: &RuntimeOptions) -> Result<ContainerdResolver> {
+        Self::connect_namespace(options, &options.containerd_namespace()).await
+    }
+
+    /// Connects to the socket the options select, in `namespace`.
+    pub async fn connect_namespace(options: &RuntimeOptions, namespace: &str) -> Result<ContainerdResolver> {
+        Self::connect_to(options, &options.containerd_socket(), namespace).await
+    }
+
+    /// Connects to the containerd at `socket` (a path, or `unix://` + path), in `namespace`.
+    pub async fn connect_to(options: &RuntimeOptions, socket: &str, namespace: &str) -> Result<ContainerdResolver> {
+        let socket = socket.strip_prefix("unix://").unwrap_or(socket).to_string();
+        let unavailable = |cause: String| Error::RuntimeUnavailable { runtime: "containerd", endpoint: socket.clone(), cause };
+        // Connecting is lazy in spirit but not in tonic: a missing socket is reported here, with
+        // the OS's words rather than tonic's "transport error".
+        let host_socket = options.host_path(&socket);
+        std::fs::metadata(&host_socket).map_err(|e| unavailable(e.to_string()))?;
+        let channel = tokio::time::timeout(TIMEOUT, containerd_client::connect(&host_socket))
+            .await
+            .map_err(|_| unavailable("timed out connecting".into()))?
+            .map_err(|e| unavailable(error_chain(&e)))?;
+        let namespace_header = MetadataValue::try_from(namespace)
+            .map_err(|_| unavailable(format!("namespace {namespace:?} cannot be sent in a request header")))?;
+        Ok(ContainerdResolver { channel, socket, namespace: namespace.to_string(), namespace_header, options: options.clone() })
+    }
+
+    /// The socket this resolver talks to.
+    pub fn socket(&self) -> &str {
+        &self.socket
+    }
+
+    /// The namespace this resolver looks in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Finds a container by id (or unique id prefix) and locates its layer.
+    pub async fn resolve(&self, container: &str) -> Result<ResolvedContainer> {
+        let record = self.container(container).await?;
+        self.resolve_record(container, record).await
+    }
+
+    /// Finds the containers of a Kubernetes pod (CRI labels), leaving out its sandbox (pause)
+    /// container, and locates their layers; sorted by container name. An empty selection is
+    /// [`Error::ContainerNotFound`].
+    pub async fn resolve_pod(&self, pod: &PodSelector) -> Result<Vec<ResolvedContainer>> {
+        let what = pod.to_string();
+        let mut records: Vec<Container> = self
+            .list(&what, record::pod_filter(pod))
+            .await?
+            .into_iter()
+            .filter(|c| !record::is_sandbox(&c.labels))
+            .collect();
+        if records.is_empty() {
+            return Err(self.not_found(&what));
+        }
+        records.sort_by(|a, b| {
+            record::display_name(&a.labels, &a.id).cmp(record::display_name(&b.labels, &b.id)).then(a.id.cmp(&b.id))
+        });
+        let mut resolved = Vec::with_capacity(records.len());
+        for c in records {
+            let id = c.id.clone();
+            resolved.push(self.resolve_record(&id, c).await?);
+        }
+        Ok(resolved)
+    }
+
+    /// The layer of the active snapshot `key` of `snapshotter`, for `container` (named in
+    /// errors). Used for containers whose record does not say (Docker's containerd image store).
+    pub async fn snapshot_layer(&self, container: &str, snapshotter: &str, key: &str) -> Result<Layer> {
+        let unsupported = |detail: String| Error::UnsupportedStorage { container: container.to_string(), detail };
+        let mut snapshots = SnapshotsClient::new(self.channel.clone());
+        let stat = StatSnapshotRequest { snapshotter: snapshotter.to_string(), key: key.to_string() };
+        let info = self
+            .call(container, snapshots.stat(self.request(stat)))
+            .await
+            .map_err(|e| self.snapshot_error(container, snapshotter, key, e))?
+            .info
+            .unwrap_or_default();
+        if info.kind != KIND_ACTIVE {
+            return Err(unsupported(format!("snapshot {key} of snapshotter {snapshotter} is not writable (kind {})", info.kind)));
+        }
+        let request = MountsRequest { snapshotter: snapshotter.to_string(), key: key.to_string() };
+        let response = self
+            .call(container, snapshots.mounts(self.request(request)))
+            .await
+            .map_err(|e| self.snapshot_error(container, snapshotter, key, e))?;
+        let found: Vec<mounts::Mount> = response
+            .mounts
+            .into_iter()
+            .map(|m| mounts::Mount { kind: m.r#type, source: m.source, options: m.options })
+            .collect();
+        let files = mounts::parse(&found).map_err(|detail| unsupported(format!("snapshotter {snapshotter}: {detail}")))?;
+        match files {
+            SnapshotFiles::Overlay { upper, lowers, xattr } => Ok(Layer::Overlay(OverlayLayer {
+                upper: self.options.host_path(upper),
+                lowers: lowers.into_iter().map(|l| self.options.host_path(l)).collect(),
+                xattr,
+            })),
+            SnapshotFiles::Btrfs { device, subvolid } => {
+                if info.parent.is_empty() {
+                    return Err(unsupported(format!("btrfs snapshot {key} has no parent snapshot to compare with")));
+                }
+                let root = self.snapshotter_root(container, snapshotter).await?;
+                let layer = btrfs_layer(&root, subvolid, &info.parent)
+                    .map_err(|detail| unsupported(format!("snapshotter {snapshotter} (device {device}, root {}): {detail}", root.display())))?;
+                Ok(Layer::Btrfs(layer))
+            }
+        }
+    }
+
+    async fn resolve_record(&self, container: &str, c: Container) -> Result<ResolvedContainer> {
+        let snapshotter = record::snapshotter(&c.snapshotter);
+        let key = record::snapshot_key(&c.snapshot_key, &c.id);
+        let layer = self.snapshot_layer(container, snapshotter, key).await?;
+        let mount_destinations = c.spec.as_ref().map(|spec| record::mount_destinations(&spec.value)).unwrap_or_default();
+        let name = record::display_name(&c.labels, &c.id).to_string();
+        Ok(ResolvedContainer { id: c.id, name, layer, mount_destinations })
+    }
+
+    /// The record of `container`: by exact id, else the one container whose id starts with it.
+    async fn container(&self, container: &str) -> Result<Container> {
+        if container.is_empty() {
+            return Err(self.not_found(container));
+        }
+        let mut client = ContainersClient::new(self.channel.clone());
+        let request = self.request(GetContainerRequest { id: container.to_string() });
+        match self.call(container, client.get(request)).await {
+            Ok(response) => return response.container.ok_or_else(|| self.not_found(container)),
+            Err(Error::ContainerNotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let mut matches = self.list(container, record::id_prefix_filter(container)).await?;
+        match matches.len() {
+            1 => Ok(matches.remove(0)),
+            0 => Err(self.not_found(container)),
+            n => Err(Error::ContainerNotFound {
+                container: format!("{container} (ambiguous: {n} containers have ids starting with it)"),
+                runtime: "containerd",
+                endpoint: self.endpoint(),
+            }),
+        }
+    }
+
+    async fn list(&self, what: &str, filter: String) -> Result<Vec<Container>> {
+        let mut client = ContainersClient::new(self.channel.clone());
+        let request = self.request(ListContainersRequest { filters: vec![filter] });
+        Ok(self.call(what, client.list(request)).await?.containers)
+    }
+
+    /// The snapshotter's root directory (its plugin's `root` export), as seen from this process.
+    async fn snapshotter_root(&self, container: &str, snapshotter: &str) -> Result<PathBuf> {
+        let mut client = IntrospectionClient::new(self.channel.clone());
+        let filter = format!("type==io.containerd.snapshotter.v1,id=={snapshotter}");
+        let plugins = self.call(container, client.plugins(self.request(PluginsRequest { filters: vec![filter] }))).await?.plugins;
+        let root = plugins.into_iter().find_map(|p| p.exports.get("root").cloned()).filter(|r| !r.is_empty());
+        let root = root.ok_or_else(|| Error::Protocol {
+            container: container.to_string(),
+            runtime: "containerd",
+            detail: format!("the introspection service names no root for snapshotter {snapshotter}"),
+        })?;
+        Ok(self.options.host_path(root))
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.metadata_mut().insert("containerd-namespace", self.namespace_header.clone());
+        request
+    }
+
+    /// Awaits one RPC with a timeout, mapping its status to the library's errors.
+    async fn call<T>(
+        &self,
+        container: &str,
+        rpc: impl Future<Output = std::result::Result<containerd_client::tonic::Response<T>, Status>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(TIMEOUT, rpc).await {
+            Err(_) => Err(self.unavailable(format!("no answer within {} s", TIMEOUT.as_secs()))),
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(match status.code() {
+                Code::NotFound => self.not_found(container),
+                Code::Unavailable => self.unavailable(status_text(&status)),
+                _ => Error::Protocol { container: container.to_string(), runtime: "containerd", detail: status_text(&status) },
+            }),
+        }
+    }
+
+    /// A snapshot that the record names but containerd does not have is storage rodiff cannot
+    /// read, not a missing container.
+    fn snapshot_error(&self, container: &str, snapshotter: &str, key: &str, e: Error) -> Error {
+        match e {
+            Error::ContainerNotFound { .. } => Error::UnsupportedStorage {
+                container: container.to_string(),
+                detail: format!("no snapshot {key} in snapshotter {snapshotter} ({})", self.endpoint()),
+            },
+            e => e,
+        }
+    }
+
+    /// How errors name where we looked: socket and namespace.
+    fn endpoint(&self) -> String {
+        format!("{}, namespace {}", self.socket, self.namespace)
+    }
+
+    fn not_found(&self, container: &str) -> Error {
+        Error::ContainerNotFound { container: container.to_string(), runtime: "containerd", endpoint: self.endpoint() }
+    }
+
+    fn unavailable(&self, cause: String) -> Error {
+        Error::RuntimeUnavailable { runtime: "containerd", endpoint: self.socket.clone(), cause }
+    }
+}
+
+/// The btrfs layer of active subvolume `subvolid` under the snapshotter `root`: the subvolume is
+/// one of `root/active/*`, and its parent the entry of `root/snapshots/*` it was snapshotted
+/// from (`parent` is the parent snapshot's name, for messages).
+fn btrfs_layer(root: &Path, subvolid: u64, parent: &str) -> std::result::Result<BtrfsLayer, String> {
+    let active = root.join("active");
+    let (subvolume, info) = btrfs_path::find_by_id(&active, subvolid)
+        .map_err(|e| format!("{}: {e}", active.display()))?
+        .ok_or_else(|| format!("no subvolume {subvolid} in {}", active.display()))?;
+    let snapshots = root.join("snapshots");
+    let parent_dir = btrfs_path::find_by_uuid(&snapshots, &info.parent_uuid)
+        .map_err(|e| format!("{}: {e}", snapshots.display()))?
+        .ok_or_else(|| format!("parent snapshot {parent} of {} not found in {}", subvolume.display(), snapshots.display()))?;
+    Ok(BtrfsLayer { subvolume, parent: parent_dir })
+}
+
+fn status_text(status: &Status) -> String {
+    let message = status.message();
+    if message.is_empty() {
+        format!("{:?}", status.code())
+    } else {
+        message.to_string()
+    }
+}
+
+/// An error and its sources in one line (tonic's top-level message alone is "transport error").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
