@@ -9,7 +9,7 @@ use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 
 use super::{ResolvedContainer, RuntimeOptions};
 use crate::error::{Error, Result};
-use crate::layer::{Layer, OverlayLayer, XattrNamespace};
+use crate::layer::{BtrfsLayer, Layer, OverlayLayer, XattrNamespace};
 
 /// Seconds to wait for an answer from the daemon.
 const TIMEOUT_SECS: u64 = 30;
@@ -64,16 +64,19 @@ impl DockerResolver {
         let protocol = |detail: String| Error::Protocol { container: container.to_string(), runtime: "docker", detail };
         let layer = match driver.name.as_str() {
             "overlay2" => Layer::Overlay(self.overlay_layer(&driver.data).map_err(protocol)?),
-            "" => {
-                return Err(Error::UnsupportedStorage {
-                    container: container.to_string(),
-                    detail: "the daemon reports no storage driver (containerd image store?)".into(),
-                })
+            "btrfs" => Layer::Btrfs(self.btrfs_layer(&id).await.map_err(protocol)?),
+            // The containerd image store: no graph driver, only a snapshotter name (if any).
+            "" | "overlayfs" => {
+                let snapshotter = [driver.name.as_str(), inspect.driver.as_deref().unwrap_or_default()]
+                    .into_iter()
+                    .find(|s| !s.is_empty())
+                    .unwrap_or(super::containerd::record::DEFAULT_SNAPSHOTTER);
+                self.containerd_store_layer(container, &id, snapshotter).await?
             }
             other => {
                 return Err(Error::UnsupportedStorage {
                     container: container.to_string(),
-                    detail: format!("storage driver {other} (supported: overlay2)"),
+                    detail: format!("storage driver {other} (supported: overlay2, btrfs)"),
                 })
             }
         };
@@ -111,6 +114,50 @@ impl DockerResolver {
         })
     }
 }
+
+impl DockerResolver {
+    /// The btrfs driver's subvolumes. Inspect says nothing for btrfs (`GraphDriver.Data` is
+    /// empty); the layer store does: `<DockerRootDir>/image/btrfs/layerdb/mounts/<container id>/`
+    /// holds `mount-id` (the container's subvolume) and `init-id` (its parent, `<mount-id>-init`),
+    /// both below `<DockerRootDir>/btrfs/subvolumes/`.
+    async fn btrfs_layer(&self, id: &str) -> std::result::Result<BtrfsLayer, String> {
+        let info = self.docker.info().await.map_err(|e| format!("/info: {e}"))?;
+        let root = PathBuf::from(info.docker_root_dir.ok_or("/info has no DockerRootDir")?);
+        let mounts = self.options.host_path(root.join("image/btrfs/layerdb/mounts").join(id));
+        let read_id = |file: &str| -> std::result::Result<String, String> {
+            let path = mounts.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let id = text.trim();
+            // Ids are hex, plus Docker's `-init` suffix: never a path.
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(format!("{}: unexpected content {id:?}", path.display()));
+            }
+            Ok(id.to_string())
+        };
+        let subvolumes = self.options.host_path(root.join("btrfs/subvolumes"));
+        Ok(BtrfsLayer { subvolume: subvolumes.join(read_id("mount-id")?), parent: subvolumes.join(read_id("init-id")?) })
+    }
+}
+
+impl DockerResolver {
+    /// A container of Docker's containerd image store (Docker 29's default): inspect names no
+    /// layer directories; the root filesystem is the containerd snapshot keyed by the container
+    /// id (its parent is `<id>-init`), in the namespace `/info` names (`Containerd.Namespaces.
+    /// Containers`, else `moby`) of the containerd `/info` names (`Containerd.Address`, else the
+    /// options' containerd socket).
+    async fn containerd_store_layer(&self, container: &str, id: &str, snapshotter: &str) -> Result<Layer> {
+        let containerd = self.docker.info().await.ok().and_then(|info| info.containerd);
+        let address = containerd.as_ref().and_then(|c| c.address.clone()).filter(|a| !a.is_empty());
+        let address = address.unwrap_or_else(|| self.options.containerd_socket());
+        let namespace = containerd.and_then(|c| c.namespaces).and_then(|n| n.containers).filter(|n| !n.is_empty());
+        let namespace = namespace.unwrap_or_else(|| MOBY_NAMESPACE.to_string());
+        let resolver = super::containerd::ContainerdResolver::connect_to(&self.options, &address, &namespace).await?;
+        resolver.snapshot_layer(container, snapshotter, id).await
+    }
+}
+
+/// The containerd namespace of Docker's containers.
+const MOBY_NAMESPACE: &str = "moby";
 
 /// A bollard client for an endpoint at a given API version.
 fn client(endpoint: &str, version: &ClientVersion) -> Result<Docker> {

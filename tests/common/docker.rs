@@ -15,6 +15,11 @@ pub fn sandbox() -> bool {
     require(std::env::var_os("RODIFF_SANDBOX").is_some(), "the Docker sandbox (run the tests with `make test`)")
 }
 
+/// The sandbox daemon's storage driver (`overlay2`, `btrfs`).
+pub fn storage_driver() -> String {
+    docker(&["info", "-f", "{{.Driver}}"])
+}
+
 /// Runs the docker CLI against the sandbox; panics on failure.
 pub fn docker(args: &[&str]) -> String {
     run(Command::new("docker").args(args)).trim().to_string()
