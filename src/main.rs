@@ -129,6 +129,7 @@ impl From<FormatArg> for Format {
 }
 
 fn main() -> ExitCode {
+    remove_helpers_on_signals();
     let cli = Cli::parse();
     let options = cli.runtime.options();
     let result = match &cli.command {
@@ -145,6 +146,29 @@ fn main() -> ExitCode {
             eprintln!("rodiff: {err:#}");
             ExitCode::from(exit_code(&err))
         }
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP, deletes the btrfs helper snapshots this process made, then exits
+/// with 128 + the signal number. (The library removes them on every return path; a signal ends
+/// the process without unwinding.) The signals are blocked here, before any other thread exists,
+/// so every thread inherits the mask and only the dedicated thread receives them.
+fn remove_helpers_on_signals() {
+    // SAFETY: plain libc signal-mask calls on a set we own; sigwait only writes `sig`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        std::thread::spawn(move || {
+            let mut sig = 0;
+            if libc::sigwait(&set, &mut sig) == 0 {
+                rodiff::layer::btrfs::helper::remove_all();
+                std::process::exit(128 + sig);
+            }
+        });
     }
 }
 

@@ -89,22 +89,34 @@ pub fn remove_all() {
     }
 }
 
-/// `<mount point of the filesystem holding path>/.rodiff-snapshots`.
+/// `<outermost mount point of the filesystem holding path>/.rodiff-snapshots`.
+///
+/// Outermost, because runtimes bind-mount their own directories onto themselves (dockerd makes its
+/// data root a private mount): the deepest mount of the filesystem is often the runtime's.
 fn helper_dir(path: &Path) -> io::Result<PathBuf> {
     let path = std::fs::canonicalize(path)?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let mount_point = mountinfo
+    // (device, mount point) of every btrfs mount that contains `path`.
+    let mounts: Vec<(&str, PathBuf)> = mountinfo
         .lines()
         .filter_map(|line| {
             // id parent major:minor root mount-point options … - fstype source super-options
             let mut fields = line.split(' ');
-            let mount_point = unescape_mountinfo(fields.nth(4)?);
+            let device = fields.nth(2)?;
+            let mount_point = unescape_mountinfo(fields.nth(1)?);
             let fstype = line.split(" - ").nth(1)?.split(' ').next()?;
-            (fstype == "btrfs" && path.starts_with(&mount_point)).then_some(mount_point)
+            (fstype == "btrfs" && path.starts_with(&mount_point)).then_some((device, mount_point))
         })
-        .max_by_key(|m| m.as_os_str().len())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} is not on a mounted btrfs filesystem", path.display())))?;
-    Ok(mount_point.join(HELPER_DIR))
+        .collect();
+    let not_btrfs = || io::Error::new(io::ErrorKind::NotFound, format!("{} is not on a mounted btrfs filesystem", path.display()));
+    let (device, _) = mounts.iter().max_by_key(|(_, m)| m.as_os_str().len()).ok_or_else(not_btrfs)?;
+    let outermost = mounts
+        .iter()
+        .filter(|(d, _)| d == device)
+        .map(|(_, m)| m)
+        .min_by_key(|m| m.as_os_str().len())
+        .ok_or_else(not_btrfs)?;
+    Ok(outermost.join(HELPER_DIR))
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
