@@ -26,6 +26,7 @@ test: deps
 
 bench: build
 	$(SANDBOX) run --images busybox -- python3 bench/bench.py
+	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox -- python3 bench/bench.py
 
 clean:
 	$(CARGO) clean

@@ -5,9 +5,13 @@ Run it through the sandbox (`make bench`), which sets DOCKER_HOST to an isolated
 
     scripts/sandbox.sh run -- python3 bench/bench.py [--runs N]
 
-Cases
+Cases (chosen by the sandbox daemon's storage driver; `make bench` runs both)
   overlay2-100k   a container that wrote 100,000 files (200 directories x 500), stopped.
                   rodiff diff (docker format), docker diff, and find over the upper directory.
+  btrfs-100k      an image of 100,000 files (400 directories x 250) and a running container
+                  that changed 6 paths: rodiff diff, docker diff, btrfs subvolume find-new,
+                  find over the subvolume; and rodiff on the same changes over a 10,000-file image
+                  (cost follows the changes, not the image).
 
 Reports medians of N warm runs (after one warm-up each), the ratios, and rodiff's peak memory
 (GNU time's max RSS) for the streamed formats (docker, jsonl: the peak must not grow with the number
@@ -86,23 +90,90 @@ def overlay2_case(runs):
     r = results
     return {
         "case": "overlay2-100k",
-        "entries_in_upper": entries,
+        "what": f"{entries} entries in the upper dir",
         "runs": runs,
         "median_seconds": {k: round(v, 4) for k, v in r.items()},
-        "docker_diff_over_rodiff": round(r["docker diff"] / r["rodiff diff"], 1),
-        "rodiff_over_find": round(r["rodiff diff"] / r["find upperdir"], 2),
+        "ratios": [
+            ["docker diff / rodiff", round(r["docker diff"] / r["rodiff diff"], 1), ">= 20"],
+            ["rodiff / find", round(r["rodiff diff"] / r["find upperdir"], 2), "<= 1.0"],
+        ],
         "rodiff_peak_rss_kib": rss,
     }
 
 
 def report(result):
-    print(f"\n== {result['case']}: {result['entries_in_upper']} entries in the upper dir, median of {result['runs']} ==")
+    print(f"\n== {result['case']}: {result['what']}, median of {result['runs']} ==")
     for tool, secs in result["median_seconds"].items():
-        print(f"  {tool:<16} {secs * 1000:8.1f} ms")
-    print(f"  docker diff / rodiff  {result['docker_diff_over_rodiff']:>6}x   (target >= 20x)")
-    print(f"  rodiff / find         {result['rodiff_over_find']:>6}    (target <= 1.0)")
-    for what, kib in result["rodiff_peak_rss_kib"].items():
+        print(f"  {tool:<32} {secs * 1000:8.1f} ms")
+    for label, value, target in result.get("ratios", []):
+        print(f"  {label:<32} {value:>8}    (target {target})")
+    for what, kib in result.get("rodiff_peak_rss_kib", {}).items():
         print(f"  rodiff peak RSS, {what:<28} {kib / 1024:6.1f} MiB")
+
+
+def btrfs_subvolumes(name):
+    """(container subvolume, parent subvolume) of a container on Docker's btrfs driver."""
+    root = sh("docker", "info", "-f", "{{.DockerRootDir}}")
+    cid = sh("docker", "inspect", "-f", "{{.Id}}", name)
+    ids = os.path.join(root, "image/btrfs/layerdb/mounts", cid)
+    read = lambda f: open(os.path.join(ids, f)).read().strip()
+    subvolumes = os.path.join(root, "btrfs/subvolumes")
+    return os.path.join(subvolumes, read("mount-id")), os.path.join(subvolumes, read("init-id"))
+
+
+def btrfs_image(tag, dirs, files):
+    """An image with dirs x files files (committed from a container), on the btrfs driver."""
+    name = f"rodiff-bench-img-{os.getpid()}-{dirs}"
+    script = (f"mkdir /img && for d in $(seq {dirs}); do mkdir /img/$d; "
+              f"for f in $(seq {files}); do : > /img/$d/$f; done; done")
+    sh("docker", "run", "--name", name, "--network", "none", IMAGE, "sh", "-c", script)
+    sh("docker", "commit", name, tag)
+    sh("docker", "rm", name)
+
+
+# The six changes of the btrfs case: modify, delete, empty file, new directory, chmod, rename.
+SIX_CHANGES = ("echo x >> /img/1/1; rm /img/2/2; : > /img/3/new; mkdir /newdir; "
+               "chmod 600 /img/4/4; mv /img/5/5 /img/5/renamed")
+
+
+def btrfs_case(runs):
+    tags = {"100k": f"rodiff-bench/btrfs-100k:{os.getpid()}", "10k": f"rodiff-bench/btrfs-10k:{os.getpid()}"}
+    names = {k: f"rodiff-bench-btrfs-{k}-{os.getpid()}" for k in tags}
+    try:
+        print("bench: building 100,000- and 10,000-file images on btrfs …", file=sys.stderr)
+        btrfs_image(tags["100k"], 400, 250)
+        btrfs_image(tags["10k"], 40, 250)
+        for k in tags:
+            sh("docker", "run", "-d", "--name", names[k], "--network", "none", tags[k],
+               "sh", "-c", SIX_CHANGES + "; exec sleep 3600")
+        time.sleep(1)
+        subvolume, parent = btrfs_subvolumes(names["100k"])
+        shown = sh("btrfs", "subvolume", "show", parent).splitlines()
+        init_generation = next(l.split(":")[1].strip() for l in shown if l.strip().startswith("Generation:"))
+        results = {
+            "rodiff diff (running, frozen)": median_time([RODIFF, "diff", names["100k"]], runs),
+            "docker diff": median_time(["docker", "diff", names["100k"]], runs),
+            "btrfs subvolume find-new": median_time(["btrfs", "subvolume", "find-new", subvolume, init_generation], runs),
+            "find subvolume": median_time(["find", subvolume], runs),
+            "rodiff diff, 10k-file image": median_time([RODIFF, "diff", names["10k"]], runs),
+        }
+        changes = len(sh(RODIFF, "diff", names["100k"]).splitlines())
+    finally:
+        subprocess.run(["docker", "rm", "-f", *names.values()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["docker", "rmi", *tags.values()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = results
+    ours = r["rodiff diff (running, frozen)"]
+    return {
+        "case": "btrfs-100k-image",
+        "what": f"image of 100,000 files, container changed 6 paths ({changes} docker-diff lines)",
+        "runs": runs,
+        "median_seconds": {k: round(v, 4) for k, v in r.items()},
+        "ratios": [
+            ["docker diff / rodiff", round(r["docker diff"] / ours, 1), ">= 40"],
+            ["rodiff / find-new", round(ours / r["btrfs subvolume find-new"], 2), "<= 2.0"],
+            ["rodiff 100k / rodiff 10k image", round(ours / r["rodiff diff, 10k-file image"], 2), "~ 1"],
+        ],
+    }
 
 
 def main():
@@ -115,7 +186,11 @@ def main():
     if not os.access(RODIFF, os.X_OK):
         sys.exit(f"bench: {RODIFF} missing; run `cargo build --release`")
     print(f"bench: {os.cpu_count()} CPUs, {sh('uname', '-r')}", file=sys.stderr)
-    results = [overlay2_case(args.runs)]
+    driver = sh("docker", "info", "-f", "{{.Driver}}")
+    cases = {"overlay2": [overlay2_case], "btrfs": [btrfs_case]}.get(driver)
+    if not cases:
+        sys.exit(f"bench: no benchmark for storage driver {driver}")
+    results = [case(args.runs) for case in cases]
     for r in results:
         report(r)
     if args.json:
