@@ -1,6 +1,7 @@
 # rodiff — the two commands a user needs:
 #   make demo   set up the sandbox and run rodiff on the built-in PostgreSQL example
-#   make test   run every test (unit, real overlayfs mounts, Docker oracle) in a sandbox
+#   make test   run every test (unit, real overlayfs and btrfs, Docker oracle on overlay2 and
+#               btrfs dockerds) in sandboxes
 # Both install missing Debian packages first (as root) and clean up after themselves.
 
 SANDBOX := scripts/sandbox.sh
@@ -23,6 +24,8 @@ demo: build
 test: deps
 	$(CARGO) build --tests
 	$(SANDBOX) run --images busybox -- $(CARGO) test
+	# The Docker suite again on a dockerd whose storage driver is btrfs.
+	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox -- $(CARGO) test --test docker_oracle
 
 bench: build
 	$(SANDBOX) run --images busybox -- python3 bench/bench.py
