@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod btrfs;
+pub mod containerd;
+pub mod corpus;
 pub mod docker;
 pub mod naive;
 pub mod ops;
