@@ -60,6 +60,39 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A plan cannot be written in the requested format (a path Docker's syntax cannot carry).
+    #[error("{path}: cannot be written as {format}: {detail}")]
+    Unrepresentable {
+        /// The mount's path.
+        path: PathBuf,
+        /// The format (`docker`, `compose`, `k8s`).
+        format: &'static str,
+        /// Why not.
+        detail: String,
+    },
+    /// A plan file given to `verify` could not be read.
+    #[error("plan {path}: {detail}")]
+    InvalidPlan {
+        /// The plan file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A runtime call made for the container failed (creating, starting, inspecting …).
+    #[error("container {container}: {runtime} could not {action}: {cause}")]
+    RuntimeCall {
+        /// The container reference.
+        container: String,
+        /// `docker` or `containerd`.
+        runtime: &'static str,
+        /// What was asked (`create the verification container`).
+        action: String,
+        /// The runtime's answer.
+        cause: String,
+    },
+    /// The operation was interrupted (a signal arrived) and stopped before making anything more.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl Error {

@@ -10,7 +10,9 @@
 //!   writable layer is;
 //! - [`layer`] holds the diff engines (overlayfs), which know filesystems and not runtimes;
 //! - [`annotate`] marks changes that only exist because the runtime made a mount point;
-//! - [`render`] writes changes as `docker diff` lines, JSON or JSON lines.
+//! - [`render`] writes changes as `docker diff` lines, JSON or JSON lines;
+//! - [`plan`](mod@plan) turns changes into the mounts a read-only root filesystem needs, and
+//!   [`verify`](mod@verify) proves them by re-running the container read-only (Docker).
 //!
 //! ```no_run
 //! let changes = rodiff::diff("my-container", &rodiff::RuntimeOptions::default()).unwrap();
@@ -24,12 +26,15 @@ pub mod error;
 pub mod fs;
 pub mod layer;
 pub mod model;
+pub mod plan;
 pub mod render;
 pub mod resolve;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use layer::{ChangeSink, Collect, Layer, ScanOptions};
 pub use model::{Change, ChangeKind, FileType, Metadata};
+pub use plan::{Plan, PlannedMount, Rules};
 pub use resolve::{PodSelector, ResolvedContainer, Runtime, RuntimeOptions};
 
 /// Resolves `container` through the runtime, blocking the calling thread.
@@ -75,4 +80,35 @@ pub fn diff(container: &str, options: &RuntimeOptions) -> Result<Vec<Change>> {
         diff_resolved(&resolve_blocking(container, options)?, &scan, &collect)?;
     }
     Ok(collect.into_sorted())
+}
+
+/// Plans the mounts a resolved container needs to run with a read-only root filesystem: diffs it,
+/// asks its layer what the image ships, and applies `rules` (see [`plan`](mod@plan)). `image` is the
+/// container's image reference, when known (Kubernetes seeding names it).
+pub fn plan_resolved(resolved: &ResolvedContainer, image: Option<String>, rules: &Rules) -> Result<Plan> {
+    let collect = Collect::default();
+    diff_resolved(resolved, &ScanOptions { metadata: true, ..Default::default() }, &collect)?;
+    let changes = collect.into_sorted();
+    let view = resolved.layer.image()?;
+    let input = plan::PlanInput {
+        container: resolved.name.clone(),
+        image,
+        mount_destinations: resolved.mount_destinations.clone(),
+    };
+    plan::plan(&changes, view.as_ref(), &input, rules)
+}
+
+/// Resolves `container` and plans the mounts it needs to run read-only (see [`plan_resolved`]).
+pub fn plan(container: &str, options: &RuntimeOptions, rules: &Rules) -> Result<Plan> {
+    let resolved = resolve_blocking(container, options)?;
+    let image = image_reference(options, &resolved)?;
+    plan_resolved(&resolved, image, rules)
+}
+
+/// The image reference a container was created from, when the runtime keeps one (Docker).
+pub fn image_reference(options: &RuntimeOptions, resolved: &ResolvedContainer) -> Result<Option<String>> {
+    if options.runtime != Runtime::Docker {
+        return Ok(None);
+    }
+    block_on(verify::image_reference(options, &resolved.id))
 }

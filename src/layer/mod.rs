@@ -3,6 +3,7 @@
 
 pub mod btrfs;
 pub mod compare;
+pub mod image;
 pub mod overlay;
 pub mod twotree;
 
@@ -31,6 +32,14 @@ impl Layer {
         match self {
             Layer::Overlay(layer) => overlay::diff(layer, options, sink),
             Layer::Btrfs(layer) => btrfs::diff(layer, options, sink),
+        }
+    }
+
+    /// The image this layer was made from, for look-ups by path (what a read-only plan needs).
+    pub fn image(&self) -> Result<Box<dyn image::ImageView + '_>> {
+        match self {
+            Layer::Overlay(layer) => Ok(Box::new(overlay::image::OverlayImage::open(layer)?)),
+            Layer::Btrfs(layer) => Ok(Box::new(image::DirImage::open(&layer.parent)?)),
         }
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! `<ns>` is `trusted` for a normal mount and `user` for a `userxattr` (rootless) mount.
 
+pub mod image;
 mod lower;
 mod walk;
 

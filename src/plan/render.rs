@@ -1,0 +1,263 @@
+//! A plan in the forms people apply it in: `docker run` flags, a compose service fragment, a
+//! Kubernetes strategic-merge patch, and JSON with every reason.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::names::docker_volume;
+use super::yaml::Node;
+use super::{MountKind, Plan, PlannedMount};
+use crate::error::{Error, Result};
+
+/// How to render a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanFormat {
+    /// One shell-quoted line of flags for `docker run`, starting with `--read-only`.
+    Docker,
+    /// A compose service fragment (`read_only: true`, `tmpfs:`, `volumes:`).
+    Compose,
+    /// A Kubernetes strategic-merge patch for the pod template.
+    K8s,
+    /// The plan itself, with reasons.
+    Json,
+}
+
+/// Where Kubernetes init containers mount the volumes they seed.
+const SEED_DIR: &str = "/rodiff-seed";
+
+/// Renders plans (one per container; several for a pod) as text ending in a newline.
+pub fn render(plans: &[Plan], format: PlanFormat) -> Result<String> {
+    match format {
+        PlanFormat::Docker => docker(plans),
+        PlanFormat::Compose => compose(plans),
+        PlanFormat::K8s => k8s(plans),
+        PlanFormat::Json => json(plans),
+    }
+}
+
+/// The options of a tmpfs mount: `uid=U,gid=G,mode=M` (mode in octal), as `--tmpfs PATH:OPTIONS`
+/// and compose take them.
+pub fn tmpfs_options(mount: &PlannedMount) -> String {
+    format!("uid={},gid={},mode={:o}", mount.uid, mount.gid, mount.mode)
+}
+
+/// The Docker volume name of a plan's mount: `<container>-<mount name>`.
+pub fn volume_name(plan: &Plan, mount: &PlannedMount) -> String {
+    docker_volume(&plan.container, &mount.name)
+}
+
+/// The `docker run` arguments of a plan, unquoted: `--read-only`, then `--tmpfs PATH:OPTIONS` and
+/// `--volume NAME:PATH` per mount.
+pub fn docker_args(plan: &Plan) -> Result<Vec<Vec<u8>>> {
+    let mut args = vec![b"--read-only".to_vec()];
+    for m in &plan.mounts {
+        let path = docker_path(m, "docker")?;
+        match m.kind {
+            MountKind::Tmpfs => {
+                args.push(b"--tmpfs".to_vec());
+                args.push([path, b":", tmpfs_options(m).as_bytes()].concat());
+            }
+            MountKind::Volume => {
+                args.push(b"--volume".to_vec());
+                args.push([volume_name(plan, m).as_bytes(), b":", path].concat());
+            }
+        }
+    }
+    Ok(args)
+}
+
+/// The mount's path, if Docker's `--tmpfs`/`--volume` syntax can carry it (no `:` or `,`).
+fn docker_path<'a>(mount: &'a PlannedMount, format: &'static str) -> Result<&'a [u8]> {
+    let path = mount.path.as_os_str().as_bytes();
+    if path.iter().any(|b| matches!(b, b':' | b',')) {
+        return Err(unrepresentable(&mount.path, format, "Docker's mount syntax cannot carry `:` or `,` in a path"));
+    }
+    Ok(path)
+}
+
+fn unrepresentable(path: &Path, format: &'static str, detail: &str) -> Error {
+    Error::Unrepresentable { path: path.to_path_buf(), format, detail: detail.to_string() }
+}
+
+/// The mount's path as text, for the YAML formats.
+fn text_path<'a>(mount: &'a PlannedMount, format: &'static str) -> Result<&'a str> {
+    let path = docker_path(mount, format)?;
+    std::str::from_utf8(path).map_err(|_| unrepresentable(&mount.path, format, "the path is not UTF-8"))
+}
+
+fn docker(plans: &[Plan]) -> Result<String> {
+    let mut out = String::new();
+    for plan in plans {
+        if plans.len() > 1 {
+            out.push_str(&format!("# container {}\n", plan.container));
+        }
+        let words: Vec<String> = docker_args(plan)?.iter().map(|a| shell_quote(a)).collect();
+        out.push_str(&words.join(" "));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn compose(plans: &[Plan]) -> Result<String> {
+    let mut services = Vec::new();
+    let mut volumes = Vec::new();
+    for plan in plans {
+        let mut service = vec![("read_only", Node::Bool(true))];
+        let mut tmpfs = Vec::new();
+        let mut mounts = Vec::new();
+        for m in &plan.mounts {
+            let path = text_path(m, "compose")?;
+            match m.kind {
+                MountKind::Tmpfs => tmpfs.push(Node::str(format!("{path}:{}", tmpfs_options(m)))),
+                MountKind::Volume => {
+                    let name = volume_name(plan, m);
+                    mounts.push(Node::str(format!("{name}:{path}")));
+                    volumes.push((name, Node::map(Vec::<(String, Node)>::new())));
+                }
+            }
+        }
+        if !tmpfs.is_empty() {
+            service.push(("tmpfs", Node::List(tmpfs)));
+        }
+        if !mounts.is_empty() {
+            service.push(("volumes", Node::List(mounts)));
+        }
+        services.push((plan.container.clone(), Node::map(service)));
+    }
+    let mut doc = vec![("services".to_string(), Node::Map(services))];
+    if !volumes.is_empty() {
+        doc.push(("volumes".to_string(), Node::Map(volumes)));
+    }
+    let names: Vec<&str> = plans.iter().map(|p| p.container.as_str()).collect();
+    Ok(format!("# rodiff plan for {}: merge into the compose file\n{}", names.join(", "), Node::Map(doc).to_yaml()))
+}
+
+fn k8s(plans: &[Plan]) -> Result<String> {
+    let several = plans.len() > 1;
+    let mut containers = Vec::new();
+    let mut init = Vec::new();
+    let mut volumes = Vec::new();
+    let mut claims = Vec::new();
+    let mut placeholders = false;
+    for plan in plans {
+        let volume = |m: &PlannedMount| if several { super::names::label(Path::new(&format!("{}-{}", plan.container, m.name))) } else { m.name.clone() };
+        let mut mounts = Vec::new();
+        let mut seeds = Vec::new();
+        let mut script = vec!["set -e".to_string()];
+        for m in &plan.mounts {
+            let path = text_path(m, "k8s")?;
+            let name = volume(m);
+            mounts.push(Node::map([("name", Node::str(&name)), ("mountPath", Node::str(path))]));
+            let source = if m.persistent {
+                let claim = volume_name(plan, m);
+                claims.push(claim.clone());
+                ("persistentVolumeClaim", Node::map([("claimName", Node::str(claim))]))
+            } else {
+                ("emptyDir", Node::map([("medium", Node::str("Memory"))]))
+            };
+            volumes.push(Node::map([("name", Node::str(&name)), source]));
+            if m.seed {
+                let seed = format!("{SEED_DIR}/{name}");
+                script.push(format!(
+                    "if [ -z \"$(ls -A {seed})\" ]; then cp -a {src}/. {seed}/; fi",
+                    seed = shell_quote(seed.as_bytes()),
+                    src = shell_quote(path.as_bytes())
+                ));
+                seeds.push(Node::map([("name", Node::str(&name)), ("mountPath", Node::str(seed))]));
+            }
+        }
+        if !seeds.is_empty() {
+            let image = plan.image.clone().unwrap_or_else(|| {
+                placeholders = true;
+                "IMAGE".to_string()
+            });
+            init.push(Node::map([
+                ("name", Node::str(if several { format!("rodiff-seed-{}", plan.container) } else { "rodiff-seed".into() })),
+                ("image", Node::str(image)),
+                ("command", Node::List(vec![Node::str("sh"), Node::str("-c"), Node::str(script.join("\n"))])),
+                ("securityContext", Node::map([("runAsUser", Node::Int(0))])),
+                ("volumeMounts", Node::List(seeds)),
+            ]));
+        }
+        let mut container = vec![
+            ("name", Node::str(&plan.container)),
+            ("securityContext", Node::map([("readOnlyRootFilesystem", Node::Bool(true))])),
+        ];
+        if !mounts.is_empty() {
+            container.push(("volumeMounts", Node::List(mounts)));
+        }
+        containers.push(Node::map(container));
+    }
+    let seeding = !init.is_empty();
+    let mut pod = Vec::new();
+    if seeding {
+        pod.push(("initContainers", Node::List(init)));
+    }
+    pod.push(("containers", Node::List(containers)));
+    if !volumes.is_empty() {
+        pod.push(("volumes", Node::List(volumes)));
+    }
+    let doc = Node::map([("spec", Node::map([("template", Node::map([("spec", Node::map(pod))]))]))]);
+    let mut head = String::from(
+        "# rodiff plan: a strategic-merge patch for the pod template, e.g.\n#   kubectl patch deployment NAME --patch-file plan.yaml\n",
+    );
+    if !claims.is_empty() {
+        head.push_str(&format!("# placeholders: create the PersistentVolumeClaims {}\n", claims.join(", ")));
+    }
+    if placeholders {
+        head.push_str("# placeholders: IMAGE is the container's image (the runtime did not say)\n");
+    }
+    if seeding {
+        head.push_str("# the init container copies what the image ships into each empty volume, as Docker does\n");
+    }
+    Ok(head + &doc.to_yaml())
+}
+
+fn json(plans: &[Plan]) -> Result<String> {
+    let text = match plans {
+        [one] => serde_json::to_string_pretty(one),
+        several => serde_json::to_string_pretty(several),
+    };
+    Ok(text.expect("a plan serializes") + "\n")
+}
+
+/// Quotes a word for a POSIX shell: bare when it is plainly safe, in single quotes otherwise, and
+/// as `$'…'` with `\xNN` escapes when it is not UTF-8 or has control characters.
+pub fn shell_quote(word: &[u8]) -> String {
+    let safe = |b: &u8| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(b);
+    if !word.is_empty() && word.iter().all(safe) {
+        return String::from_utf8(word.to_vec()).expect("ASCII");
+    }
+    match std::str::from_utf8(word) {
+        Ok(s) if !s.chars().any(char::is_control) => format!("'{}'", s.replace('\'', r"'\''")),
+        _ => {
+            let mut out = String::from("$'");
+            for &b in word {
+                match b {
+                    b'\'' | b'\\' => {
+                        out.push('\\');
+                        out.push(b as char);
+                    }
+                    0x20..=0x7e => out.push(b as char),
+                    _ => out.push_str(&format!("\\x{b:02x}")),
+                }
+            }
+            out.push('\'');
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote(b"/run/postgresql:uid=100,gid=102,mode=2775"), "/run/postgresql:uid=100,gid=102,mode=2775");
+        assert_eq!(shell_quote(b"a b"), "'a b'");
+        assert_eq!(shell_quote(b"it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(b"x\xffy"), r"$'x\xffy'");
+        assert_eq!(shell_quote(b""), "''");
+    }
+}

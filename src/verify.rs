@@ -1,0 +1,273 @@
+//! Verification (Docker): proves a plan by running the container again, read-only, with the plan's
+//! mounts.
+//!
+//! A new container is made from the original's image, command, entrypoint, environment, user,
+//! working directory and labels ([`spec`]), with `--read-only` and the plan's tmpfs mounts and
+//! (new, throw-away) volumes. It is started, given `wait` to settle, and probed with `exec`. It
+//! passes when it is still running, the probe exits 0, and its log shows no `Read-only file
+//! system` error. The container and its volumes are removed on every path ([`cleanup`]; signal
+//! handlers call [`remove_all`]).
+
+mod cleanup;
+pub mod logs;
+pub mod spec;
+
+use std::time::{Duration, Instant};
+
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{ContainerInspectResponse, VolumeCreateOptions};
+use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions, LogsOptions, StartContainerOptions};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::resolve::docker::DockerResolver;
+use crate::resolve::{Runtime, RuntimeOptions};
+
+pub use cleanup::remove_all;
+pub use logs::ReadOnlyFailure;
+
+/// How long a probe may run.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the container's state is checked while waiting.
+const POLL: Duration = Duration::from_millis(200);
+
+/// How to verify.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    /// A shell command run in the container (`sh -c PROBE`) after the wait; exit 0 passes.
+    pub probe: Option<String>,
+    /// How long the container must keep running before the probe.
+    pub wait: Duration,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions { probe: None, wait: Duration::from_secs(5) }
+    }
+}
+
+/// What a verification found.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// The verification container's name (removed by now).
+    pub container: String,
+    /// Docker refused to start it (a mount it could not make, …).
+    pub start_error: Option<String>,
+    /// It was still running after the wait and the probe.
+    pub running: bool,
+    /// Its exit code, if it stopped.
+    pub exit_code: Option<i64>,
+    /// The probe's outcome, if there was a probe and the container was running for it.
+    pub probe: Option<ProbeOutcome>,
+    /// Log lines about the read-only root filesystem, with the paths they name.
+    pub failures: Vec<ReadOnlyFailure>,
+    /// Its last log lines (for a container that stopped).
+    pub log_tail: Vec<String>,
+    /// What could not be removed afterwards (normally empty).
+    pub leftovers: Vec<String>,
+}
+
+impl Report {
+    /// Whether the plan held: running, probe passed, no read-only errors in the log.
+    pub fn passed(&self) -> bool {
+        self.start_error.is_none()
+            && self.running
+            && self.probe.as_ref().map_or(true, ProbeOutcome::passed)
+            && self.failures.is_empty()
+    }
+}
+
+/// The outcome of a probe.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeOutcome {
+    /// The command (run as `sh -c COMMAND`).
+    pub command: String,
+    /// Its exit code (`None` when it timed out or Docker did not say).
+    pub exit_code: Option<i64>,
+    /// Its output, stdout and stderr interleaved.
+    pub output: String,
+}
+
+impl ProbeOutcome {
+    /// Whether it exited 0.
+    pub fn passed(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
+/// Verifies `plan` for Docker container `container` (name, id or id prefix), blocking.
+pub fn verify(container: &str, plan: &Plan, runtime: &RuntimeOptions, options: &VerifyOptions) -> Result<Report> {
+    if runtime.runtime != Runtime::Docker {
+        return Err(Error::RuntimeCall {
+            container: container.to_string(),
+            runtime: "containerd",
+            action: "verify a plan".into(),
+            cause: "verification runs containers through Docker only".into(),
+        });
+    }
+    crate::block_on(async {
+        let resolver = DockerResolver::connect(runtime).await?;
+        let original = inspect(&resolver, container).await?;
+        Verification { docker: resolver.client(), endpoint: resolver.endpoint(), container, made: Vec::new() }
+            .run(&original, plan, options)
+            .await
+    })
+}
+
+/// The image reference (`postgres:15`) Docker container `id` was created from.
+pub async fn image_reference(runtime: &RuntimeOptions, id: &str) -> Result<Option<String>> {
+    let resolver = DockerResolver::connect(runtime).await?;
+    Ok(inspect(&resolver, id).await?.config.and_then(|c| c.image))
+}
+
+async fn inspect(resolver: &DockerResolver, container: &str) -> Result<ContainerInspectResponse> {
+    resolver.client().inspect_container(container, None::<InspectContainerOptions>).await.map_err(|e| match e {
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => Error::ContainerNotFound {
+            container: container.to_string(),
+            runtime: "docker",
+            endpoint: resolver.endpoint().to_string(),
+        },
+        e => Error::RuntimeUnavailable { runtime: "docker", endpoint: resolver.endpoint().to_string(), cause: e.to_string() },
+    })
+}
+
+/// One verification in progress.
+struct Verification<'a> {
+    docker: &'a Docker,
+    endpoint: &'a str,
+    /// The original container, as the user named it.
+    container: &'a str,
+    made: Vec<cleanup::Made>,
+}
+
+impl Verification<'_> {
+    /// Runs the verification, then removes what it made, whatever happened.
+    async fn run(mut self, original: &ContainerInspectResponse, plan: &Plan, options: &VerifyOptions) -> Result<Report> {
+        let result = self.attempt(original, plan, options).await;
+        let leftovers = cleanup::remove(self.docker, self.endpoint, &self.made).await;
+        result.map(|report| Report { leftovers, ..report })
+    }
+
+    async fn attempt(&mut self, original: &ContainerInspectResponse, plan: &Plan, options: &VerifyOptions) -> Result<Report> {
+        let id = original.id.clone().unwrap_or_default();
+        let prefix = format!("rodiff-verify-{}-{}", &id[..id.len().min(12)], std::process::id());
+        let spec = spec::spec(original, plan, &prefix);
+        let mut report = Report { container: spec.name.clone(), ..Default::default() };
+
+        for volume in &spec.volumes {
+            let _in_flight = self.begin(cleanup::Made::Volume(volume.clone()))?;
+            let labels = [(spec::LABEL.to_string(), id.clone())].into();
+            let config = VolumeCreateOptions { name: Some(volume.clone()), labels: Some(labels), ..Default::default() };
+            self.docker.create_volume(config).await.map_err(|e| self.failed(format!("create volume {volume}"), e))?;
+        }
+        {
+            let _in_flight = self.begin(cleanup::Made::Container(spec.name.clone()))?;
+            let create = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
+            self.docker
+                .create_container(Some(create), spec.body)
+                .await
+                .map_err(|e| self.failed(format!("create the verification container {}", spec.name), e))?;
+        }
+        if let Err(e) = self.docker.start_container(&spec.name, None::<StartContainerOptions>).await {
+            report.start_error = Some(docker_message(e));
+            return Ok(report);
+        }
+
+        // The container must keep running for the whole wait.
+        let deadline = Instant::now() + options.wait;
+        while self.state(&spec.name, &mut report).await? && Instant::now() < deadline {
+            tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+        }
+        if report.running {
+            if let Some(command) = &options.probe {
+                report.probe = Some(self.probe(&spec.name, command).await?);
+            }
+            self.state(&spec.name, &mut report).await?;
+        }
+
+        let log = self.log(&spec.name).await?;
+        report.failures = logs::failures(&log);
+        if !report.running {
+            let lines: Vec<&str> = log.lines().collect();
+            report.log_tail = lines[lines.len().saturating_sub(20)..].iter().map(|l| l.to_string()).collect();
+        }
+        Ok(report)
+    }
+
+    /// Registers something about to be made, both here and for signal handlers.
+    fn begin(&mut self, made: cleanup::Made) -> Result<cleanup::InFlight> {
+        let in_flight = cleanup::begin(self.endpoint, made.clone())?;
+        self.made.push(made);
+        Ok(in_flight)
+    }
+
+    /// Updates `running` and `exit_code`; returns `running`.
+    async fn state(&self, name: &str, report: &mut Report) -> Result<bool> {
+        let inspect = self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| self.failed(format!("inspect the verification container {name}"), e))?;
+        let state = inspect.state.unwrap_or_default();
+        report.running = state.running == Some(true) && state.restarting != Some(true);
+        report.exit_code = if report.running { None } else { state.exit_code };
+        Ok(report.running)
+    }
+
+    /// Runs `sh -c COMMAND` in the container and collects its output and exit code.
+    async fn probe(&self, name: &str, command: &str) -> Result<ProbeOutcome> {
+        let mut outcome = ProbeOutcome { command: command.to_string(), ..Default::default() };
+        let exec = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(vec!["sh", "-c", command]),
+            ..Default::default()
+        };
+        let action = || format!("run the probe in {name}");
+        let exec = self.docker.create_exec(name, exec).await.map_err(|e| self.failed(action(), e))?;
+        let started = self.docker.start_exec(&exec.id, None).await.map_err(|e| self.failed(action(), e))?;
+        if let StartExecResults::Attached { mut output, .. } = started {
+            let collect = async {
+                while let Some(chunk) = output.next().await {
+                    match chunk {
+                        Ok(chunk) => outcome.output.push_str(&String::from_utf8_lossy(&chunk.into_bytes())),
+                        Err(_) => break,
+                    }
+                }
+            };
+            if tokio::time::timeout(PROBE_TIMEOUT, collect).await.is_err() {
+                outcome.output.push_str(&format!("\n(probe timed out after {} s)", PROBE_TIMEOUT.as_secs()));
+                return Ok(outcome);
+            }
+        }
+        let inspect = self.docker.inspect_exec(&exec.id).await.map_err(|e| self.failed(action(), e))?;
+        outcome.exit_code = inspect.exit_code;
+        Ok(outcome)
+    }
+
+    /// The container's whole log, stdout and stderr.
+    async fn log(&self, name: &str) -> Result<String> {
+        let options = LogsOptions { stdout: true, stderr: true, ..Default::default() };
+        let mut stream = self.docker.logs(name, Some(options));
+        let mut log = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.failed(format!("read the log of {name}"), e))?;
+            log.extend_from_slice(&chunk.into_bytes());
+        }
+        Ok(String::from_utf8_lossy(&log).into_owned())
+    }
+
+    fn failed(&self, action: String, e: bollard::errors::Error) -> Error {
+        Error::RuntimeCall { container: self.container.to_string(), runtime: "docker", action, cause: docker_message(e) }
+    }
+}
+
+/// The daemon's own message for an error, when it sent one.
+fn docker_message(e: bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+        e => e.to_string(),
+    }
+}
