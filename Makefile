@@ -23,12 +23,12 @@ demo: build
 
 test: deps
 	$(CARGO) build --tests
-	$(SANDBOX) run --images busybox -- $(CARGO) test
+	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox -- $(CARGO) test
 	# The Docker suite again on a dockerd whose storage driver is btrfs.
 	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox -- $(CARGO) test --test docker_oracle
 
 bench: build
-	$(SANDBOX) run --images busybox -- python3 bench/bench.py
+	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox -- python3 bench/bench.py
 	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox -- python3 bench/bench.py
 
 clean:

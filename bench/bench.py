@@ -12,6 +12,11 @@ Cases (chosen by the sandbox daemon's storage driver; `make bench` runs both)
                   that changed 6 paths: rodiff diff, docker diff, btrfs subvolume find-new,
                   find over the subvolume; and rodiff on the same changes over a 10,000-file image
                   (cost follows the changes, not the image).
+  containerd-overlayfs-100k   (with the overlay2 case, when the sandbox has a containerd:
+                  RODIFF_CONTAINERD=1) a containerd container (overlayfs snapshotter) that wrote
+                  100,000 files, stopped: rodiff --runtime containerd diff, find over the upper
+                  directory; and rodiff on unchanged containers of both runtimes, i.e. process
+                  start plus resolution (socket, RPCs) plus an empty walk.
 
 Reports medians of N warm runs (after one warm-up each), the ratios, and rodiff's peak memory
 (GNU time's max RSS) for the streamed formats (docker, jsonl: the peak must not grow with the number
@@ -176,6 +181,50 @@ def btrfs_case(runs):
     }
 
 
+def ctr(*args, ns="default"):
+    return sh("ctr", "-a", os.environ["CONTAINERD_ADDRESS"], "-n", ns, *args)
+
+
+def containerd_case(runs):
+    pid = os.getpid()
+    big, empty, docker_empty = (f"rodiff-bench-ctrd-{pid}", f"rodiff-bench-ctrd-empty-{pid}",
+                                f"rodiff-bench-docker-empty-{pid}")
+    ref = "docker.io/" + IMAGE
+    script = "mkdir /w && for d in $(seq 200); do mkdir /w/$d; for f in $(seq 500); do : > /w/$d/$f; done; done"
+    ctrd = [RODIFF, "--runtime", "containerd", "diff"]
+    try:
+        print("bench: creating a containerd container that writes 100,000 files …", file=sys.stderr)
+        run = ["run", "--runc-root", os.environ["RODIFF_RUNC_ROOT"], "--snapshotter", "overlayfs", ref]
+        ctr(*run, big, "sh", "-c", script)  # in the foreground: stopped when it returns
+        ctr(*run, empty, "true")
+        sh("docker", "run", "--name", docker_empty, "--network", "none", IMAGE, "true")
+        mount = ctr("snapshots", "--snapshotter", "overlayfs", "mounts", "/x", big)
+        upper = next(o.split("=", 1)[1] for o in mount.split()[-1].split(",") if o.startswith("upperdir="))
+        entries = int(sh("sh", "-c", f"find {upper} | wc -l")) - 1
+        results = {
+            "rodiff diff (containerd)": median_time([*ctrd, big], runs),
+            "find upperdir": median_time(["find", upper], runs),
+            "rodiff, unchanged (containerd)": median_time([*ctrd, empty], runs),
+            "rodiff, unchanged (docker)": median_time([RODIFF, "diff", docker_empty], runs),
+        }
+    finally:
+        for name in (big, empty):
+            subprocess.run(["ctr", "-a", os.environ["CONTAINERD_ADDRESS"], "-n", "default", "containers", "rm", name],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["docker", "rm", "-f", docker_empty], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = results
+    return {
+        "case": "containerd-overlayfs-100k",
+        "what": f"{entries} entries in the upper dir",
+        "runs": runs,
+        "median_seconds": {k: round(v, 4) for k, v in r.items()},
+        "ratios": [
+            ["rodiff / find", round(r["rodiff diff (containerd)"] / r["find upperdir"], 2), "<= 1.0"],
+            ["unchanged containerd (ms)", round(r["rodiff, unchanged (containerd)"] * 1000, 1), "< 20"],
+        ],
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="timed runs per tool (default 5)")
@@ -188,6 +237,8 @@ def main():
     print(f"bench: {os.cpu_count()} CPUs, {sh('uname', '-r')}", file=sys.stderr)
     driver = sh("docker", "info", "-f", "{{.Driver}}")
     cases = {"overlay2": [overlay2_case], "btrfs": [btrfs_case]}.get(driver)
+    if cases and driver == "overlay2" and os.environ.get("CONTAINERD_ADDRESS"):
+        cases = cases + [containerd_case]
     if not cases:
         sys.exit(f"bench: no benchmark for storage driver {driver}")
     results = [case(args.runs) for case in cases]
