@@ -17,7 +17,8 @@
 # Usage:
 #   sandbox.sh deps                       install missing Debian packages
 #   sandbox.sh up [DIR]                   start a sandbox, print its DIR
-#   sandbox.sh images DIR [NAME[,NAME]...]  build test images (busybox, postgres)
+#   sandbox.sh images DIR [NAME[,NAME]...]  build test images (busybox,
+#                                         postgres, nginx, redis)
 #   sandbox.sh down DIR                   stop a sandbox and delete DIR
 #   sandbox.sh containerd DIR             start a standalone containerd in DIR
 #                                         (root on a btrfs loop filesystem, so
@@ -55,17 +56,23 @@ readonly MAX_DIR_LEN=64
 # Test image names.
 readonly BUSYBOX_IMAGE=rodiff-test/busybox:latest
 readonly POSTGRES_IMAGE=rodiff-demo/postgres:15
-# What mmdebstrap puts into the postgres image; part of its cache key.
-readonly PG_SUITE=bookworm
-readonly PG_VARIANT=apt
+readonly NGINX_IMAGE=rodiff-demo/nginx:bookworm
+readonly REDIS_IMAGE=rodiff-demo/redis:bookworm
+# The Debian-package images (postgres, nginx, redis) are made by mmdebstrap;
+# suite, variant, packages, options and scripts are their cache key.
+readonly DEBIAN_SUITE=bookworm
+readonly DEBIAN_VARIANT=apt
 readonly PG_PACKAGES=postgresql-15
+# curl: the workload tests fetch pages from inside the container.
+readonly NGINX_PACKAGES=nginx-light,curl
+readonly REDIS_PACKAGES=redis-server
 # Further mmdebstrap options (also part of the cache key):
-#  - keep /run: mmdebstrap empties it by default, but Debian's postgres puts
-#    its socket in /var/run/postgresql (-> /run/postgresql), which must exist
-#    and belong to postgres because the server runs as that user (the hook
-#    removes everything else below /run itself);
+#  - keep /run: mmdebstrap empties it by default, but the services put their
+#    sockets and pid files in /run/<service>, which must exist and belong to
+#    the service's user (each hook removes everything else below /run but
+#    /run/lock, as a Debian base image has it);
 #  - leave out documentation, man pages and translations (smaller image).
-readonly PG_MMDEBSTRAP_OPTS=(
+readonly DEBIAN_MMDEBSTRAP_OPTS=(
   --skip=cleanup/run
   --dpkgopt=path-exclude=/usr/share/doc/*
   --dpkgopt=path-include=/usr/share/doc/*/copyright
@@ -88,7 +95,7 @@ usage() {
   cat >&2 <<EOF
 usage: $PROG deps
        $PROG up [DIR]
-       $PROG images DIR [busybox|postgres[,...]]   (busybox is always built)
+       $PROG images DIR [busybox|postgres|nginx|redis[,...]]   (busybox is always built)
        $PROG down DIR
        $PROG containerd DIR                        (standalone containerd in DIR)
        $PROG run [--images LIST] -- CMD [ARG...]   (LIST default: busybox)
@@ -291,18 +298,20 @@ cmd_images() {
   docker version >/dev/null 2>&1 || die "sandbox $dir is not running"
 
   # Names may be given as several arguments and/or comma-separated.
-  local want_pg=0 name names=()
+  local name names=() debian=()
   IFS=', ' read -r -a names <<<"$*"
   for name in "${names[@]}"; do
     case $name in
     busybox) ;;
-    postgres) want_pg=1 ;;
-    *) die "unknown image '$name' (known: busybox, postgres)" ;;
+    postgres | nginx | redis) debian+=("$name") ;;
+    *) die "unknown image '$name' (known: busybox, postgres, nginx, redis)" ;;
     esac
   done
 
   build_busybox "$dir"
-  if ((want_pg)); then build_postgres; fi
+  for name in "${debian[@]}"; do
+    "build_$name"
+  done
   if sandbox_containerd_pid "$dir" >/dev/null; then
     local ns
     for ns in default k8s.io; do
@@ -433,22 +442,112 @@ cache_dir() {
   printf '%s\n' "${RODIFF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rodiff}/images"
 }
 
-# Build (or take from the cache) the root tarball of the postgres image and
-# print its path.
-postgres_tarball() {
-  local cache key tarball
+# The postgres image's scripts: printed (the cache key), or written into DIR.
+pg_scripts() {
+  if (($#)); then
+    pg_start_script >"$1/pg-start"
+    pg_hook_script >"$1/hook.sh"
+    chmod 0755 "$1/pg-start" "$1/hook.sh"
+  else
+    pg_start_script
+    pg_hook_script
+  fi
+}
+
+build_postgres() {
+  build_debian_image "$POSTGRES_IMAGE" postgres-15 "$PG_PACKAGES" pg_scripts \
+    'test "$(psql -Atqc "select 1")" = 1' "psql 'select 1' over the unix socket" \
+    -c 'USER postgres' \
+    -c 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    -c 'ENV PGDATA=/var/lib/postgresql/data' \
+    -c 'CMD ["/usr/local/bin/pg-start"]'
+}
+
+# mmdebstrap customize hook of the nginx image: Debian's default site (the
+# welcome page on port 80, IPv4 only: a container without network may have no
+# IPv6 loopback), /run as a Debian base image has it.
+nginx_hook_script() {
+  cat <<'EOF'
+#!/bin/sh
+set -eu
+root=$1
+sed -i '/listen \[::\]/d' "$root/etc/nginx/sites-available/default"
+find "$root/run" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
+rm -rf "$root"/var/lib/apt/lists/*
+EOF
+}
+
+# The nginx image's scripts: printed (the cache key), or written into DIR.
+nginx_scripts() {
+  if (($#)); then
+    nginx_hook_script >"$1/hook.sh"
+    chmod 0755 "$1/hook.sh"
+  else
+    nginx_hook_script
+  fi
+}
+
+build_nginx() {
+  build_debian_image "$NGINX_IMAGE" nginx "$NGINX_PACKAGES" nginx_scripts \
+    'curl -fsS http://127.0.0.1/ | grep -q "Welcome to nginx"' "curl fetches the welcome page" \
+    -c 'CMD ["nginx", "-g", "daemon off;"]'
+}
+
+# mmdebstrap customize hook of the redis image: Debian's redis-server, run in
+# the foreground as user redis, with its pid file and unix socket in
+# /run/redis (made here as systemd's RuntimeDirectory= would), its log in
+# /var/log/redis (redis:adm 2750) and its data in /var/lib/redis.
+redis_hook_script() {
+  cat <<'EOF'
+#!/bin/sh
+set -eu
+root=$1
+conf=$root/etc/redis/redis.conf
+sed -i -e 's/^daemonize .*/daemonize no/' -e 's/^supervised .*/supervised no/' \
+    -e 's|^# *unixsocket .*|unixsocket /run/redis/redis-server.sock|' \
+    -e 's/^# *unixsocketperm .*/unixsocketperm 770/' \
+    -e 's/^bind .*/bind 127.0.0.1/' "$conf"
+grep -q '^unixsocket /run/redis/redis-server.sock' "$conf"
+find "$root/run" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
+chroot "$root" install -d -o redis -g redis -m 2755 /run/redis
+rm -rf "$root"/var/lib/apt/lists/*
+EOF
+}
+
+# The redis image's scripts: printed (the cache key), or written into DIR.
+redis_scripts() {
+  if (($#)); then
+    redis_hook_script >"$1/hook.sh"
+    chmod 0755 "$1/hook.sh"
+  else
+    redis_hook_script
+  fi
+}
+
+build_redis() {
+  build_debian_image "$REDIS_IMAGE" redis "$REDIS_PACKAGES" redis_scripts \
+    'test "$(redis-cli -s /run/redis/redis-server.sock ping)" = PONG' "redis-cli ping over the unix socket" \
+    -c 'USER redis' \
+    -c 'CMD ["redis-server", "/etc/redis/redis.conf"]'
+}
+
+# debian_tarball NAME PACKAGES SCRIPTS: build (or take from the cache) the
+# root tarball of a Debian-package image and print its path. `SCRIPTS DIR`
+# writes DIR/hook.sh (mmdebstrap's customize hook) and the files it installs;
+# `SCRIPTS` alone prints them (part of the cache key).
+debian_tarball() {
+  local name=$1 packages=$2 scripts=$3 cache key tarball
   cache=$(cache_dir)
   mkdir -p "$cache"
   # Keyed by what goes into the tarball: suite, variant, package list and the
   # scripts added on top. Change any of them and a new tarball is made.
   key=$({
     printf 'suite=%s variant=%s packages=%s arch=%s\n' \
-      "$PG_SUITE" "$PG_VARIANT" "$PG_PACKAGES" "$(dpkg --print-architecture)"
-    printf '%s\n' "${PG_MMDEBSTRAP_OPTS[@]}"
-    pg_start_script
-    pg_hook_script
+      "$DEBIAN_SUITE" "$DEBIAN_VARIANT" "$packages" "$(dpkg --print-architecture)"
+    printf '%s\n' "${DEBIAN_MMDEBSTRAP_OPTS[@]}"
+    "$scripts"
   } | sha256sum | cut -c1-16)
-  tarball="$cache/postgres-15-$PG_SUITE-$key.tar"
+  tarball="$cache/$name-$DEBIAN_SUITE-$key.tar"
 
   # One builder per cache at a time (two sandboxes may ask concurrently).
   exec 9>"$cache/.lock"
@@ -456,12 +555,10 @@ postgres_tarball() {
   if [[ -s $tarball ]]; then
     log "using cached $tarball"
   else
-    log "running mmdebstrap (cold cache, takes a few minutes)"
+    log "running mmdebstrap for $name (cold cache, takes a minute or two)"
     local work
     work=$(mktemp -d "$cache/build.XXXXXX")
-    pg_start_script >"$work/pg-start"
-    pg_hook_script >"$work/hook.sh"
-    chmod 0755 "$work/pg-start" "$work/hook.sh"
+    "$scripts" "$work"
     # The machine's own apt sources (files mmdebstrap reads as mirror arguments); with none,
     # mmdebstrap falls back to Debian's default for the suite. No host name is written here.
     local sources=()
@@ -469,51 +566,53 @@ postgres_tarball() {
     for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
       [[ -s $f ]] && sources+=("$f")
     done
-    if ! mmdebstrap --variant="$PG_VARIANT" --include="$PG_PACKAGES" \
-      "${PG_MMDEBSTRAP_OPTS[@]}" \
+    if ! mmdebstrap --variant="$DEBIAN_VARIANT" --include="$packages" \
+      "${DEBIAN_MMDEBSTRAP_OPTS[@]}" \
       --customize-hook="$work/hook.sh" \
-      "$PG_SUITE" "$work/out.tar" "${sources[@]}" >&2; then
+      "$DEBIAN_SUITE" "$work/out.tar" "${sources[@]}" >&2; then
       rm -rf "$work"
       exec 9>&-
       die "mmdebstrap failed"
     fi
     mv "$work/out.tar" "$tarball"
     rm -rf "$work"
-    # Drop tarballs made under older keys.
-    find "$cache" -maxdepth 1 -name "postgres-15-*.tar" ! -path "$tarball" -delete
+    # Drop this image's tarballs made under older keys.
+    find "$cache" -maxdepth 1 -name "$name-$DEBIAN_SUITE-*.tar" ! -path "$tarball" -delete
   fi
   exec 9>&-
   printf '%s\n' "$tarball"
 }
 
-build_postgres() {
-  if image_exists "$POSTGRES_IMAGE"; then
-    log "$POSTGRES_IMAGE already present"
+# build_debian_image IMAGE NAME PACKAGES SCRIPTS CHECK WHAT [IMPORT-OPTION...]:
+# import the tarball of debian_tarball as IMAGE (with `docker import` options
+# such as -c 'CMD [...]'), then check that it works: CHECK (a shell command run
+# with docker exec) must succeed within two minutes; WHAT says what it checks.
+build_debian_image() {
+  local image=$1 name=$2 packages=$3 scripts=$4 check=$5 what=$6
+  shift 6
+  if image_exists "$image"; then
+    log "$image already present"
     return 0
   fi
   command -v mmdebstrap >/dev/null || die "mmdebstrap missing; run '$PROG deps'"
   local tarball
-  tarball=$(postgres_tarball)
-  log "importing $POSTGRES_IMAGE"
-  docker import \
-    -c 'USER postgres' \
-    -c 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    -c 'ENV PGDATA=/var/lib/postgresql/data' \
-    -c 'CMD ["/usr/local/bin/pg-start"]' \
-    "$tarball" "$POSTGRES_IMAGE" >/dev/null
-  verify_postgres
+  tarball=$(debian_tarball "$name" "$packages" "$scripts")
+  log "importing $image"
+  docker import "$@" "$tarball" "$image" >/dev/null
+  verify_image "$image" "$check" "$what"
 }
 
-# Start the image without network, wait until psql answers through the unix
-# socket, remove the container again.
-verify_postgres() {
-  local c="rodiff-pg-check-$$" deadline ok=0
-  log "verifying $POSTGRES_IMAGE"
+# Start IMAGE without network, wait until CHECK succeeds in it, remove the
+# container again. A broken image is removed (the next call would skip
+# building it).
+verify_image() {
+  local image=$1 check=$2 what=$3 c="rodiff-image-check-$$" deadline ok=0
+  log "verifying $image"
   docker rm -f "$c" >/dev/null 2>&1 || true
-  docker run -d --network none --name "$c" "$POSTGRES_IMAGE" >/dev/null
+  docker run -d --network none --name "$c" "$image" >/dev/null
   deadline=$((SECONDS + 120))
   while ((SECONDS < deadline)); do
-    if [[ $(docker exec "$c" psql -Atqc 'select 1' 2>/dev/null) == 1 ]]; then
+    if docker exec "$c" sh -c "$check" >/dev/null 2>&1; then
       ok=1
       break
     fi
@@ -521,15 +620,14 @@ verify_postgres() {
     sleep 1
   done
   if ((!ok)); then
-    log "postgres did not answer; container log:"
+    log "$image does not work ($what failed); container log:"
     docker logs "$c" >&2 2>&1 || true
     docker rm -f "$c" >/dev/null 2>&1 || true
-    # Do not leave a broken image behind: the next call would skip building.
-    docker rmi "$POSTGRES_IMAGE" >/dev/null 2>&1 || true
-    die "$POSTGRES_IMAGE verification failed"
+    docker rmi "$image" >/dev/null 2>&1 || true
+    die "$image verification failed"
   fi
   docker rm -f "$c" >/dev/null
-  log "$POSTGRES_IMAGE works (psql 'select 1' over the unix socket)"
+  log "$image works ($what)"
 }
 
 # ---------------------------------------------------------------------------

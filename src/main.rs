@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use rodiff::plan::render::PlanFormat;
 use rodiff::render::{self, Format};
+use rodiff::verify::VerifyOptions;
 use rodiff::{Collect, Error, Runtime, RuntimeOptions, ScanOptions};
 
 const EXAMPLES: &str = "\
@@ -96,7 +98,44 @@ enum Command {
     /// List what a container changed relative to its image (`docker diff` parity, and more).
     #[command(after_help = "Examples:\n  rodiff diff web\n  rodiff diff web --format jsonl > changes.jsonl")]
     Diff(DiffArgs),
+    /// Plan the mounts a container needs to run with a read-only root filesystem.
+    #[command(after_help = PLAN_HELP)]
+    Plan(PlanArgs),
+    /// Prove a plan: run the container again, read-only with the plan's mounts, and probe it (Docker).
+    #[command(after_help = VERIFY_HELP)]
+    Verify(VerifyArgs),
 }
+
+const PLAN_HELP: &str = "\
+Examples:
+  rodiff plan db                          flags for `docker run`, starting with --read-only
+  rodiff plan db --format k8s > patch.yaml   kubectl patch deployment db --patch-file patch.yaml
+  rodiff plan db --format json | jq '.mounts[] | {path, kind, reason}'
+  rodiff plan db --tmpfs /var/cache/app --volume /srv/uploads   override the rules
+
+Each write is covered where a rule says (/tmp, /var/tmp, /run/<name>, /var/cache/<name>,
+/var/log/<name> as tmpfs; /var/lib/<service>, /var/spool/<name>, /data, /srv/<name>, /home/<user>
+as volumes; pid, lock and socket files are runtime state), else in its own directory. A directory
+the image ships files in gets a volume, never a tmpfs that would hide them. A tmpfs keeps the owner
+and mode of the directory it replaces.
+
+Exit codes: 0 ok, 2 usage, 3 runtime unreachable or container not found, 4 unsupported storage,
+1 any other error.";
+
+const VERIFY_HELP: &str = "\
+Examples:
+  rodiff verify db --probe 'pg_isready' --wait 10
+  rodiff verify web --probe 'curl -fsS http://127.0.0.1/ >/dev/null'
+  rodiff plan db --format json > plan.json; (edit it); rodiff verify db --plan plan.json
+
+The new container has the original's image, command, entrypoint, environment, user, working
+directory and labels, its network mode (`none` stays `none`; ports are not published), its tmpfs and
+bind mounts, new throw-away volumes in place of its volumes, and the plan's mounts. It passes when it
+still runs after --wait seconds, the probe (run as `sh -c PROBE`) exits 0, and its log has no
+`Read-only file system` error. It and its volumes are removed afterwards, also on errors and Ctrl-C.
+
+Exit codes: 0 verified, 1 verification failed (the refused writes and the paths they name are
+printed) or any other error, 2 usage, 3 runtime unreachable or container not found.";
 
 #[derive(Args, Debug)]
 struct DiffArgs {
@@ -109,6 +148,71 @@ struct DiffArgs {
     /// `jsonl` one object per line, streamed.
     #[arg(long, short, value_enum, default_value_t = FormatArg::Docker)]
     format: FormatArg,
+}
+
+#[derive(Args, Debug)]
+struct PlanArgs {
+    /// Container name, id or unique id prefix; running or stopped. With --pod: the container's
+    /// name in the pod (optional; a patch for every container otherwise).
+    container: Option<String>,
+    /// Output format: `docker` one shell-quoted line of flags to add to `docker run`; `compose` a
+    /// service fragment; `k8s` a strategic-merge patch for the pod template; `json` the plan with
+    /// the reason for every mount.
+    #[arg(long, short, value_enum, default_value_t = PlanFormatArg::Docker)]
+    format: PlanFormatArg,
+    #[command(flatten)]
+    rules: RuleArgs,
+}
+
+/// The user's additions to the rule table.
+#[derive(Args, Debug)]
+struct RuleArgs {
+    /// Mount a tmpfs at PATH and cover every write below it there (repeatable).
+    #[arg(long = "tmpfs", value_name = "PATH")]
+    tmpfs: Vec<std::path::PathBuf>,
+    /// Mount a volume at PATH and cover every write below it there (repeatable).
+    #[arg(long = "volume", value_name = "PATH")]
+    volume: Vec<std::path::PathBuf>,
+}
+
+impl RuleArgs {
+    /// The built-in rules with the user's added in front.
+    fn rules(&self) -> rodiff::Rules {
+        use rodiff::plan::{MountKind, Rule};
+        let mut rules = rodiff::Rules::builtin();
+        for path in &self.volume {
+            rules.add(Rule::forced(path, MountKind::Volume));
+        }
+        for path in &self.tmpfs {
+            rules.add(Rule::forced(path, MountKind::Tmpfs));
+        }
+        rules
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PlanFormatArg {
+    Docker,
+    Compose,
+    K8s,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// Container name, id or unique id prefix (Docker); running or stopped.
+    container: String,
+    /// A shell command run in the new container after the wait (`sh -c PROBE`); exit 0 passes.
+    #[arg(long, value_name = "CMD")]
+    probe: Option<String>,
+    /// Seconds the new container must keep running before the probe.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    wait: f64,
+    /// Verify this plan (`rodiff plan --format json`, maybe edited) instead of planning anew.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["tmpfs", "volume"])]
+    plan: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    rules: RuleArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -134,10 +238,18 @@ fn main() -> ExitCode {
     let options = cli.runtime.options();
     let result = match &cli.command {
         Command::Diff(args) => run_diff(&options, args),
+        Command::Plan(args) => run_plan(&options, args),
+        Command::Verify(args) => run_verify(&options, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            if let Some(Error::Interrupted) = err.downcast_ref::<Error>() {
+                // The signal thread is cleaning up and ends the process with the signal's status.
+                loop {
+                    std::thread::park();
+                }
+            }
             if let Some(Error::Io { source, .. }) = err.downcast_ref::<Error>() {
                 if source.kind() == io::ErrorKind::BrokenPipe {
                     return ExitCode::SUCCESS;
@@ -166,6 +278,7 @@ fn remove_helpers_on_signals() {
             let mut sig = 0;
             if libc::sigwait(&set, &mut sig) == 0 {
                 rodiff::layer::btrfs::helper::remove_all();
+                rodiff::verify::remove_all();
                 std::process::exit(128 + sig);
             }
         });
@@ -232,6 +345,112 @@ fn run_diff(options: &RuntimeOptions, args: &DiffArgs) -> anyhow::Result<()> {
         }
     })
     .map_err(|e| anyhow::Error::new(e).context(context()))
+}
+
+fn run_plan(options: &RuntimeOptions, args: &PlanArgs) -> anyhow::Result<()> {
+    let resolved = resolve_targets(options, args.container.as_deref())?;
+    let rules = args.rules.rules();
+    let plans = resolved
+        .iter()
+        .map(|r| {
+            let plan = rodiff::image_reference(options, r).and_then(|image| rodiff::plan_resolved(r, image, &rules));
+            plan.map_err(|e| anyhow::Error::new(e).context(format!("container {}", r.name)))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let format = match args.format {
+        PlanFormatArg::Docker => PlanFormat::Docker,
+        PlanFormatArg::Compose => PlanFormat::Compose,
+        PlanFormatArg::K8s => PlanFormat::K8s,
+        PlanFormatArg::Json => PlanFormat::Json,
+    };
+    let text = rodiff::plan::render::render(&plans, format)?;
+    for plan in &plans {
+        for u in &plan.uncovered {
+            eprintln!("rodiff: container {}: {}: {}", plan.container, u.path.display(), u.reason);
+        }
+    }
+    io::stdout().write_all(text.as_bytes()).map_err(|e| Error::io("<stdout>", e))?;
+    Ok(())
+}
+
+fn run_verify(options: &RuntimeOptions, args: &VerifyArgs) -> anyhow::Result<()> {
+    if options.runtime != Runtime::Docker {
+        use clap::CommandFactory;
+        Cli::command().error(clap::error::ErrorKind::ArgumentConflict, "verify runs containers through Docker only (--runtime docker)").exit();
+    }
+    if !(args.wait.is_finite() && args.wait >= 0.0) {
+        use clap::CommandFactory;
+        Cli::command().error(clap::error::ErrorKind::ValueValidation, "--wait takes a number of seconds").exit();
+    }
+    let context = || format!("container {}", args.container);
+    let plan = match &args.plan {
+        Some(file) => read_plan(file)?,
+        None => rodiff::plan(&args.container, options, &args.rules.rules()).map_err(|e| anyhow::Error::new(e).context(context()))?,
+    };
+    let verify = VerifyOptions { probe: args.probe.clone(), wait: Duration::from_secs_f64(args.wait) };
+    let flags = rodiff::plan::render::render(std::slice::from_ref(&plan), PlanFormat::Docker).unwrap_or_default();
+    println!("rodiff verify: running {} again with {}", args.container, flags.trim_end());
+    let report = rodiff::verify::verify(&args.container, &plan, options, &verify)?;
+    print_report(&report, &verify);
+    for left in &report.leftovers {
+        eprintln!("rodiff: warning: could not remove {left}");
+    }
+    if report.passed() {
+        return Ok(());
+    }
+    let paths: Vec<&str> = report.failures.iter().filter_map(|f| f.path.as_deref()).collect();
+    let mut why = String::from("verification failed");
+    if !paths.is_empty() {
+        why.push_str(&format!(": writes refused at {}", paths.join(", ")));
+    }
+    Err(anyhow::anyhow!(why).context(context()))
+}
+
+/// A plan saved with `rodiff plan --format json`.
+fn read_plan(file: &std::path::Path) -> rodiff::Result<rodiff::Plan> {
+    let invalid = |detail: String| Error::InvalidPlan { path: file.to_path_buf(), detail };
+    let text = std::fs::read_to_string(file).map_err(|e| invalid(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| invalid(format!("not a plan from `rodiff plan --format json` ({e})")))
+}
+
+/// Prints what a verification found, for people.
+fn print_report(report: &rodiff::verify::Report, options: &VerifyOptions) {
+    let state = match (&report.start_error, report.running, report.exit_code) {
+        (Some(e), _, _) => format!("Docker could not start it: {e}"),
+        (None, true, _) => "running".to_string(),
+        (None, false, Some(code)) => format!("exited with code {code}"),
+        (None, false, None) => "stopped".to_string(),
+    };
+    println!("after {} s: {state}", options.wait.as_secs_f64());
+    if let Some(probe) = &report.probe {
+        let verdict = match probe.exit_code {
+            Some(0) => "passed".to_string(),
+            Some(code) => format!("failed (exit {code})"),
+            None => "failed (no exit code)".to_string(),
+        };
+        println!("probe `{}`: {verdict}", probe.command);
+        if !probe.passed() {
+            for line in probe.output.lines() {
+                println!("  | {line}");
+            }
+        }
+    }
+    if !report.failures.is_empty() {
+        println!("writes refused by the read-only root filesystem:");
+        for f in &report.failures {
+            println!("  {}", f.path.as_deref().unwrap_or("(the line names no path)"));
+            println!("    {}", f.line);
+        }
+    }
+    if !report.log_tail.is_empty() {
+        println!("last log lines:");
+        for line in &report.log_tail {
+            println!("  | {line}");
+        }
+    }
+    if report.passed() {
+        println!("verified: {} runs with a read-only root filesystem and the plan's mounts", report.container);
+    }
 }
 
 /// Runs a scan, showing a progress line on stderr (only on a terminal, only after a second).

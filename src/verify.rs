@@ -147,6 +147,10 @@ impl Verification<'_> {
     async fn run(mut self, original: &ContainerInspectResponse, plan: &Plan, options: &VerifyOptions) -> Result<Report> {
         let result = self.attempt(original, plan, options).await;
         let leftovers = cleanup::remove(self.docker, self.endpoint, &self.made).await;
+        if cleanup::interrupted() {
+            // A signal handler removed the container under us: whatever failed, that is why.
+            return Err(Error::Interrupted);
+        }
         result.map(|report| Report { leftovers, ..report })
     }
 

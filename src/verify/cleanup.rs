@@ -60,6 +60,11 @@ pub fn begin(endpoint: &str, made: Made) -> Result<InFlight> {
     Ok(InFlight(()))
 }
 
+/// Whether [`remove_all`] has run (a signal arrived): what verification made is gone, or going.
+pub fn interrupted() -> bool {
+    registry().closed
+}
+
 /// Removes `things` (containers first, with their anonymous volumes), forgetting each that is
 /// gone. Returns the names that could not be removed.
 pub async fn remove(docker: &Docker, endpoint: &str, things: &[Made]) -> Vec<String> {
