@@ -23,7 +23,7 @@ demo: build
 
 test: deps
 	$(CARGO) build --tests
-	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox -- $(CARGO) test
+	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox,postgres,nginx,redis -- $(CARGO) test
 	# The Docker suite again on a dockerd whose storage driver is btrfs.
 	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox -- $(CARGO) test --test docker_oracle
 

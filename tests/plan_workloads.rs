@@ -1,0 +1,268 @@
+//! Read-only plans for real workloads, built from Debian packages in the sandbox (`scripts/
+//! sandbox.sh run --images busybox,postgres,nginx,redis`): each service runs normally and is
+//! exercised with its own client through `docker exec`; then `rodiff plan` must give flags with
+//! which (a) the image, run read-only by hand with exactly those flags, passes the same exercise,
+//! and (b) `rodiff verify` passes. A plan with a mount removed must fail verification and name the
+//! path.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::docker::*;
+use common::require;
+
+/// A service to run, exercise and plan.
+struct Workload {
+    /// Short name, for container names.
+    key: &'static str,
+    image: &'static str,
+    /// Succeeds (through `docker exec … sh -c`) once the service answers.
+    ready: &'static str,
+    /// Uses the service with its own client, making it write; must succeed.
+    exercise: &'static str,
+    /// Mounts the plan must have, as (path, kind).
+    mounts: &'static [(&'static str, &'static str)],
+    /// Seconds `rodiff verify` waits before its probe.
+    wait: &'static str,
+}
+
+const POSTGRES: Workload = Workload {
+    key: "pg",
+    image: "rodiff-demo/postgres:15",
+    ready: "pg_isready -q",
+    exercise: r#"psql -v ON_ERROR_STOP=1 -q -c "CREATE TABLE visits (id serial PRIMARY KEY, at timestamptz DEFAULT now());
+        INSERT INTO visits DEFAULT VALUES; INSERT INTO visits DEFAULT VALUES;" &&
+        test "$(psql -tA -c 'SELECT count(*) FROM visits')" = 2"#,
+    mounts: &[("/run/postgresql", "tmpfs"), ("/var/lib/postgresql", "volume")],
+    wait: "8",
+};
+
+const NGINX: Workload = Workload {
+    key: "nginx",
+    image: "rodiff-demo/nginx:bookworm",
+    ready: "curl -fsS -o /dev/null http://127.0.0.1/",
+    exercise: r#"curl -fsS http://127.0.0.1/ | grep -q "Welcome to nginx" &&
+        test "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/missing)" = 404 &&
+        grep -q 'GET /missing' /var/log/nginx/access.log"#,
+    // The image ships /run/lock and the (empty) log files: volumes, which Docker fills from the
+    // image, where a tmpfs would hide them.
+    mounts: &[("/run", "volume"), ("/var/lib/nginx", "volume"), ("/var/log/nginx", "volume")],
+    wait: "3",
+};
+
+/// redis writes where few look: its pid file and socket in /run/redis, its log in /var/log/redis
+/// (redis:adm 2750: a root-owned tmpfs would lock it out), its snapshots in /var/lib/redis.
+const REDIS: Workload = Workload {
+    key: "redis",
+    image: "rodiff-demo/redis:bookworm",
+    ready: "redis-cli -s /run/redis/redis-server.sock ping | grep -q PONG",
+    exercise: r#"r() { redis-cli -s /run/redis/redis-server.sock "$@"; }
+        r SET greeting hello | grep -q OK && r SAVE | grep -q OK && test "$(r GET greeting)" = hello &&
+        test -s /var/lib/redis/dump.rdb && grep -q 'DB saved on disk' /var/log/redis/redis-server.log"#,
+    mounts: &[("/run/redis", "tmpfs"), ("/var/lib/redis", "volume"), ("/var/log/redis", "tmpfs")],
+    wait: "3",
+};
+
+/// Mounts a plan may have beyond the expected ones: a database may make (and remove) a temp file
+/// in /tmp at start-up, or not.
+const OPTIONAL: &[(&str, &str)] = &[("/tmp", "tmpfs")];
+
+fn image_available(image: &str) -> bool {
+    let present = Command::new("docker").args(["image", "inspect", image]).output().is_ok_and(|o| o.status.success());
+    require(present, &format!("image {image} (make test builds it: sandbox.sh --images …)"))
+}
+
+/// Runs `check` in the container until it succeeds; panics with the log if it does not within
+/// two minutes or the container stops.
+fn wait_until(c: &Container, check: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ok = Command::new("docker").args(["exec", &c.name, "sh", "-c", check]).output().is_ok_and(|o| o.status.success());
+        if ok {
+            return;
+        }
+        let running = docker(&["inspect", "-f", "{{.State.Running}}", &c.name]) == "true";
+        if !running || Instant::now() > deadline {
+            let logs = Command::new("docker").args(["logs", &c.name]).output().unwrap();
+            panic!(
+                "{} never passed `{check}` (running: {running}); log:\n{}{}",
+                c.name,
+                String::from_utf8_lossy(&logs.stdout),
+                String::from_utf8_lossy(&logs.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Named volumes, removed on drop.
+struct Volumes(Vec<String>);
+
+impl Drop for Volumes {
+    fn drop(&mut self) {
+        for v in &self.0 {
+            let _ = Command::new("docker").args(["volume", "rm", "-f", v]).output();
+        }
+    }
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: exit {:?}\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The plan's mounts as (path, kind).
+fn mounts_of(plan: &serde_json::Value) -> BTreeSet<(String, String)> {
+    plan["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["path"].as_str().unwrap().to_string(), m["kind"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// What verification made for `original` and left behind (nothing, if it cleaned up).
+fn leftovers(original: &str) -> String {
+    let id = docker(&["inspect", "-f", "{{.Id}}", original]);
+    let filter = format!("label=rodiff.verify={id}");
+    docker(&["ps", "-aq", "--filter", &filter]) + &docker(&["volume", "ls", "-q", "--filter", &filter])
+}
+
+/// Runs the workload, exercises it and returns it with its plan (JSON) and docker flags.
+fn run_and_plan(w: &Workload) -> (Container, serde_json::Value, String) {
+    let original = Container::run(w.key, &[], w.image, &[]);
+    wait_until(&original, w.ready);
+    original.sh(w.exercise);
+
+    let plan: serde_json::Value = serde_json::from_str(&ok(&rodiff(&["plan", &original.name, "--format", "json"]), "rodiff plan --format json")).unwrap();
+    let flags = ok(&rodiff(&["plan", &original.name]), "rodiff plan").trim_end().to_string();
+    eprintln!("{}: rodiff plan: {flags}", w.key);
+
+    let got = mounts_of(&plan);
+    let want: BTreeSet<(String, String)> = w.mounts.iter().map(|(p, k)| (p.to_string(), k.to_string())).collect();
+    let optional: BTreeSet<(String, String)> = OPTIONAL.iter().map(|(p, k)| (p.to_string(), k.to_string())).collect();
+    assert!(want.is_subset(&got), "{}: plan {got:?} lacks some of {want:?}\n{plan:#}", w.key);
+    assert!(got.difference(&want).all(|m| optional.contains(m)), "{}: unexpected mounts in {got:?}\n{plan:#}", w.key);
+    assert!(plan["uncovered"].as_array().unwrap().is_empty(), "{plan:#}");
+    assert!(flags.starts_with("--read-only "), "{flags}");
+
+    // Every tmpfs keeps the owner and mode the directory has in the image.
+    for m in plan["mounts"].as_array().unwrap().iter().filter(|m| m["kind"] == "tmpfs") {
+        let path = m["path"].as_str().unwrap();
+        let image_side = Container::run(&format!("{}-stat", w.key), &["--entrypoint", "stat"], w.image, &["-c", "%u %g %a", path]);
+        docker(&["wait", &image_side.name]);
+        let (uid, gid, mode) = (&m["uid"], &m["gid"], m["mode"].as_u64().unwrap());
+        assert_eq!(docker(&["logs", &image_side.name]), format!("{uid} {gid} {mode:o}"), "{path}: owner and mode in the image");
+        let opts = format!("{path}:uid={uid},gid={gid},mode={mode:o}");
+        assert!(flags.contains(&format!("--tmpfs {opts}")), "{flags} lacks {opts}");
+    }
+    (original, plan, flags)
+}
+
+/// (a): the image, run read-only by hand with exactly the plan's flags, passes the exercise.
+fn run_with_flags(w: &Workload, original: &Container, plan: &serde_json::Value, flags: &str) {
+    let volumes = Volumes(
+        plan["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "volume")
+            .map(|m| format!("{}-{}", original.name, m["name"].as_str().unwrap()))
+            .collect(),
+    );
+    let ro = Container { name: format!("{}-ro", original.name) };
+    let script = format!("docker run -d --network none --name {} {flags} {}", ro.name, w.image);
+    ok(&Command::new("sh").args(["-c", &script]).output().unwrap(), &script);
+    assert_eq!(docker(&["inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", &ro.name]), "true");
+    wait_until(&ro, w.ready);
+    ro.sh(w.exercise);
+    let logs = Command::new("docker").args(["logs", &ro.name]).output().unwrap();
+    let log = String::from_utf8_lossy(&logs.stdout).into_owned() + &String::from_utf8_lossy(&logs.stderr);
+    assert!(!log.contains("Read-only file system"), "{}: read-only errors with the plan's flags:\n{log}", w.key);
+    assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &ro.name]), "true");
+    drop(ro);
+    drop(volumes);
+}
+
+/// (b): `rodiff verify` passes, with the exercise as its probe, and leaves nothing behind.
+fn verify_passes(w: &Workload, original: &Container) {
+    let probe = format!("{} && {}", w.ready, w.exercise);
+    let out = rodiff(&["verify", &original.name, "--probe", &probe, "--wait", w.wait]);
+    let text = ok(&out, "rodiff verify");
+    assert!(text.contains("verified:"), "{text}");
+    assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");
+}
+
+fn workload(w: &Workload) {
+    if !sandbox() || !image_available(w.image) {
+        return;
+    }
+    let (original, plan, flags) = run_and_plan(w);
+    run_with_flags(w, &original, &plan, &flags);
+    verify_passes(w, &original);
+}
+
+#[test]
+fn postgres_runs_read_only_with_its_plan() {
+    workload(&POSTGRES);
+}
+
+#[test]
+fn nginx_runs_read_only_with_its_plan() {
+    workload(&NGINX);
+    if !sandbox() || !image_available(NGINX.image) {
+        return;
+    }
+    // /run ships /run/lock: Kubernetes gets an emptyDir seeded by an init container.
+    let c = Container::run("nginx-k8s", &[], NGINX.image, &[]);
+    wait_until(&c, NGINX.ready);
+    let k8s = ok(&rodiff(&["plan", &c.name, "--format", "k8s"]), "rodiff plan --format k8s");
+    for needle in ["readOnlyRootFilesystem: true", "initContainers:", "cp -a /run/. /rodiff-seed/run/", "medium: Memory", "image: \"rodiff-demo/nginx:bookworm\""] {
+        assert!(k8s.contains(needle), "k8s patch lacks {needle}:\n{k8s}");
+    }
+    let compose = ok(&rodiff(&["plan", &c.name, "--format", "compose"]), "rodiff plan --format compose");
+    assert!(compose.contains("read_only: true") && compose.contains(":/var/lib/nginx\""), "{compose}");
+}
+
+#[test]
+fn redis_runs_read_only_with_its_plan() {
+    workload(&REDIS);
+}
+
+#[test]
+fn a_plan_with_a_mount_removed_fails_verification_naming_the_path() {
+    if !sandbox() || !image_available(POSTGRES.image) {
+        return;
+    }
+    let original = Container::run("pg-neg", &[], POSTGRES.image, &[]);
+    wait_until(&original, POSTGRES.ready);
+    original.sh(POSTGRES.exercise);
+    let out = rodiff(&["plan", &original.name, "--format", "json"]);
+    let mut plan: serde_json::Value = serde_json::from_str(&ok(&out, "rodiff plan")).unwrap();
+    let mounts = plan["mounts"].as_array_mut().unwrap();
+    let before = mounts.len();
+    mounts.retain(|m| m["path"] != "/var/lib/postgresql");
+    assert_eq!(mounts.len(), before - 1, "the plan has /var/lib/postgresql: {plan:#}");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), plan.to_string()).unwrap();
+
+    let out = rodiff(&["verify", &original.name, "--plan", file.path().to_str().unwrap(), "--probe", POSTGRES.ready, "--wait", "5"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    // pg-start's `mkdir -p /var/lib/postgresql/data` is refused.
+    assert!(stdout.contains("writes refused by the read-only root filesystem:\n  /var/lib/postgresql/data\n"), "{stdout}");
+    assert!(stdout.contains("Read-only file system"), "{stdout}");
+    let line = stderr.lines().find(|l| l.starts_with("rodiff:")).expect("an error line");
+    assert!(line.contains(&original.name) && line.contains("/var/lib/postgresql/data"), "{line}");
+    assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");
+}
