@@ -24,8 +24,9 @@ demo: build
 test: deps
 	$(CARGO) build --tests
 	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox,postgres,nginx,redis -- $(CARGO) test
-	# The Docker suite again on a dockerd whose storage driver is btrfs.
-	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox -- $(CARGO) test --test docker_oracle
+	# The Docker suites again on a dockerd whose storage driver is btrfs.
+	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox,postgres,nginx,redis -- \
+		$(CARGO) test --test docker_oracle --test plan_workloads
 
 bench: build
 	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox -- python3 bench/bench.py
