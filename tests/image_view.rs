@@ -37,6 +37,12 @@ fn expect(view: &dyn ImageView) {
     assert!(!entries("/only-whiteouts"), "every lower entry is deleted above");
 }
 
+/// A service's directory: owned by 100:4, mode 2750.
+fn service_dir(path: &Path) {
+    rustix::fs::chown(path, Some(rustix::fs::Uid::from_raw(100)), Some(rustix::fs::Gid::from_raw(4))).unwrap();
+    fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o2750)).unwrap();
+}
+
 /// l1 (base) and l0 (top) as overlay lower layers.
 fn lowers(root: &Path) -> Vec<PathBuf> {
     let (top, base) = (root.join("l0"), root.join("l1"));
@@ -56,8 +62,7 @@ fn lowers(root: &Path) -> Vec<PathBuf> {
     whiteout(&top.join("only-whiteouts/z"));
     set_xattr(&top.join("opq"), "trusted.overlay.opaque", b"y");
     fs::write(top.join("opq/new"), "top").unwrap();
-    rustix::fs::chown(&top.join("run/svc"), Some(rustix::fs::Uid::from_raw(100)), Some(rustix::fs::Gid::from_raw(4))).unwrap();
-    fs::set_permissions(top.join("run/svc"), std::os::unix::fs::PermissionsExt::from_mode(0o2750)).unwrap();
+    service_dir(&top.join("run/svc"));
     vec![top, base]
 }
 
@@ -89,8 +94,7 @@ fn plain_directory_tree() {
     fs::write(root.join("etc/a"), "base").unwrap();
     fs::write(root.join("opq/new"), "top").unwrap();
     symlink("/run", root.join("var/run")).unwrap();
-    rustix::fs::chown(&root.join("run/svc"), Some(rustix::fs::Uid::from_raw(100)), Some(rustix::fs::Gid::from_raw(4))).unwrap();
-    fs::set_permissions(root.join("run/svc"), std::os::unix::fs::PermissionsExt::from_mode(0o2750)).unwrap();
+    service_dir(&root.join("run/svc"));
     let layer = Layer::Btrfs(BtrfsLayer { subvolume: dir.path().join("container"), parent: root });
     expect(layer.image().unwrap().as_ref());
 }
