@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The built-in example (run by `make demo` inside a sandbox): PostgreSQL 15 from Debian packages,
 # the classic case. Starts it, lets psql create a table and insert rows, then asks rodiff which
-# paths the container wrote — and compares with what `docker diff` can see.
+# paths the container wrote — and compares with what `docker diff` can see —, plans the mounts it
+# needs to run read-only, and proves the plan by running it again with them (`rodiff verify`).
 set -euo pipefail
 
 RODIFF=${RODIFF:-target/release/rodiff}
@@ -42,3 +43,18 @@ if [[ $ours == "$theirs" ]]; then
 else
   echo "rodiff and docker diff differ (names with newlines or non-UTF-8 bytes are printed differently)."
 fi
+
+echo
+echo "== rodiff plan $NAME  (the flags to add to docker run) =="
+"$RODIFF" plan "$NAME"
+echo
+echo "== why each mount (rodiff plan $NAME --format json) =="
+"$RODIFF" plan "$NAME" --format json | python3 -c '
+import json, sys
+for m in json.load(sys.stdin)["mounts"]:
+    print("  %-22s %-6s %s" % (m["path"], m["kind"], m["reason"]))'
+
+echo
+echo "== rodiff verify $NAME  (runs it again, read-only with the plan, and lets psql write) =="
+"$RODIFF" verify "$NAME" --wait 10 --probe \
+  'pg_isready -q && psql -q -v ON_ERROR_STOP=1 -c "CREATE TABLE visits (id serial); INSERT INTO visits DEFAULT VALUES;"'

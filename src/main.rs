@@ -389,9 +389,10 @@ fn run_verify(options: &RuntimeOptions, args: &VerifyArgs) -> anyhow::Result<()>
     };
     let verify = VerifyOptions { probe: args.probe.clone(), wait: Duration::from_secs_f64(args.wait) };
     let flags = rodiff::plan::render::render(std::slice::from_ref(&plan), PlanFormat::Docker).unwrap_or_default();
-    println!("rodiff verify: running {} again with {}", args.container, flags.trim_end());
+    println!("rodiff verify: running {} again, read-only, with the plan (volumes are throw-away copies):", args.container);
+    println!("  {}", flags.trim_end());
     let report = rodiff::verify::verify(&args.container, &plan, options, &verify)?;
-    print_report(&report, &verify);
+    print_report(&report);
     for left in &report.leftovers {
         eprintln!("rodiff: warning: could not remove {left}");
     }
@@ -414,14 +415,14 @@ fn read_plan(file: &std::path::Path) -> rodiff::Result<rodiff::Plan> {
 }
 
 /// Prints what a verification found, for people.
-fn print_report(report: &rodiff::verify::Report, options: &VerifyOptions) {
+fn print_report(report: &rodiff::verify::Report) {
     let state = match (&report.start_error, report.running, report.exit_code) {
         (Some(e), _, _) => format!("Docker could not start it: {e}"),
         (None, true, _) => "running".to_string(),
         (None, false, Some(code)) => format!("exited with code {code}"),
         (None, false, None) => "stopped".to_string(),
     };
-    println!("after {} s: {state}", options.wait.as_secs_f64());
+    println!("after {:.1} s: {state}", report.ran_for.as_secs_f64());
     if let Some(probe) = &report.probe {
         let verdict = match probe.exit_code {
             Some(0) => "passed".to_string(),

@@ -57,6 +57,8 @@ pub struct Report {
     pub start_error: Option<String>,
     /// It was still running after the wait and the probe.
     pub running: bool,
+    /// How long it ran before it was found stopped, or the whole wait.
+    pub ran_for: Duration,
     /// Its exit code, if it stopped.
     pub exit_code: Option<i64>,
     /// The probe's outcome, if there was a probe and the container was running for it.
@@ -180,10 +182,12 @@ impl Verification<'_> {
         }
 
         // The container must keep running for the whole wait.
-        let deadline = Instant::now() + options.wait;
+        let started = Instant::now();
+        let deadline = started + options.wait;
         while self.state(&spec.name, &mut report).await? && Instant::now() < deadline {
             tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
+        report.ran_for = started.elapsed().min(options.wait);
         if report.running {
             if let Some(command) = &options.probe {
                 report.probe = Some(self.probe(&spec.name, command).await?);
