@@ -64,7 +64,11 @@ impl DockerResolver {
         let protocol = |detail: String| Error::Protocol { container: container.to_string(), runtime: "docker", detail };
         let layer = match driver.name.as_str() {
             "overlay2" => Layer::Overlay(self.overlay_layer(&driver.data).map_err(protocol)?),
-            "btrfs" => Layer::Btrfs(self.btrfs_layer(&id).await.map_err(protocol)?),
+            "btrfs" => match self.btrfs_layer(&id).await.map_err(protocol)? {
+                Some(layer) => Layer::Btrfs(layer),
+                // No layerdb: Docker 29's containerd image store with the btrfs snapshotter.
+                None => self.containerd_store_layer(container, &id, "btrfs").await?,
+            },
             // The containerd image store: no graph driver, only a snapshotter name (if any).
             "" | "overlayfs" => {
                 let snapshotter = [driver.name.as_str(), inspect.driver.as_deref().unwrap_or_default()]
@@ -119,11 +123,14 @@ impl DockerResolver {
     /// The btrfs driver's subvolumes. Inspect says nothing for btrfs (`GraphDriver.Data` is
     /// empty); the layer store does: `<DockerRootDir>/image/btrfs/layerdb/mounts/<container id>/`
     /// holds `mount-id` (the container's subvolume) and `init-id` (its parent, `<mount-id>-init`),
-    /// both below `<DockerRootDir>/btrfs/subvolumes/`.
-    async fn btrfs_layer(&self, id: &str) -> std::result::Result<BtrfsLayer, String> {
+    /// both below `<DockerRootDir>/btrfs/subvolumes/`. `None` when there is no such layerdb entry.
+    async fn btrfs_layer(&self, id: &str) -> std::result::Result<Option<BtrfsLayer>, String> {
         let info = self.docker.info().await.map_err(|e| format!("/info: {e}"))?;
         let root = PathBuf::from(info.docker_root_dir.ok_or("/info has no DockerRootDir")?);
         let mounts = self.options.host_path(root.join("image/btrfs/layerdb/mounts").join(id));
+        if !mounts.is_dir() {
+            return Ok(None);
+        }
         let read_id = |file: &str| -> std::result::Result<String, String> {
             let path = mounts.join(file);
             let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -135,7 +142,7 @@ impl DockerResolver {
             Ok(id.to_string())
         };
         let subvolumes = self.options.host_path(root.join("btrfs/subvolumes"));
-        Ok(BtrfsLayer { subvolume: subvolumes.join(read_id("mount-id")?), parent: subvolumes.join(read_id("init-id")?) })
+        Ok(Some(BtrfsLayer { subvolume: subvolumes.join(read_id("mount-id")?), parent: subvolumes.join(read_id("init-id")?) }))
     }
 }
 

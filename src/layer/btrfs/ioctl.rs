@@ -195,12 +195,37 @@ pub fn ino_lookup(fd: BorrowedFd<'_>, ino: u64) -> io::Result<Vec<u8>> {
     Ok(name[..len].to_vec())
 }
 
-/// The generation at which the subvolume of `fd` was created (`otransid`): for a snapshot, every
-/// leaf written after it holds a change relative to its source.
-pub fn creation_transid(fd: BorrowedFd<'_>) -> io::Result<u64> {
+/// What `BTRFS_IOC_GET_SUBVOL_INFO` says about the subvolume an open file is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubvolInfo {
+    /// The subvolume (tree) id, as in `subvolid=`.
+    pub id: u64,
+    /// Its UUID.
+    pub uuid: [u8; 16],
+    /// The UUID of the subvolume it is a snapshot of (all zero if none).
+    pub parent_uuid: [u8; 16],
+    /// The generation at which it was created: for a snapshot, every leaf written after it holds
+    /// a change relative to its source.
+    pub otransid: u64,
+}
+
+/// `BTRFS_IOC_GET_SUBVOL_INFO` (kernel 4.18+, no privileges needed).
+pub fn subvol_info(fd: BorrowedFd<'_>) -> io::Result<SubvolInfo> {
+    // struct btrfs_ioctl_get_subvol_info_args: treeid @0, uuid @296, parent_uuid @312,
+    // otransid @352; 504 bytes.
     let mut args = vec![0u8; 504];
     ioctl(fd, GET_SUBVOL_INFO, args.as_mut_ptr())?;
-    Ok(u64_at(&args, 352))
+    let uuid_at = |off: usize| -> [u8; 16] { args[off..off + 16].try_into().expect("16 bytes") };
+    Ok(SubvolInfo { id: u64_at(&args, 0), uuid: uuid_at(296), parent_uuid: uuid_at(312), otransid: u64_at(&args, 352) })
+}
+
+/// The id of the subvolume an open directory is in (`BTRFS_IOC_INO_LOOKUP` with tree id 0: the
+/// kernel fills in the containing tree).
+pub fn subvolume_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut args = vec![0u8; 4096];
+    args[8..16].copy_from_slice(&ROOT_DIR_INO.to_le_bytes());
+    ioctl(fd, INO_LOOKUP, args.as_mut_ptr())?;
+    Ok(u64_at(&args, 0))
 }
 
 /// Creates a read-only snapshot of the subvolume `source` as `name` in directory `dest`.

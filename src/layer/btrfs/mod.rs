@@ -17,7 +17,7 @@
 
 mod changed;
 pub mod helper;
-mod ioctl;
+pub(crate) mod ioctl;
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -48,7 +48,7 @@ pub fn diff(layer: &BtrfsLayer, options: &ScanOptions, sink: &dyn ChangeSink) ->
         _ => Error::io(&layer.subvolume, e),
     })?;
     let parent = fs::open_dir(&layer.parent).map_err(at(&layer.parent))?;
-    let created = ioctl::creation_transid(subvolume.as_fd()).map_err(at(&layer.subvolume))?;
+    let created = ioctl::subvol_info(subvolume.as_fd()).map_err(at(&layer.subvolume))?.otransid;
     let frozen = helper::freeze(&subvolume, &layer.subvolume).map_err(at(&layer.subvolume))?;
     let changes = changed::ChangedSet::collect(frozen.root.as_fd(), created).map_err(|e| Error::io(frozen.path(), e))?;
     let pool = walker_pool().map_err(at(&layer.subvolume))?;

@@ -8,59 +8,12 @@
 //! `BTRFS_IOC_GET_SUBVOL_INFO` (its UUIDs), both allowed without privileges.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
-/// The inode number of a subvolume's root directory (`BTRFS_FIRST_FREE_OBJECTID`).
-const FIRST_FREE_OBJECTID: u64 = 256;
-/// `_IOWR(0x94, 18, struct btrfs_ioctl_ino_lookup_args)`.
-const IOC_INO_LOOKUP: u32 = 0xd000_9412;
-/// `_IOR(0x94, 60, struct btrfs_ioctl_get_subvol_info_args)`.
-const IOC_GET_SUBVOL_INFO: u32 = 0x81f8_943c;
-
-/// `struct btrfs_ioctl_ino_lookup_args` (`linux/btrfs.h`).
-#[repr(C)]
-struct InoLookupArgs {
-    treeid: u64,
-    objectid: u64,
-    name: [u8; 4080],
-}
-
-/// `struct btrfs_ioctl_timespec`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Timespec {
-    sec: u64,
-    nsec: u32,
-}
-
-/// `struct btrfs_ioctl_get_subvol_info_args`.
-#[repr(C)]
-struct SubvolInfoArgs {
-    treeid: u64,
-    name: [u8; 256],
-    parent_id: u64,
-    dirid: u64,
-    generation: u64,
-    flags: u64,
-    uuid: [u8; 16],
-    parent_uuid: [u8; 16],
-    received_uuid: [u8; 16],
-    ctransid: u64,
-    otransid: u64,
-    stransid: u64,
-    rtransid: u64,
-    ctime: Timespec,
-    otime: Timespec,
-    stime: Timespec,
-    rtime: Timespec,
-    reserved: [u64; 8],
-}
-
-const _: () = assert!(std::mem::size_of::<InoLookupArgs>() == 4096);
-const _: () = assert!(std::mem::size_of::<SubvolInfoArgs>() == 504);
+use crate::layer::btrfs::ioctl::{self, ROOT_DIR_INO};
 
 /// Identity of a subvolume, as its root directory reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,40 +31,22 @@ fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     Ok(rustix::fs::open(path, flags, Mode::empty())?)
 }
 
-/// The id of the subvolume that contains the open directory `fd` (`BTRFS_IOC_INO_LOOKUP` with
-/// tree id 0: the kernel fills in the containing tree).
-fn subvolume_id(fd: &OwnedFd) -> io::Result<u64> {
-    let mut args = InoLookupArgs { treeid: 0, objectid: FIRST_FREE_OBJECTID, name: [0; 4080] };
-    // SAFETY: `args` is the kernel's `btrfs_ioctl_ino_lookup_args` (size checked above), live for
-    // the call; the fd is open.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), IOC_INO_LOOKUP as _, &mut args as *mut InoLookupArgs) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(args.treeid)
-}
-
 /// Reads the identity of the subvolume whose root directory is `path`; `Ok(None)` when `path` is a
 /// directory inside a subvolume rather than a subvolume's root.
 pub fn subvolume(path: &Path) -> io::Result<Option<Subvolume>> {
     let fd = open_dir(path)?;
     let stat = rustix::fs::fstat(&fd)?;
-    if stat.st_ino != FIRST_FREE_OBJECTID {
+    if stat.st_ino != ROOT_DIR_INO {
         return Ok(None);
     }
-    // SAFETY: an all-zero `btrfs_ioctl_get_subvol_info_args` is valid (integers and arrays).
-    let mut args: SubvolInfoArgs = unsafe { std::mem::zeroed() };
-    // SAFETY: `args` matches the kernel structure (size checked above) and lives for the call.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), IOC_GET_SUBVOL_INFO as _, &mut args as *mut SubvolInfoArgs) };
-    if rc < 0 {
+    match ioctl::subvol_info(fd.as_fd()) {
+        Ok(info) => Ok(Some(Subvolume { id: info.id, uuid: info.uuid, parent_uuid: info.parent_uuid })),
         // Kernels before 4.18 lack GET_SUBVOL_INFO: the id alone still identifies the subvolume.
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::ENOTTY) {
-            return Err(err);
+        Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => {
+            Ok(Some(Subvolume { id: ioctl::subvolume_id(fd.as_fd())?, uuid: [0; 16], parent_uuid: [0; 16] }))
         }
-        return Ok(Some(Subvolume { id: subvolume_id(&fd)?, uuid: [0; 16], parent_uuid: [0; 16] }));
+        Err(e) => Err(e),
     }
-    Ok(Some(Subvolume { id: args.treeid, uuid: args.uuid, parent_uuid: args.parent_uuid }))
 }
 
 /// The entries of `dir` that are subvolume roots, with their identities. Entries that vanish
