@@ -5,7 +5,7 @@
 //! working directory and labels ([`spec`]), with `--read-only` and the plan's tmpfs mounts and
 //! (new, throw-away) volumes. It is started, given `wait` to settle, and probed with `exec`. It
 //! passes when it is still running, the probe exits 0, and its log shows no `Read-only file
-//! system` error. The container and its volumes are removed on every path ([`cleanup`]; signal
+//! system` error. The container and its volumes are removed on every path (`cleanup`; signal
 //! handlers call [`remove_all`]).
 
 mod cleanup;

@@ -7,10 +7,10 @@
 //! compose fragment, a Kubernetes patch or JSON, and that bindings can hand out as is.
 //!
 //! How mounts are chosen:
-//! 1. [`writes`]: every change becomes the directory that must be writable for it (an added
+//! 1. `writes`: every change becomes the directory that must be writable for it (an added
 //!    directory may instead be made by the runtime, as a mount point); runtime-managed paths,
 //!    mount points and writes below the container's own mounts are left out;
-//! 2. [`cover`]: each such directory is covered where a rule says (`/var/lib/<service>`, `/run`,
+//! 2. `cover`: each such directory is covered where a rule says (`/var/lib/<service>`, `/run`,
 //!    `/tmp` …), else where it is; mounts below other mounts are merged into them;
 //! 3. each mount becomes a tmpfs (runtime state) or a volume (data), and a volume also whenever a
 //!    tmpfs would hide files the image ships there. A tmpfs keeps the directory's owner and mode.

@@ -1,5 +1,5 @@
 //! The image of an overlay layer by path: the union of the lower directories, looked up through
-//! [`LowerView`] (whiteouts and opaque directories honoured, symlinks never followed).
+//! `LowerView` (whiteouts and opaque directories honoured, symlinks never followed).
 
 use std::ffi::CStr;
 use std::os::fd::OwnedFd;
