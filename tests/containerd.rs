@@ -363,8 +363,11 @@ fn docker_containerd_image_store_falls_back_to_namespace_moby() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert!(diff().contains("A /srv/moby-wrote"));
-    // Stopped the Docker way: task and record gone, snapshot kept.
+    // Stopped the Docker way: task and record gone, snapshot kept. Docker holds its snapshots
+    // with a lease; here a GC-root label keeps containerd's garbage collector off it once the
+    // record that referenced it is gone.
     c.stop();
+    ctr(ns, &["snapshots", "--snapshotter", "overlayfs", "label", &id, "containerd.io/gc.root=rodiff-test"]);
     ctr(ns, &["containers", "rm", "--keep-snapshot", &id]);
     assert!(diff().contains("A /srv/moby-wrote"));
     ctr(ns, &["snapshots", "--snapshotter", "overlayfs", "rm", &id]);

@@ -179,3 +179,49 @@ fn an_unsupported_storage_driver_exits_4_naming_it() {
     let line = err.lines().find(|l| l.starts_with("rodiff:")).expect("an error line from rodiff");
     assert!(line.contains("on-vfs") && line.contains("storage driver vfs (supported: overlay2, btrfs)"), "{line}");
 }
+
+/// btrfs: a run interrupted mid-scan removes its helper snapshot; one killed outright leaves it,
+/// and the next run sweeps it.
+#[test]
+fn interrupted_or_killed_runs_leave_no_helper_snapshot() {
+    if !sandbox() {
+        return;
+    }
+    if storage_driver() != "btrfs" {
+        eprintln!("not applicable: helper snapshots exist only on btrfs");
+        return;
+    }
+    // Enough changes (~500 KB of output, more than rodiff's 256 KB buffer and the pipe's 64 KB)
+    // that the output, a pipe nobody reads, blocks the scan while the helper snapshot exists.
+    let c = Container::run("killed", &[], BUSYBOX, &["sh", "-c", "mkdir /many && cd /many && for i in $(seq 25000); do : > file-$i; done; touch /done; sleep 3600"]);
+    while std::process::Command::new("docker").args(["exec", &c.name, "test", "-e", "/done"]).status().map(|s| !s.success()).unwrap_or(true) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let helpers = std::path::Path::new(&std::env::var("RODIFF_SANDBOX").unwrap()).join("docker-btrfs/.rodiff-snapshots");
+    let count = || std::fs::read_dir(&helpers).map(|rd| rd.count()).unwrap_or(0);
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGKILL] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rodiff"))
+            .args(["diff", &c.name])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while count() == 0 {
+            assert!(std::time::Instant::now() < deadline, "no helper snapshot appeared");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(count(), 1, "the scan should be blocked on its output");
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = child.wait().unwrap();
+        if signal == libc::SIGKILL {
+            assert_eq!(count(), 1, "SIGKILL cannot clean up");
+            // The next run sweeps it.
+            let out = rodiff(&["diff", &c.name]);
+            assert!(out.status.success());
+        } else {
+            assert_eq!(std::os::unix::process::ExitStatusExt::into_raw(status) >> 8, 128 + signal, "exit status");
+        }
+        assert_eq!(count(), 0, "helper snapshot left after signal {signal}");
+    }
+}

@@ -17,6 +17,9 @@ echo same > /fx/keep/same; echo again > /fx/keep/again
 echo m > /fx/modes/chmod; echo o > /fx/modes/chown; echo t > /fx/modes/touch; echo long > /fx/modes/trunc
 echo file > /fx/swapdir/file-to-dir
 mkdir /fx/swapdir/dir-to-file
+# Image times well in the past: a layer keeps whole seconds, and a change made within the same
+# second as the image would otherwise look like no change at all (to docker diff as to rodiff).
+find /fx -exec touch -h -d '2001-01-01 00:00:00' {} +
 "#;
 
 /// The corpus: every operation a container's application may do to its filesystem.
