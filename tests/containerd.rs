@@ -113,11 +113,11 @@ fn corpus_on(snapshotter: &str) {
     let _ = ctr("default", &["images", "rm", &image]);
 }
 
-/// rodiff's read-only helper snapshots (btrfs engine) must all be gone after every run.
+/// rodiff's read-only helper snapshots (btrfs engine) must not outlive the runs that made them.
 fn assert_no_helper_snapshots() {
     let dir = Path::new(&std::env::var("RODIFF_SANDBOX").unwrap()).join("ctrd-btrfs/.rodiff-snapshots");
-    let left: Vec<_> = std::fs::read_dir(&dir).map(|rd| rd.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
-    assert!(left.is_empty(), "helper snapshots left in {}: {left:?}", dir.display());
+    let leaked = common::btrfs::leaked_helper_snapshots(&dir);
+    assert!(leaked.is_empty(), "helper snapshots left in {}: {leaked:?}", dir.display());
 }
 
 /// No `View` snapshot may be left behind (rodiff never makes one).

@@ -53,6 +53,23 @@ impl BtrfsFs {
     }
 }
 
+/// Helper snapshots in `dir` (a `.rodiff-snapshots` directory) whose rodiff process has ended:
+/// leaked ones. Snapshots of runs still going (other tests run rodiff at the same time) are theirs
+/// to remove and are not counted.
+pub fn leaked_helper_snapshots(dir: &Path) -> Vec<String> {
+    let names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => return Vec::new(),
+    };
+    names
+        .into_iter()
+        .filter(|name| {
+            let pid = name.strip_prefix("rodiff-").and_then(|r| r.split('-').next()).unwrap_or("");
+            pid.is_empty() || !Path::new("/proc").join(pid).exists()
+        })
+        .collect()
+}
+
 impl Drop for BtrfsFs {
     fn drop(&mut self) {
         let ok = Command::new("umount").arg(&self.mnt).status().is_ok_and(|s| s.success());
