@@ -8,7 +8,7 @@
 //!
 //! - [`resolve`] asks a runtime (Docker Engine API, containerd's gRPC API) where a container's
 //!   writable layer is;
-//! - [`layer`] holds the diff engines (overlayfs), which know filesystems and not runtimes;
+//! - [`layer`] holds the diff engines (overlayfs, btrfs), which know filesystems and not runtimes;
 //! - [`annotate`] marks changes that only exist because the runtime made a mount point;
 //! - [`render`] writes changes as `docker diff` lines, JSON or JSON lines;
 //! - [`plan`](mod@plan) turns changes into the mounts a read-only root filesystem needs, and
