@@ -140,6 +140,7 @@ impl Rules {
         use Class::{Data, State};
         let temp = "temporary files";
         let run = "runtime state (pid, lock and socket files)";
+        let logs = "log files (kept for the container's life; log to stdout, or --volume PATH to keep them)";
         let rules = vec![
             Rule::path("/tmp", State, temp),
             Rule::path("/var/tmp", State, temp),
@@ -149,8 +150,8 @@ impl Rules {
             Rule::path("/var/run/*", State, run),
             Rule::path("/var/lock", State, "lock files"),
             Rule::path("/var/cache/*", State, "a cache, rebuilt when missing"),
-            Rule::path("/var/log", State, "log files (kept for the container's life; log to stdout, or --volume PATH to keep them)"),
-            Rule::path("/var/log/*", State, "log files (kept for the container's life; log to stdout, or --volume PATH to keep them)"),
+            Rule::path("/var/log", State, logs),
+            Rule::path("/var/log/*", State, logs),
             Rule::path("/var/lib/*", Data, "a service's data (/var/lib/<service>)"),
             Rule::path("/var/spool/*", Data, "queued work (/var/spool/<service>)"),
             Rule::path("/data", Data, "application data"),
