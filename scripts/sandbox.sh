@@ -439,7 +439,7 @@ EOF
 }
 
 cache_dir() {
-  printf '%s\n' "${RODIFF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rodiff}/images"
+  printf '%s\n' "${RODIFF_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/rodiff}/images"
 }
 
 # The postgres image's scripts: printed (the cache key), or written into DIR.
