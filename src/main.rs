@@ -87,7 +87,7 @@ impl RuntimeArgs {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum RuntimeArg {
-    /// The Docker Engine API (overlay2 storage driver; containerd image store).
+    /// The Docker Engine API (overlay2 and btrfs storage drivers; containerd image store).
     Docker,
     /// containerd's gRPC API (overlayfs and btrfs snapshotters).
     Containerd,
