@@ -38,6 +38,20 @@ pub fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Stat> {
     Ok(rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?)
 }
 
+/// `lstat` of `name` below `dir`; `None` when it is gone (vanished, or its directory was replaced).
+pub fn stat_at_if_present(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Stat>> {
+    match stat_at(dir, name) {
+        Ok(st) => Ok(Some(st)),
+        Err(e) if is_vanished(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The host path of container path `path` (`/a/b`) in a tree rooted at `root`, for messages.
+pub fn host_path(root: &Path, path: &Path) -> std::path::PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
 /// `fstat` of an open file.
 pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<Stat> {
     Ok(rustix::fs::fstat(fd)?)

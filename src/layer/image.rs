@@ -81,7 +81,7 @@ impl DirImage {
     }
 
     fn host_path(&self, path: &Path) -> PathBuf {
-        self.path.join(path.strip_prefix("/").unwrap_or(path))
+        fs::host_path(&self.path, path)
     }
 }
 

@@ -102,6 +102,32 @@ pub(crate) fn walker_pool() -> std::io::Result<rayon::ThreadPool> {
         .map_err(std::io::Error::other)
 }
 
+/// How an engine reports: builds changes (with metadata when the scan asks for it) and sends
+/// batches to the sink.
+pub(crate) struct Reporter<'a> {
+    pub options: &'a ScanOptions,
+    pub sink: &'a dyn ChangeSink,
+}
+
+impl Reporter<'_> {
+    /// A change of `file_type`, with `st`'s metadata when the scan collects metadata.
+    pub fn change(&self, path: std::path::PathBuf, kind: crate::model::ChangeKind, file_type: crate::model::FileType, st: Option<&crate::fs::Stat>) -> Change {
+        let mut change = Change::new(path, kind, file_type);
+        if self.options.metadata {
+            change.metadata = st.map(crate::fs::metadata);
+        }
+        change
+    }
+
+    /// Sends a batch (nothing for an empty one); a sink error stops the scan.
+    pub fn emit(&self, batch: Vec<Change>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.sink.emit(batch).map_err(|e| crate::error::Error::io("<output>", e))
+    }
+}
+
 /// A sink that keeps every change in memory.
 #[derive(Debug, Default)]
 pub struct Collect(Mutex<Vec<Change>>);

@@ -13,9 +13,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::fs::{self, Stat};
+use crate::fs;
 use crate::layer::compare::{counts_for_parent, dir_kind, entry_kind, is_dir};
-use crate::layer::{walk_all, ChangeSink, ScanOptions};
+use crate::layer::{walk_all, ChangeSink, Reporter, ScanOptions};
 use crate::model::{join_path, Change, ChangeKind, FileType};
 
 /// Which entries of a directory may differ between the two trees.
@@ -41,7 +41,7 @@ pub trait Oracle: Sync {
 /// Compares `new` (the container) with `old` (the image), both open directories, reporting
 /// changes to `sink`.
 pub fn diff(new: &OwnedFd, old: &OwnedFd, oracle: &dyn Oracle, options: &ScanOptions, sink: &dyn ChangeSink, host_root: &Path) -> Result<()> {
-    let walker = Walker { oracle, options, sink, host_root };
+    let walker = Walker { oracle, report: Reporter { options, sink }, host_root };
     let io_err = |e| Error::io(host_root, e);
     let root = PathBuf::from("/");
     let scope = oracle.scope(b"/");
@@ -51,8 +51,7 @@ pub fn diff(new: &OwnedFd, old: &OwnedFd, oracle: &dyn Oracle, options: &ScanOpt
 
 struct Walker<'a> {
     oracle: &'a dyn Oracle,
-    options: &'a ScanOptions,
-    sink: &'a dyn ChangeSink,
+    report: Reporter<'a>,
     host_root: &'a Path,
 }
 
@@ -77,23 +76,7 @@ struct Pending {
 
 impl Walker<'_> {
     fn host_path(&self, path: &Path) -> PathBuf {
-        let rel = path.as_os_str().as_bytes().strip_prefix(b"/").unwrap_or_default();
-        self.host_root.join(std::ffi::OsStr::from_bytes(rel))
-    }
-
-    fn change(&self, path: PathBuf, kind: ChangeKind, file_type: FileType, st: Option<&Stat>) -> Change {
-        let mut change = Change::new(path, kind, file_type);
-        if self.options.metadata {
-            change.metadata = st.map(fs::metadata);
-        }
-        change
-    }
-
-    fn emit(&self, batch: Vec<Change>) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.sink.emit(batch).map_err(|e| Error::io("<output>", e))
+        fs::host_path(self.host_root, path)
     }
 
     /// Compares one directory; returns whether anything below counts as a change for it.
@@ -127,8 +110,8 @@ impl Walker<'_> {
                 tolerate_vanished(listed).map_err(io_err)?;
                 for (name, _) in old_entries.iter().filter(|(n, _)| !seen.contains(&n[..])) {
                     let name = std::ffi::CString::new(name.to_vec()).expect("names have no NUL");
-                    if let Some(st) = stat_entry(old.as_fd(), &name).map_err(io_err)? {
-                        batch.push(self.change(join_path(path, name.to_bytes()), ChangeKind::Deleted, fs::file_type(&st), Some(&st)));
+                    if let Some(st) = fs::stat_at_if_present(old.as_fd(), &name).map_err(io_err)? {
+                        batch.push(self.report.change(join_path(path, name.to_bytes()), ChangeKind::Deleted, fs::file_type(&st), Some(&st)));
                         changed = true;
                     }
                 }
@@ -142,7 +125,7 @@ impl Walker<'_> {
                 }
             }
         }
-        self.emit(batch)?;
+        self.report.emit(batch)?;
         let below = walk_all(pending, |p| self.compare_subdir(&new, old.as_ref(), p))?;
         Ok(changed | below)
     }
@@ -165,13 +148,13 @@ impl Walker<'_> {
         // What the container has.
         let (ours, mut own_stat) = match ours {
             Some(l) if l.file_type.is_some() => (l, None),
-            _ => match stat_entry(new, name)? {
+            _ => match fs::stat_at_if_present(new, name)? {
                 Some(st) => (Listed { file_type: Some(fs::file_type(&st)), ino: st.st_ino }, Some(st)),
                 None => {
                     // Gone from the container: deleted, if the image has it.
-                    return Ok(match old.map(|o| stat_entry(o, name)).transpose()?.flatten() {
+                    return Ok(match old.map(|o| fs::stat_at_if_present(o, name)).transpose()?.flatten() {
                         Some(st) => {
-                            batch.push(self.change(path, ChangeKind::Deleted, fs::file_type(&st), Some(&st)));
+                            batch.push(self.report.change(path, ChangeKind::Deleted, fs::file_type(&st), Some(&st)));
                             true
                         }
                         None => false,
@@ -183,16 +166,16 @@ impl Walker<'_> {
         // What the image has.
         let old_stat = match (old, theirs) {
             (None, _) | (_, Some(None)) => None,
-            (Some(o), _) => stat_entry(o, name)?,
+            (Some(o), _) => fs::stat_at_if_present(o, name)?,
         };
         let Some(old_stat) = old_stat else {
             if file_type == FileType::Dir {
                 pending.push(Pending { name: name.into(), path, in_old: false, replaced: false, everything: true });
             } else {
-                if own_stat.is_none() && self.options.metadata {
-                    own_stat = stat_entry(new, name)?;
+                if own_stat.is_none() && self.report.options.metadata {
+                    own_stat = fs::stat_at_if_present(new, name)?;
                 }
-                batch.push(self.change(path, ChangeKind::Added, file_type, own_stat.as_ref()));
+                batch.push(self.report.change(path, ChangeKind::Added, file_type, own_stat.as_ref()));
             }
             return Ok(true);
         };
@@ -207,14 +190,14 @@ impl Walker<'_> {
         }
         let own_stat = match own_stat {
             Some(st) => st,
-            None => match stat_entry(new, name)? {
+            None => match fs::stat_at_if_present(new, name)? {
                 Some(st) => st,
                 None => return Ok(false),
             },
         };
         // No copy-up exists outside overlayfs: an identical entry was not written.
         let Some(kind) = entry_kind(Some(&own_stat), Some(&old_stat), false) else { return Ok(false) };
-        batch.push(self.change(path, kind, file_type, Some(&own_stat)));
+        batch.push(self.report.change(path, kind, file_type, Some(&own_stat)));
         Ok(counts_for_parent(kind))
     }
 
@@ -237,7 +220,7 @@ impl Walker<'_> {
         let Some(old) = old else {
             // New here (or replacing a non-directory): the whole subtree is added.
             let kind = if p.replaced { ChangeKind::Changed } else { ChangeKind::Added };
-            self.emit(vec![self.change(p.path.clone(), kind, FileType::Dir, Some(&own))])?;
+            self.report.emit(vec![self.report.change(p.path.clone(), kind, FileType::Dir, Some(&own))])?;
             self.compare_dir(&p.path, new, None, Scope::Everything)?;
             return Ok(true);
         };
@@ -246,7 +229,7 @@ impl Walker<'_> {
         let below = self.compare_dir(&p.path, new, Some(old), scope)?;
         let written = own.st_ino != old_stat.st_ino || self.oracle.inode_changed(own.st_ino);
         let Some(kind) = dir_kind(&own, &old_stat, below, written) else { return Ok(false) };
-        self.emit(vec![self.change(p.path, kind, FileType::Dir, Some(&own))])?;
+        self.report.emit(vec![self.report.change(p.path, kind, FileType::Dir, Some(&own))])?;
         Ok(counts_for_parent(kind))
     }
 }
@@ -266,15 +249,6 @@ fn tolerate_vanished(result: io::Result<u64>) -> io::Result<()> {
     match result {
         Ok(_) => Ok(()),
         Err(e) if fs::is_vanished(&e) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// `lstat` of an entry; `None` if it vanished.
-fn stat_entry(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Stat>> {
-    match fs::stat_at(dir, name) {
-        Ok(st) => Ok(Some(st)),
-        Err(e) if fs::is_vanished(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }

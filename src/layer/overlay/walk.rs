@@ -10,7 +10,6 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::lower::{is_opaque, LowerView};
@@ -18,14 +17,13 @@ use super::OverlayLayer;
 use crate::error::{Error, Result};
 use crate::fs::{self, Stat};
 use crate::layer::compare::{counts_for_parent, dir_kind, entry_kind, is_dir};
-use crate::layer::{walk_all, walker_pool, ChangeSink, ScanOptions};
+use crate::layer::{walk_all, walker_pool, ChangeSink, Reporter, ScanOptions};
 use crate::model::{join_path, Change, ChangeKind, FileType};
 
 /// One overlay diff in progress.
 pub(super) struct Walker<'a> {
     layer: &'a OverlayLayer,
-    options: &'a ScanOptions,
-    sink: &'a dyn ChangeSink,
+    report: Reporter<'a>,
     lower_roots: Vec<OwnedFd>,
     opaque_attr: &'static CStr,
     redirect_attr: &'static CStr,
@@ -74,8 +72,7 @@ impl<'a> Walker<'a> {
             .collect::<Result<_>>()?;
         Ok(Walker {
             layer,
-            options,
-            sink,
+            report: Reporter { options, sink },
             lower_roots,
             opaque_attr: layer.xattr.opaque(),
             redirect_attr: layer.xattr.redirect(),
@@ -108,15 +105,7 @@ impl<'a> Walker<'a> {
 
     /// Host path of a container path in the upper directory, for error messages.
     fn host_path(&self, path: &Path) -> PathBuf {
-        let rel = path.as_os_str().as_bytes().strip_prefix(b"/").unwrap_or_default();
-        self.layer.upper.join(std::ffi::OsStr::from_bytes(rel))
-    }
-
-    fn emit(&self, batch: Vec<Change>) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.sink.emit(batch).map_err(|e| Error::io("<output>", e))
+        fs::host_path(&self.layer.upper, path)
     }
 
     /// Diffs one directory's entries and its subtree; returns whether anything below changed.
@@ -137,7 +126,7 @@ impl<'a> Walker<'a> {
                 Ok(())
             });
             match listed {
-                Ok(count) => self.options.progress.add(count),
+                Ok(count) => self.report.options.progress.add(count),
                 Err(e) if fs::is_vanished(&e) => {}
                 Err(e) => return Err(io_err(e)),
             }
@@ -147,7 +136,7 @@ impl<'a> Walker<'a> {
                 .lower_entries(&dir, content, &in_upper, &mut batch, &mut pending)
                 .map_err(io_err)?;
         }
-        self.emit(batch)?;
+        self.report.emit(batch)?;
 
         let below = walk_all(pending, |p| self.walk_subdir(&dir, p))?;
         Ok(changed | below)
@@ -168,7 +157,7 @@ impl<'a> Walker<'a> {
         let file_type = match listed_type {
             Some(t) if t != FileType::Char => t,
             // Character devices may be whiteouts; DT_UNKNOWN needs a stat to learn the type.
-            _ => match stat_entry(upper, name)? {
+            _ => match fs::stat_at_if_present(upper, name)? {
                 Some(st) => {
                     own = Some(st);
                     fs::file_type(&st)
@@ -190,8 +179,8 @@ impl<'a> Walker<'a> {
             pending.push(Pending { name: name.into(), path, in_upper: true, own: None, image });
             return Ok(false);
         }
-        if own.is_none() && (image.is_some() || self.options.metadata) {
-            own = match stat_entry(upper, name)? {
+        if own.is_none() && (image.is_some() || self.report.options.metadata) {
+            own = match fs::stat_at_if_present(upper, name)? {
                 Some(st) => Some(st),
                 None => return Ok(false),
             };
@@ -258,21 +247,13 @@ impl<'a> Walker<'a> {
         batch: &mut Vec<Change>,
     ) -> bool {
         let Some(kind) = entry_kind(own, image, can_touch) else { return false };
-        let mut change = Change::new(path, kind, file_type);
-        if self.options.metadata {
-            change.metadata = own.map(fs::metadata);
-        }
-        batch.push(change);
+        batch.push(self.report.change(path, kind, file_type, own));
         counts_for_parent(kind)
     }
 
-    /// A change described by `st`, with metadata when asked for.
+    /// A change described by `st`.
     fn change(&self, path: PathBuf, kind: ChangeKind, st: &Stat) -> Change {
-        let mut change = Change::new(path, kind, fs::file_type(st));
-        if self.options.metadata {
-            change.metadata = Some(fs::metadata(st));
-        }
-        change
+        self.report.change(path, kind, fs::file_type(st), Some(st))
     }
 
     /// Diffs a subdirectory and decides its own kind; returns whether it counts as a change for
@@ -290,13 +271,13 @@ impl<'a> Walker<'a> {
                 // without following it.
                 Err(e) if fs::is_vanished(&e) => {
                     let mut batch = Vec::new();
-                    let changed = match stat_entry(parent_upper.as_fd(), &p.name).map_err(io_err)? {
+                    let changed = match fs::stat_at_if_present(parent_upper.as_fd(), &p.name).map_err(io_err)? {
                         Some(st) if !is_dir(&st) => {
                             self.file_change(p.path, fs::file_type(&st), Some(&st), p.image.as_ref(), true, &mut batch)
                         }
                         _ => false,
                     };
-                    self.emit(batch)?;
+                    self.report.emit(batch)?;
                     return Ok(changed);
                 }
                 Err(e) => return Err(io_err(e)),
@@ -318,7 +299,7 @@ impl<'a> Walker<'a> {
             Some(_) => None,
         };
         if let Some(kind) = known {
-            self.emit(vec![self.change(p.path.clone(), kind, &own)])?;
+            self.report.emit(vec![self.change(p.path.clone(), kind, &own)])?;
         }
         let below = self.walk_dir(Dir { path: p.path.clone(), upper, image, content })?;
         if known.is_some() {
@@ -326,7 +307,7 @@ impl<'a> Walker<'a> {
         }
         let image = p.image.expect("checked above");
         let Some(kind) = dir_kind(&own, &image, below, p.in_upper) else { return Ok(false) };
-        self.emit(vec![self.change(p.path, kind, &own)])?;
+        self.report.emit(vec![self.change(p.path, kind, &own)])?;
         Ok(counts_for_parent(kind))
     }
 
@@ -364,14 +345,5 @@ impl<'a> Walker<'a> {
             };
             base.descend(names, self.opaque_attr)
         }
-    }
-}
-
-/// `lstat` of an entry; `None` if it vanished.
-fn stat_entry(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Stat>> {
-    match fs::stat_at(dir, name) {
-        Ok(st) => Ok(Some(st)),
-        Err(e) if fs::is_vanished(&e) => Ok(None),
-        Err(e) => Err(e),
     }
 }
