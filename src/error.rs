@@ -51,6 +51,13 @@ pub enum Error {
         /// The layer directory.
         path: PathBuf,
     },
+    /// A tree that was frozen for the scan (a btrfs helper snapshot) lost an entry while it was
+    /// read: someone deleted the snapshot. What was read so far is not the container's diff.
+    #[error("{path}: the frozen copy of the layer was deleted during the scan (by another process?); run again")]
+    SnapshotVanished {
+        /// The helper snapshot.
+        path: PathBuf,
+    },
     /// A filesystem operation on a layer failed.
     #[error("{path}: {source}")]
     Io {

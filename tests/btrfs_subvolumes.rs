@@ -91,3 +91,236 @@ fn stale_helper_snapshots_of_dead_processes_are_swept() {
     run(Command::new("btrfs").args(["-q", "subvolume", "delete"]).arg(&other));
     assert!(fs.helper_snapshots().is_empty());
 }
+
+fn engine_counting(layer: &BtrfsLayer) -> (Vec<rodiff::Change>, u64) {
+    let collect = Collect::default();
+    let scan = ScanOptions { metadata: true, ..Default::default() };
+    Layer::Btrfs(layer.clone()).diff(&scan, &collect).expect("btrfs diff");
+    (collect.into_sorted(), scan.progress.get())
+}
+
+fn kinds(changes: &[rodiff::Change]) -> Vec<(char, String)> {
+    changes.iter().map(|c| (c.kind.letter(), c.path.display().to_string())).collect()
+}
+
+/// Reads every file and lists every directory below `dir`, as an application, a backup or
+/// `docker diff` does (each first read updates the access time under `relatime`).
+fn read_everything(dir: &std::path::Path) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let ty = entry.file_type().unwrap();
+        if ty.is_dir() {
+            read_everything(&entry.path());
+        } else if ty.is_file() {
+            fs::read(entry.path()).unwrap();
+        }
+    }
+}
+
+/// Replaces the container subvolume of `layer` by a fresh snapshot of its parent.
+fn fresh_container(fs: &BtrfsFs, layer: BtrfsLayer) -> BtrfsLayer {
+    run(Command::new("btrfs").args(["-q", "subvolume", "delete"]).arg(&layer.subvolume));
+    BtrfsLayer { subvolume: fs.snapshot(&layer.parent, "container", false), ..layer }
+}
+
+#[test]
+fn reads_are_not_changes_and_the_walk_follows_the_changes() {
+    if !require(is_root(), "root (to make a btrfs filesystem)") {
+        return;
+    }
+    let fs = BtrfsFs::new();
+    let layer = layers(&fs, 0);
+    // A big image: 40 directories of 500 files each, with content (as an application's files).
+    for d in 0..40 {
+        let dir = layer.parent.join(format!("app/d{d}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..500 {
+            fs::write(dir.join(f.to_string()), "x").unwrap();
+        }
+    }
+    ops::set_old_mtimes(&layer.parent);
+    let layer = fresh_container(&fs, layer);
+    // A few real changes.
+    fs::write(layer.subvolume.join("app/d3/7"), "changed").unwrap();
+    fs::remove_file(layer.subvolume.join("app/d9/9")).unwrap();
+    fs::write(layer.subvolume.join("app/d20/new"), "").unwrap();
+    std::os::unix::fs::chown(layer.subvolume.join("app/d30/30"), Some(1), Some(1)).unwrap();
+
+    let (before, visited_before) = engine_counting(&layer);
+    let sample = layer.subvolume.join("app/d17/17");
+    let atime = |p: &std::path::Path| std::os::unix::fs::MetadataExt::atime(&fs::metadata(p).unwrap());
+    let atime_before = atime(&sample);
+    read_everything(&layer.subvolume);
+    assert_ne!(atime(&sample), atime_before, "the reads must have rewritten inode items (relatime)");
+
+    let (after, visited_after) = engine_counting(&layer);
+    assert_eq!(kinds(&after), kinds(&before), "reads changed the diff");
+    assert_eq!(
+        kinds(&before),
+        vec![
+            ('C', "/app".into()),
+            ('C', "/app/d20".into()),
+            ('A', "/app/d20/new".into()),
+            ('C', "/app/d3".into()),
+            ('C', "/app/d3/7".into()),
+            ('C', "/app/d30".into()),
+            ('C', "/app/d30/30".into()),
+            ('C', "/app/d9".into()),
+            ('D', "/app/d9/9".into()),
+        ]
+    );
+    // The walk visits what changed: the four directories with changes, listed in full (2,000
+    // entries), and the names leading to them — never the 20,000 the reads touched.
+    assert!(visited_before > 0 && visited_before <= 2_100, "walk visited {visited_before} entries");
+    assert_eq!(visited_after, visited_before, "reads made the walk visit more");
+}
+
+#[test]
+fn every_link_of_a_changed_inode_is_reported() {
+    if !require(is_root(), "root (to make a btrfs filesystem)") {
+        return;
+    }
+    let fs = BtrfsFs::new();
+    let layer = layers(&fs, 0);
+    // One file linked from 1,500 directories: its back references span many b-tree leaves, and
+    // a chmod rewrites only the leaf that holds its inode item.
+    let hl = layer.parent.join("hl");
+    fs::create_dir(&hl).unwrap();
+    fs::write(hl.join("f"), "shared").unwrap();
+    for i in 0..1500 {
+        fs::create_dir(hl.join(format!("d{i:04}"))).unwrap();
+        fs::hard_link(hl.join("f"), hl.join(format!("d{i:04}/link"))).unwrap();
+    }
+    ops::set_old_mtimes(&layer.parent);
+    let layer = fresh_container(&fs, layer);
+    fs::set_permissions(layer.subvolume.join("hl/f"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    let changes = engine(&layer);
+    let expected = naive::diff(&layer.subvolume, &layer.parent);
+    assert_eq!(expected.len(), 1 + 1 + 1500 * 2, "the oracle sees every link and its directory");
+    assert_eq!(docker_visible(&changes), expected);
+}
+
+#[test]
+fn a_tree_deeper_than_path_max_is_diffed() {
+    if !require(is_root(), "root (to make a btrfs filesystem)") {
+        return;
+    }
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    let fs = BtrfsFs::new();
+    let layer = layers(&fs, 0);
+    // 1,500 levels of 8-byte names: a 13,500-byte path, beyond PATH_MAX and INO_LOOKUP's 4,080
+    // bytes. A container can make such a tree; it must not make its own diff impossible.
+    const DEPTH: usize = 1500;
+    let descend = |root: &std::path::Path, create: bool| {
+        let mut dir = openat(rustix::fs::CWD, root, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+        for _ in 0..DEPTH {
+            if create {
+                mkdirat(&dir, "deep0000", Mode::from_raw_mode(0o755)).unwrap();
+            }
+            dir = openat(&dir, "deep0000", OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+        }
+        dir
+    };
+    drop(descend(&layer.parent, true));
+    let layer = fresh_container(&fs, layer);
+    let bottom = descend(&layer.subvolume, false);
+    drop(openat(&bottom, "leaf", OFlags::CREATE | OFlags::WRONLY, Mode::from_raw_mode(0o644)).unwrap());
+
+    let changes = engine(&layer);
+    let added: Vec<_> = changes.iter().filter(|c| c.kind == ChangeKind::Added).collect();
+    assert_eq!(added.len(), 1);
+    assert_eq!(added[0].path.as_os_str().len(), DEPTH * 9 + "/leaf".len());
+    // Every directory on the way is `C` (something below changed), nothing else is reported.
+    assert_eq!(changes.iter().filter(|c| c.kind == ChangeKind::Changed).count(), DEPTH);
+    assert_eq!(changes.len(), DEPTH + 1);
+}
+
+#[test]
+fn a_helper_snapshot_deleted_during_the_scan_is_an_error_never_a_shorter_list() {
+    if !require(is_root(), "root (to make a btrfs filesystem)") {
+        return;
+    }
+    let fs = BtrfsFs::new();
+    let layer = layers(&fs, 0);
+    // Enough changes that a scan takes a while.
+    for d in 0..20 {
+        let dir = layer.subvolume.join(format!("new/d{d}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..500 {
+            fs::write(dir.join(f.to_string()), "").unwrap();
+        }
+    }
+    let expected = docker_visible(&engine(&layer));
+    assert!(expected.len() > 10_000);
+
+    // Another process deletes whatever helper snapshot it sees, as a sweep that wrongly thinks
+    // the owner is dead would.
+    let helpers = fs.mnt.join(rodiff::layer::btrfs::helper::HELPER_DIR);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deleter = {
+        let (stop, helpers) = (stop.clone(), helpers.clone());
+        std::thread::spawn(move || {
+            let mut deleted = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for entry in fs::read_dir(&helpers).into_iter().flatten().flatten() {
+                    deleted += delete_subvolume(&helpers, &entry.file_name()) as u32;
+                }
+            }
+            deleted
+        })
+    };
+    let mut errors = 0;
+    for _ in 0..30 {
+        let collect = Collect::default();
+        match Layer::Btrfs(layer.clone()).diff(&ScanOptions::default(), &collect) {
+            Ok(()) => assert_eq!(docker_visible(&collect.into_sorted()), expected, "a scan succeeded with a partial list"),
+            Err(e) => {
+                assert!(matches!(e, rodiff::Error::SnapshotVanished { .. } | rodiff::Error::Io { .. }), "{e}");
+                errors += 1;
+            }
+        }
+        if errors >= 5 {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let deleted = deleter.join().unwrap();
+    assert!(deleted > 0 && errors > 0, "the race never happened ({deleted} deletions, {errors} errors)");
+}
+
+#[test]
+fn a_helper_snapshot_whose_owner_holds_the_lock_is_never_swept() {
+    if !require(is_root(), "root (to make a btrfs filesystem)") {
+        return;
+    }
+    let fs = BtrfsFs::new();
+    let layer = layers(&fs, 10);
+    // A rodiff in another PID namespace (a node agent) holds a helper snapshot: its pid means
+    // nothing here (pid 1 runs, with another start time), only its lock on the directory counts.
+    let helpers = fs.mnt.join(rodiff::layer::btrfs::helper::HELPER_DIR);
+    fs::create_dir(&helpers).unwrap();
+    let theirs = fs.snapshot(&layer.subvolume, ".rodiff-snapshots/rodiff-1-1-0", true);
+    let lock = fs::File::open(&helpers).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockShared).unwrap();
+    engine(&layer);
+    assert!(theirs.exists(), "swept a helper snapshot whose owner holds the lock");
+    // The owner is gone (its lock with it): the next scan sweeps the leftover.
+    drop(lock);
+    engine(&layer);
+    assert!(!theirs.exists(), "leftover helper snapshot not swept");
+    assert!(fs.helper_snapshots().is_empty());
+}
+
+/// `BTRFS_IOC_SNAP_DESTROY` of `name` in `dir`, directly: as fast as a racing process can be.
+fn delete_subvolume(dir: &std::path::Path, name: &std::ffi::OsStr) -> bool {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    const SNAP_DESTROY: libc::c_ulong = 0x5000_940f;
+    let Ok(dir) = fs::File::open(dir) else { return false };
+    // struct btrfs_ioctl_vol_args { s64 fd; char name[4088]; }
+    let mut args = vec![0u8; 4096];
+    args[8..8 + name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: the buffer has the size the ioctl number encodes.
+    unsafe { libc::ioctl(dir.as_raw_fd(), SNAP_DESTROY, args.as_mut_ptr()) == 0 }
+}

@@ -3,13 +3,17 @@
 //!
 //! With an oracle that always answers [`Scope::Everything`] this is the classic full two-tree walk;
 //! the btrfs engine answers from the subvolume's b-tree, so the walk costs what changed, not what
-//! the image holds. All access is fd-relative and never follows a symlink.
+//! the image holds (every entry compared counts once in [`ScanOptions::progress`], which is how a
+//! test proves it). All access is fd-relative and never follows a symlink.
+//!
+//! The container's tree is frozen (a read-only snapshot): an entry that vanishes from it while it
+//! is read means the snapshot itself was deleted, and the walk fails rather than return a
+//! shorter list.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -30,21 +34,30 @@ pub enum Scope<'a> {
 
 /// What the walk may skip.
 pub trait Oracle: Sync {
-    /// The scope of directory `path` (container path, `/` for the root). Asked only for
-    /// directories that are the same inode in both trees.
-    fn scope(&self, path: &[u8]) -> Scope<'_>;
+    /// The scope of the directory with inode number `dir_ino` (the same in both trees). Asked
+    /// only for directories that are the same inode in both trees.
+    fn scope(&self, dir_ino: u64) -> Scope<'_>;
     /// Whether inode `ino`, present in both trees, may differ between them; `false` promises that
     /// its metadata is identical.
     fn inode_changed(&self, ino: u64) -> bool;
 }
 
-/// Compares `new` (the container) with `old` (the image), both open directories, reporting
-/// changes to `sink`.
-pub fn diff(new: &OwnedFd, old: &OwnedFd, oracle: &dyn Oracle, options: &ScanOptions, sink: &dyn ChangeSink, host_root: &Path) -> Result<()> {
-    let walker = Walker { oracle, report: Reporter { options, sink }, host_root };
+/// Compares `new` (the container's frozen tree, at host path `frozen`) with `old` (the image),
+/// both open directories, reporting changes to `sink`; `host_root` names the container's layer in
+/// messages.
+pub fn diff(
+    new: &OwnedFd,
+    old: &OwnedFd,
+    oracle: &dyn Oracle,
+    options: &ScanOptions,
+    sink: &dyn ChangeSink,
+    host_root: &Path,
+    frozen: &Path,
+) -> Result<()> {
+    let walker = Walker { oracle, report: Reporter { options, sink }, host_root, frozen };
     let io_err = |e| Error::io(host_root, e);
     let root = PathBuf::from("/");
-    let scope = oracle.scope(b"/");
+    let scope = oracle.scope(fs::stat_fd(new.as_fd()).map_err(io_err)?.st_ino);
     walker.compare_dir(&root, new.try_clone().map_err(io_err)?, Some(old.try_clone().map_err(io_err)?), scope)?;
     Ok(())
 }
@@ -53,6 +66,7 @@ struct Walker<'a> {
     oracle: &'a dyn Oracle,
     report: Reporter<'a>,
     host_root: &'a Path,
+    frozen: &'a Path,
 }
 
 /// An entry as listed: type and inode number from `getdents`.
@@ -79,9 +93,19 @@ impl Walker<'_> {
         fs::host_path(self.host_root, path)
     }
 
+    /// The error for an I/O failure at container path `path`: an entry gone from the frozen tree
+    /// means the snapshot was deleted under the scan.
+    fn error(&self, path: &Path, e: io::Error) -> Error {
+        if fs::is_vanished(&e) {
+            Error::SnapshotVanished { path: self.frozen.to_path_buf() }
+        } else {
+            Error::io(self.host_path(path), e)
+        }
+    }
+
     /// Compares one directory; returns whether anything below counts as a change for it.
     fn compare_dir(&self, path: &Path, new: OwnedFd, old: Option<OwnedFd>, scope: Scope<'_>) -> Result<bool> {
-        let io_err = |e| Error::io(self.host_path(path), e);
+        let io_err = |e| self.error(path, e);
         let mut batch = Vec::new();
         let mut pending = Vec::new();
         let mut changed = false;
@@ -93,7 +117,7 @@ impl Walker<'_> {
                     changed |= self.entry(path, new_fd, None, name, Some(Listed { file_type, ino }), None, &mut batch, &mut pending)?;
                     Ok(())
                 });
-                tolerate_vanished(listed).map_err(io_err)?;
+                self.report.options.progress.add(listed.map_err(io_err)?);
             }
             (Some(old), Scope::Everything) => {
                 let old_entries = list(old.as_fd()).map_err(io_err)?;
@@ -107,7 +131,7 @@ impl Walker<'_> {
                     changed |= self.entry(path, new_fd, Some(old.as_fd()), name, ours, Some(theirs), &mut batch, &mut pending)?;
                     Ok(())
                 });
-                tolerate_vanished(listed).map_err(io_err)?;
+                self.report.options.progress.add(listed.map_err(io_err)?);
                 for (name, _) in old_entries.iter().filter(|(n, _)| !seen.contains(&n[..])) {
                     let name = std::ffi::CString::new(name.to_vec()).expect("names have no NUL");
                     if let Some(st) = fs::stat_at_if_present(old.as_fd(), &name).map_err(io_err)? {
@@ -117,6 +141,7 @@ impl Walker<'_> {
                 }
             }
             (Some(old), Scope::Only(names)) => {
+                self.report.options.progress.add(names.len() as u64);
                 for name in names {
                     let name = std::ffi::CString::new(name.to_vec()).expect("names have no NUL");
                     changed |= self
@@ -145,22 +170,13 @@ impl Walker<'_> {
         pending: &mut Vec<Pending>,
     ) -> io::Result<bool> {
         let path = join_path(dir, name.to_bytes());
-        // What the container has.
+        // What the container has (every name asked for is in its frozen tree).
         let (ours, mut own_stat) = match ours {
             Some(l) if l.file_type.is_some() => (l, None),
-            _ => match fs::stat_at_if_present(new, name)? {
-                Some(st) => (Listed { file_type: Some(fs::file_type(&st)), ino: st.st_ino }, Some(st)),
-                None => {
-                    // Gone from the container: deleted, if the image has it.
-                    return Ok(match old.map(|o| fs::stat_at_if_present(o, name)).transpose()?.flatten() {
-                        Some(st) => {
-                            batch.push(self.report.change(path, ChangeKind::Deleted, fs::file_type(&st), Some(&st)));
-                            true
-                        }
-                        None => false,
-                    });
-                }
-            },
+            _ => {
+                let st = fs::stat_at(new, name)?;
+                (Listed { file_type: Some(fs::file_type(&st)), ino: st.st_ino }, Some(st))
+            }
         };
         let file_type = ours.file_type.expect("typed above");
         // What the image has.
@@ -173,7 +189,7 @@ impl Walker<'_> {
                 pending.push(Pending { name: name.into(), path, in_old: false, replaced: false, everything: true });
             } else {
                 if own_stat.is_none() && self.report.options.metadata {
-                    own_stat = fs::stat_at_if_present(new, name)?;
+                    own_stat = Some(fs::stat_at(new, name)?);
                 }
                 batch.push(self.report.change(path, ChangeKind::Added, file_type, own_stat.as_ref()));
             }
@@ -190,10 +206,7 @@ impl Walker<'_> {
         }
         let own_stat = match own_stat {
             Some(st) => st,
-            None => match fs::stat_at_if_present(new, name)? {
-                Some(st) => st,
-                None => return Ok(false),
-            },
+            None => fs::stat_at(new, name)?,
         };
         // No copy-up exists outside overlayfs: an identical entry was not written.
         let Some(kind) = entry_kind(Some(&own_stat), Some(&old_stat), false) else { return Ok(false) };
@@ -202,18 +215,14 @@ impl Walker<'_> {
     }
 
     fn compare_subdir(&self, new_parent: &OwnedFd, old_parent: Option<&OwnedFd>, p: Pending) -> Result<bool> {
-        let io_err = |e| Error::io(self.host_path(&p.path), e);
-        let new = match fs::open_dir_at(new_parent.as_fd(), &p.name) {
-            Ok(fd) => fd,
-            Err(e) if fs::is_vanished(&e) => return Ok(false),
-            Err(e) => return Err(io_err(e)),
-        };
+        let io_err = |e| self.error(&p.path, e);
+        let new = fs::open_dir_at(new_parent.as_fd(), &p.name).map_err(io_err)?;
         let own = fs::stat_fd(new.as_fd()).map_err(io_err)?;
         let old = match (p.in_old, old_parent) {
             (true, Some(parent)) => match fs::open_dir_at(parent.as_fd(), &p.name) {
                 Ok(fd) => Some(fd),
                 Err(e) if fs::is_vanished(&e) => None,
-                Err(e) => return Err(io_err(e)),
+                Err(e) => return Err(Error::io(self.host_path(&p.path), e)),
             },
             _ => None,
         };
@@ -225,7 +234,7 @@ impl Walker<'_> {
             return Ok(true);
         };
         let old_stat = fs::stat_fd(old.as_fd()).map_err(io_err)?;
-        let scope = if p.everything { Scope::Everything } else { self.oracle.scope(p.path.as_os_str().as_bytes()) };
+        let scope = if p.everything { Scope::Everything } else { self.oracle.scope(own.st_ino) };
         let below = self.compare_dir(&p.path, new, Some(old), scope)?;
         let written = own.st_ino != old_stat.st_ino || self.oracle.inode_changed(own.st_ino);
         let Some(kind) = dir_kind(&own, &old_stat, below, written) else { return Ok(false) };
@@ -241,14 +250,7 @@ fn list(dir: BorrowedFd<'_>) -> io::Result<HashMap<Box<[u8]>, Listed>> {
         out.insert(name.to_bytes().into(), Listed { file_type, ino });
         Ok(())
     });
-    tolerate_vanished(listed)?;
+    listed?;
     Ok(out)
 }
 
-fn tolerate_vanished(result: io::Result<u64>) -> io::Result<()> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if fs::is_vanished(&e) => Ok(()),
-        Err(e) => Err(e),
-    }
-}

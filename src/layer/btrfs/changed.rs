@@ -5,9 +5,16 @@
 //! to or removed from a directory, a rename, a hard link — rewrites the changed inode, and every
 //! rewritten b-tree leaf carries a newer generation. So one `TREE_SEARCH_V2` with
 //! `min_transid = creation + 1` visits only the leaves the container touched, and the inode items
-//! in them with `transid > creation` are exactly the changed inodes. Their back references
-//! (`INODE_REF`/`INODE_EXTREF`) name the directories to look in. The two-tree walk then compares
-//! those places only ([`crate::layer::twotree`]).
+//! in them with `transid > creation` are the candidates.
+//!
+//! A read rewrites inode items too: with `relatime` (the default) the first read of a file or
+//! listing of a directory updates its access time. So each candidate is compared with the same
+//! inode in the parent subvolume, looked up in batches, and one that differs in nothing but its
+//! access time is not a change. What is left are the changed inodes; all their back references
+//! (`INODE_REF`/`INODE_EXTREF`, read completely even when some sit in leaves the container did not
+//! rewrite) name the directories to look in. Directories are keyed by inode number, never by path:
+//! a tree deeper than `PATH_MAX` needs no path look-up. The two-tree walk then compares those
+//! places only ([`crate::layer::twotree`]).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -16,91 +23,100 @@ use std::os::fd::BorrowedFd;
 use super::ioctl::{self, InodeItem, Key, INODE_EXTREF, INODE_ITEM, INODE_REF, ROOT_DIR_INO};
 use crate::layer::twotree::{Oracle, Scope};
 
+/// `BTRFS_LAST_FREE_OBJECTID`: object ids above it are special items, not inodes.
+const LAST_INODE: u64 = u64::MAX - 256;
+
+/// Candidates closer than this (in inode numbers) share one ranged parent look-up: a range costs
+/// its items in between (a few per inode), a separate search costs a descent from the root.
+const RANGE_GAP: u64 = 16;
+
 /// The places where the container's subvolume may differ from its parent.
 #[derive(Debug, Default)]
 pub struct ChangedSet {
+    /// Inodes that differ from the parent (or are new).
     inodes: HashSet<u64>,
-    /// Directories whose entries may differ, by container path (`/a/b`).
-    full: HashSet<Vec<u8>>,
-    /// Entries to check, by directory path: changed inodes and directories leading to them.
-    only: HashMap<Vec<u8>, HashSet<Box<[u8]>>>,
+    /// Directories (by inode) whose entries may all differ.
+    full: HashSet<u64>,
+    /// Entries to check, by directory inode: changed inodes and the directories leading to them.
+    only: HashMap<u64, HashSet<Box<[u8]>>>,
+    /// What the search saw, for tests and progress: candidates and those that were access-only.
+    pub stats: SearchStats,
+}
+
+/// What the b-tree search saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SearchStats {
+    /// Inode items written since the snapshot.
+    pub candidates: u64,
+    /// Of those, items that differ from the parent's in their access time only.
+    pub access_only: u64,
 }
 
 impl ChangedSet {
     /// Reads the changes of the subvolume `fd` is in, relative to the snapshot it was created from
-    /// at transaction `created`.
-    pub fn collect(fd: BorrowedFd<'_>, created: u64) -> io::Result<ChangedSet> {
-        let mut changed: Vec<(u64, InodeItem)> = Vec::new();
+    /// at transaction `created`; `parent` is a directory of the subvolume it was snapshotted from.
+    pub fn collect(fd: BorrowedFd<'_>, parent: BorrowedFd<'_>, created: u64) -> io::Result<ChangedSet> {
+        let mut candidates: Vec<(u64, InodeItem)> = Vec::new();
         let mut refs: HashMap<u64, Vec<(u64, Vec<u8>)>> = HashMap::new();
         let first = Key { objectid: ROOT_DIR_INO, item_type: 0, offset: 0 };
-        // BTRFS_LAST_FREE_OBJECTID: objectids above are special items, not inodes.
-        let last = Key { objectid: u64::MAX - 256, item_type: u8::MAX as u32, offset: u64::MAX };
-        ioctl::tree_search(fd, first, last, created + 1, |item| match item.key.item_type {
+        let last = Key { objectid: LAST_INODE, item_type: u8::MAX as u32, offset: u64::MAX };
+        ioctl::tree_search(fd, first, last, created + 1, |key, data| match key.item_type {
             INODE_ITEM => {
-                if let Some(inode) = InodeItem::parse(&item.data).filter(|i| i.transid > created) {
-                    changed.push((item.key.objectid, inode));
+                if let Some(inode) = InodeItem::parse(data).filter(|i| i.transid > created) {
+                    candidates.push((key.objectid, inode));
                 }
             }
-            INODE_REF | INODE_EXTREF => refs.entry(item.key.objectid).or_default().extend(ioctl::parse_refs(&item)),
+            INODE_REF | INODE_EXTREF => refs.entry(key.objectid).or_default().extend(ioctl::parse_refs(key, data)),
             _ => {}
         })?;
 
-        let mut set = ChangedSet::default();
-        let mut dir_paths: HashMap<u64, Vec<u8>> = HashMap::new();
-        for (ino, inode) in changed {
-            set.inodes.insert(ino);
-            if ino == ROOT_DIR_INO {
-                set.full.insert(b"/".to_vec());
+        let mut set = ChangedSet { stats: SearchStats { candidates: candidates.len() as u64, access_only: 0 }, ..Default::default() };
+        let before = parent_items(parent, candidates.iter().map(|(ino, _)| *ino))?;
+        let mut ancestry = Ancestry::default();
+        for (ino, inode) in candidates {
+            if before.get(&ino).is_some_and(|old| !inode.differs_from(old)) {
+                set.stats.access_only += 1;
                 continue;
             }
-            // A reference in a leaf the container did not rewrite is not in the search result.
-            let links = match refs.remove(&ino) {
-                Some(links) => links,
-                None => refs_of(fd, ino)?,
-            };
-            for (parent, name) in links {
-                let parent_path = match dir_paths.get(&parent) {
-                    Some(p) => p.clone(),
-                    None => {
-                        let p = dir_path(fd, parent)?;
-                        dir_paths.insert(parent, p.clone());
-                        p
-                    }
-                };
-                set.add_entry(&parent_path, &name);
-                if inode.is_dir() {
-                    set.full.insert(child_path(&parent_path, &name));
-                }
+            set.inodes.insert(ino);
+            if inode.is_dir() {
+                set.full.insert(ino);
+            }
+            if ino == ROOT_DIR_INO {
+                continue;
+            }
+            // The search holds only the references in rewritten leaves: complete them when the
+            // inode has more names than were seen (a directory has exactly one).
+            let seen = refs.remove(&ino).unwrap_or_default();
+            let expected = if inode.is_dir() { 1 } else { inode.nlink as usize };
+            let links = if seen.len() >= expected { seen } else { refs_of(fd, ino)? };
+            for (dir, name) in links {
+                set.add_entry(fd, &mut ancestry, dir, name.into_boxed_slice())?;
             }
         }
         Ok(set)
     }
 
     /// Marks `name` in directory `dir` to be checked, and the directories leading to it.
-    fn add_entry(&mut self, dir: &[u8], name: &[u8]) {
-        let mut dir = dir.to_vec();
-        let mut name = name.to_vec();
+    fn add_entry(&mut self, fd: BorrowedFd<'_>, ancestry: &mut Ancestry, mut dir: u64, mut name: Box<[u8]>) -> io::Result<()> {
         loop {
-            let names = self.only.entry(dir.clone()).or_default();
-            if !names.insert(name.clone().into_boxed_slice()) {
+            if !self.only.entry(dir).or_default().insert(name) {
                 // Already there: so are the directories above it.
-                return;
+                return Ok(());
             }
-            if dir == b"/" {
-                return;
+            if dir == ROOT_DIR_INO {
+                return Ok(());
             }
-            let cut = dir.iter().rposition(|&b| b == b'/').expect("absolute path");
-            name = dir[cut + 1..].to_vec();
-            dir.truncate(cut.max(1));
+            (dir, name) = ancestry.parent_of(fd, dir)?;
         }
     }
 }
 
 impl Oracle for ChangedSet {
-    fn scope(&self, path: &[u8]) -> Scope<'_> {
-        if self.full.contains(path) {
+    fn scope(&self, dir_ino: u64) -> Scope<'_> {
+        if self.full.contains(&dir_ino) {
             Scope::Everything
-        } else if let Some(names) = self.only.get(path) {
+        } else if let Some(names) = self.only.get(&dir_ino) {
             Scope::Only(names)
         } else {
             Scope::Nothing
@@ -112,33 +128,61 @@ impl Oracle for ChangedSet {
     }
 }
 
-/// `dir` + `/` + `name`, for a container directory path.
-fn child_path(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut path = dir.to_vec();
-    if path.last() != Some(&b'/') {
-        path.push(b'/');
+/// The parent directory and name of directories, looked up once each.
+#[derive(Default)]
+struct Ancestry(HashMap<u64, (u64, Box<[u8]>)>);
+
+impl Ancestry {
+    /// The directory that holds directory `dir`, and its name there.
+    fn parent_of(&mut self, fd: BorrowedFd<'_>, dir: u64) -> io::Result<(u64, Box<[u8]>)> {
+        if let Some(found) = self.0.get(&dir) {
+            return Ok(found.clone());
+        }
+        let (parent, name) = refs_of(fd, dir)?.into_iter().next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("directory inode {dir} has no back reference"))
+        })?;
+        let found = (parent, name.into_boxed_slice());
+        self.0.insert(dir, found.clone());
+        Ok(found)
     }
-    path.extend_from_slice(name);
-    path
 }
 
-/// The links of inode `ino`, looked up directly.
+/// The inode items of `inos` in the subvolume `parent` is in (absent ones are new inodes).
+/// Nearby inodes share one ranged search, so the cost follows the number of candidates.
+fn parent_items(parent: BorrowedFd<'_>, inos: impl Iterator<Item = u64>) -> io::Result<HashMap<u64, InodeItem>> {
+    let mut inos: Vec<u64> = inos.collect();
+    inos.sort_unstable();
+    let wanted: HashSet<u64> = inos.iter().copied().collect();
+    let mut found = HashMap::with_capacity(inos.len());
+    let mut i = 0;
+    while i < inos.len() {
+        let start = inos[i];
+        let mut end = start;
+        while i + 1 < inos.len() && inos[i + 1] - end <= RANGE_GAP {
+            i += 1;
+            end = inos[i];
+        }
+        i += 1;
+        let min = Key { objectid: start, item_type: INODE_ITEM, offset: 0 };
+        let max = Key { objectid: end, item_type: INODE_ITEM, offset: u64::MAX };
+        ioctl::tree_search(parent, min, max, 0, |key, data| {
+            if key.item_type == INODE_ITEM && wanted.contains(&key.objectid) {
+                if let Some(item) = InodeItem::parse(data) {
+                    found.insert(key.objectid, item);
+                }
+            }
+        })?;
+    }
+    Ok(found)
+}
+
+/// Every link of inode `ino`, looked up directly.
 fn refs_of(fd: BorrowedFd<'_>, ino: u64) -> io::Result<Vec<(u64, Vec<u8>)>> {
     let mut links = Vec::new();
     let min = Key { objectid: ino, item_type: INODE_REF, offset: 0 };
     let max = Key { objectid: ino, item_type: INODE_EXTREF, offset: u64::MAX };
-    ioctl::tree_search(fd, min, max, 0, |item| links.extend(ioctl::parse_refs(&item)))?;
+    ioctl::tree_search(fd, min, max, 0, |key, data| links.extend(ioctl::parse_refs(key, data)))?;
     Ok(links)
-}
-
-/// The container path (`/a/b`, `/` for the root) of directory inode `ino`.
-fn dir_path(fd: BorrowedFd<'_>, ino: u64) -> io::Result<Vec<u8>> {
-    let rel = ioctl::ino_lookup(fd, ino)?;
-    let rel = rel.strip_suffix(b"/").unwrap_or(&rel);
-    let mut path = Vec::with_capacity(rel.len() + 1);
-    path.push(b'/');
-    path.extend_from_slice(rel);
-    Ok(path)
 }
 
 #[cfg(test)]
@@ -147,19 +191,39 @@ mod tests {
 
     #[test]
     fn entries_mark_the_directories_leading_to_them() {
+        // A made-up tree: 256 (root) ─ a (300) ─ b (301); the ancestry is known, so no look-up
+        // reaches the (absent) filesystem.
+        let mut ancestry = Ancestry::default();
+        ancestry.0.insert(300, (ROOT_DIR_INO, b"a".to_vec().into()));
+        ancestry.0.insert(301, (300, b"b".to_vec().into()));
+        let fd = std::fs::File::open("/").unwrap();
+        let fd = std::os::fd::AsFd::as_fd(&fd);
         let mut set = ChangedSet::default();
-        set.add_entry(b"/a/b", b"f");
-        set.add_entry(b"/a", b"g");
-        set.add_entry(b"/", b"top");
-        let names = |d: &[u8]| {
-            let mut v: Vec<String> = set.only[d].iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
+        set.add_entry(fd, &mut ancestry, 301, b"f".to_vec().into()).unwrap();
+        set.add_entry(fd, &mut ancestry, 300, b"g".to_vec().into()).unwrap();
+        set.add_entry(fd, &mut ancestry, ROOT_DIR_INO, b"top".to_vec().into()).unwrap();
+        let names = |d: u64| {
+            let mut v: Vec<String> = set.only[&d].iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
             v.sort();
             v
         };
-        assert_eq!(names(b"/a/b"), vec!["f"]);
-        assert_eq!(names(b"/a"), vec!["b", "g"]);
-        assert_eq!(names(b"/"), vec!["a", "top"]);
-        assert!(matches!(set.scope(b"/a"), Scope::Only(_)));
-        assert!(matches!(set.scope(b"/elsewhere"), Scope::Nothing));
+        assert_eq!(names(301), vec!["f"]);
+        assert_eq!(names(300), vec!["b", "g"]);
+        assert_eq!(names(ROOT_DIR_INO), vec!["a", "top"]);
+        assert!(matches!(set.scope(300), Scope::Only(_)));
+        assert!(matches!(set.scope(999), Scope::Nothing));
+    }
+
+    #[test]
+    fn an_access_time_alone_is_no_difference() {
+        let mut data = vec![0u8; 160];
+        data[8..16].copy_from_slice(&7u64.to_le_bytes()); // transid
+        data[52..56].copy_from_slice(&0o40755u32.to_le_bytes()); // mode
+        let old = InodeItem::parse(&data).unwrap();
+        data[8..16].copy_from_slice(&9u64.to_le_bytes());
+        data[112..120].copy_from_slice(&1_700_000_000u64.to_le_bytes()); // atime
+        assert!(!InodeItem::parse(&data).unwrap().differs_from(&old));
+        data[124..132].copy_from_slice(&1_700_000_000u64.to_le_bytes()); // ctime
+        assert!(InodeItem::parse(&data).unwrap().differs_from(&old));
     }
 }

@@ -2,9 +2,15 @@
 //!
 //! They live in `<mount point of the filesystem>/.rodiff-snapshots/` — on the same filesystem (a
 //! snapshot cannot cross filesystems) but outside Docker's and containerd's directories — and are
-//! named `rodiff-<pid>-<process start time>-<n>`. Every path deletes them: `Drop` on success and
-//! error, [`remove_all`] from the CLI's signal handler, and a sweep of those whose process is gone
-//! (a crash, `kill -9`) at the next freeze.
+//! named `rodiff-<pid>-<process start time>-<n>` (for people; ownership is not read from names).
+//! Every path deletes them: `Drop` on success and error, [`remove_all`] from the CLI's signal
+//! handler, and a sweep of those left by a crash or `kill -9` at a later freeze.
+//!
+//! Ownership is a lock, not a pid: a pid check cannot see across PID namespaces (a node agent runs
+//! in its own), and deleting a snapshot that another rodiff is reading makes its scan fail. Every
+//! process that holds a helper snapshot holds a shared `flock` on the helper directory for as long
+//! as the snapshot exists; a freeze sweeps only when it gets the lock exclusively, that is when no
+//! other process holds a helper snapshot, so everything left there is stale.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -35,10 +41,22 @@ impl Frozen {
     pub fn path(&self) -> PathBuf {
         self.guard.dir_path.join(self.guard.name.to_string_lossy().as_ref())
     }
+
+    /// Whether the snapshot still exists under its name: a scan that read it is complete only if
+    /// no one deleted it meanwhile (a subvolume being deleted may still answer some reads).
+    pub fn intact(&self) -> io::Result<bool> {
+        let ours = fs::stat_fd(self.root.as_fd())?;
+        Ok(match fs::stat_at_if_present(self.guard.dir.as_fd(), &self.guard.name)? {
+            Some(st) => st.st_dev == ours.st_dev && st.st_ino == ours.st_ino,
+            None => false,
+        })
+    }
 }
 
 /// Deletes a helper snapshot (if it was made) and forgets it.
 struct Guard {
+    /// The helper directory, with our shared lock on it (released when it closes, after the
+    /// snapshot is deleted).
     dir: OwnedFd,
     dir_path: PathBuf,
     name: CString,
@@ -60,7 +78,11 @@ pub fn freeze(subvolume: &OwnedFd, path: &Path) -> io::Result<Frozen> {
         Err(e) => return Err(e),
     }
     let dir = fs::open_dir(&dir_path)?;
-    sweep(&dir)?;
+    // Sweep when no one else holds a helper snapshot, then hold ours under a shared lock.
+    if rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+        sweep(&dir)?;
+    }
+    rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared)?;
 
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let me = std::process::id();
@@ -136,25 +158,21 @@ fn unescape_mountinfo(field: &str) -> PathBuf {
     PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
 }
 
-/// Deletes helper snapshots whose process is gone.
+/// Deletes every helper snapshot in the directory. Call only with the exclusive lock held: then
+/// no process holds one, and all are left over from runs that ended without cleaning up.
 fn sweep(dir: &OwnedFd) -> io::Result<()> {
     let listing = fs::open_dir_at(dir.as_fd(), c".")?;
     for entry in fs::read_dir(listing.as_fd())? {
-        if is_stale(&entry.name) {
+        if is_helper(&entry.name) {
             let _ = ioctl::delete_subvolume(dir.as_fd(), &entry.name);
         }
     }
     Ok(())
 }
 
-/// Whether a helper snapshot name belongs to a process that no longer runs.
-fn is_stale(name: &CStr) -> bool {
-    let Some(rest) = name.to_str().ok().and_then(|n| n.strip_prefix(PREFIX)) else { return false };
-    let mut parts = rest.split('-');
-    let (Some(pid), Some(started)) = (parts.next().and_then(|p| p.parse().ok()), parts.next().and_then(|s| s.parse().ok())) else {
-        return false;
-    };
-    start_time(pid) != Some(started)
+/// Whether a name is one rodiff gives its helper snapshots.
+fn is_helper(name: &CStr) -> bool {
+    name.to_bytes().starts_with(PREFIX.as_bytes())
 }
 
 /// A process's start time (field 22 of `/proc/<pid>/stat`), to tell a reused pid apart.
@@ -169,14 +187,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_of_dead_processes_are_stale() {
-        let me = std::process::id();
-        let mine = CString::new(format!("rodiff-{me}-{}-0", start_time(me).unwrap())).unwrap();
-        assert!(!is_stale(&mine));
-        let reused = CString::new(format!("rodiff-{me}-1-0")).unwrap();
-        assert!(is_stale(&reused), "same pid, other start time");
-        assert!(is_stale(c"rodiff-4194304999-5-0"));
-        assert!(!is_stale(c"not-ours"));
+    fn only_rodiff_names_are_swept() {
+        assert!(is_helper(c"rodiff-4194304999-5-0"));
+        assert!(!is_helper(c"not-ours"));
     }
 
     #[test]

@@ -70,23 +70,15 @@ impl Key {
     }
 }
 
-/// One item returned by a tree search.
-#[derive(Clone, Debug)]
-pub struct Item {
-    /// The item's key.
-    pub key: Key,
-    /// The item's data.
-    pub data: Vec<u8>,
-}
-
 /// Searches the tree of the subvolume `fd` is in for items with keys in `[min, max]` that live in
-/// leaves written at or after `min_transid`, calling `visit` for each.
+/// leaves written at or after `min_transid`, calling `visit` with each item's key and data (in key
+/// order; the data is borrowed from the search buffer, so nothing is allocated per item).
 pub fn tree_search(
     fd: BorrowedFd<'_>,
     min: Key,
     max: Key,
     min_transid: u64,
-    mut visit: impl FnMut(Item),
+    mut visit: impl FnMut(Key, &[u8]),
 ) -> io::Result<()> {
     const BUF: usize = 256 * 1024;
     const KEY_SIZE: usize = 104;
@@ -120,10 +112,10 @@ pub fn tree_search(
             let header = &buf[pos..pos + HEADER];
             let key = Key { objectid: u64_at(header, 8), item_type: u32_at(header, 24), offset: u64_at(header, 16) };
             let len = u32_at(header, 28) as usize;
-            let data = buf[pos + HEADER..pos + HEADER + len].to_vec();
+            let data = &buf[pos + HEADER..pos + HEADER + len];
             pos += HEADER + len;
             last = key;
-            visit(Item { key, data });
+            visit(key, data);
         }
         match last.next() {
             Some(next) if next <= max => start = next,
@@ -132,39 +124,85 @@ pub fn tree_search(
     }
 }
 
-/// The fields of `struct btrfs_inode_item` the engine uses.
+/// `struct btrfs_inode_item` (160 bytes), without the access time.
+///
+/// The access time is left out on purpose: with `relatime`, reading a file or listing a directory
+/// rewrites its inode item (a newer `transid`) without changing anything a diff reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InodeItem {
-    /// Transaction that last changed the inode.
+    /// Transaction that created the inode: tells a reused inode number apart.
+    pub generation: u64,
+    /// Transaction that last changed the inode (including an access-time update).
     pub transid: u64,
+    /// `st_size`.
+    pub size: u64,
+    /// Bytes allocated to the inode's data.
+    pub nbytes: u64,
+    /// `st_nlink` (always 1 for a btrfs directory).
+    pub nlink: u32,
+    /// `st_uid`.
+    pub uid: u32,
+    /// `st_gid`.
+    pub gid: u32,
     /// `st_mode`.
     pub mode: u32,
+    /// `st_rdev`.
+    pub rdev: u64,
+    /// Inode flags (`chattr`: immutable, append-only, nodatacow …).
+    pub flags: u64,
+    /// Change time (seconds, nanoseconds): any change but an access moves it.
+    pub ctime: (u64, u32),
+    /// Modification time.
+    pub mtime: (u64, u32),
+    /// Creation time.
+    pub otime: (u64, u32),
 }
 
 impl InodeItem {
     /// Parses an inode item (160 bytes).
     pub fn parse(data: &[u8]) -> Option<InodeItem> {
-        (data.len() >= 160).then(|| InodeItem { transid: u64_at(data, 8), mode: u32_at(data, 52) })
+        let time = |off: usize| (u64_at(data, off), u32_at(data, off + 8));
+        (data.len() >= 160).then(|| InodeItem {
+            generation: u64_at(data, 0),
+            transid: u64_at(data, 8),
+            size: u64_at(data, 16),
+            nbytes: u64_at(data, 24),
+            nlink: u32_at(data, 40),
+            uid: u32_at(data, 44),
+            gid: u32_at(data, 48),
+            mode: u32_at(data, 52),
+            rdev: u64_at(data, 56),
+            flags: u64_at(data, 64),
+            // atime at 112 is not read.
+            ctime: time(124),
+            mtime: time(136),
+            otime: time(148),
+        })
     }
 
     /// Whether the inode is a directory.
     pub fn is_dir(&self) -> bool {
         self.mode & libc::S_IFMT == libc::S_IFDIR
     }
+
+    /// Whether `self` and `other` (the same inode in two subvolumes) differ in anything but the
+    /// access time and the transaction that last wrote the item.
+    pub fn differs_from(&self, other: &InodeItem) -> bool {
+        InodeItem { transid: 0, ..*self } != InodeItem { transid: 0, ..*other }
+    }
 }
 
 /// The `(parent directory inode, name)` links of an `INODE_REF` or `INODE_EXTREF` item.
-pub fn parse_refs(item: &Item) -> Vec<(u64, Vec<u8>)> {
-    let data = &item.data;
+pub fn parse_refs(key: Key, data: &[u8]) -> Vec<(u64, Vec<u8>)> {
     let mut out = Vec::new();
     let mut pos = 0;
-    match item.key.item_type {
+    match key.item_type {
         // struct btrfs_inode_ref { u64 index; u16 name_len; } + name; parent = key.offset
         INODE_REF => {
             while pos + 10 <= data.len() {
                 let len = u16_at(data, pos + 8) as usize;
                 let Some(name) = data.get(pos + 10..pos + 10 + len) else { break };
-                out.push((item.key.offset, name.to_vec()));
+                out.push((key.offset, name.to_vec()));
                 pos += 10 + len;
             }
         }
@@ -181,18 +219,6 @@ pub fn parse_refs(item: &Item) -> Vec<(u64, Vec<u8>)> {
         _ => {}
     }
     out
-}
-
-/// The path of directory inode `ino` relative to the subvolume root of `fd` (`""` for the root,
-/// otherwise `a/b/` with a trailing slash).
-pub fn ino_lookup(fd: BorrowedFd<'_>, ino: u64) -> io::Result<Vec<u8>> {
-    // struct btrfs_ioctl_ino_lookup_args { u64 treeid; u64 objectid; char name[4080]; }
-    let mut args = vec![0u8; 4096];
-    args[8..16].copy_from_slice(&ino.to_le_bytes());
-    ioctl(fd, INO_LOOKUP, args.as_mut_ptr())?;
-    let name = &args[16..];
-    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-    Ok(name[..len].to_vec())
 }
 
 /// What `BTRFS_IOC_GET_SUBVOL_INFO` says about the subvolume an open file is in.
@@ -277,15 +303,15 @@ mod tests {
             data.extend_from_slice(&(name.len() as u16).to_le_bytes());
             data.extend_from_slice(name);
         }
-        let item = Item { key: Key { objectid: 300, item_type: INODE_REF, offset: 256 }, data };
-        assert_eq!(parse_refs(&item), vec![(256, b"a".to_vec()), (256, b"bb".to_vec())]);
+        let key = Key { objectid: 300, item_type: INODE_REF, offset: 256 };
+        assert_eq!(parse_refs(key, &data), vec![(256, b"a".to_vec()), (256, b"bb".to_vec())]);
 
         let mut data = Vec::new();
         data.extend_from_slice(&777u64.to_le_bytes());
         data.extend_from_slice(&1u64.to_le_bytes());
         data.extend_from_slice(&3u16.to_le_bytes());
         data.extend_from_slice(b"xyz");
-        let item = Item { key: Key { objectid: 300, item_type: INODE_EXTREF, offset: 12345 }, data };
-        assert_eq!(parse_refs(&item), vec![(777, b"xyz".to_vec())]);
+        let key = Key { objectid: 300, item_type: INODE_EXTREF, offset: 12345 };
+        assert_eq!(parse_refs(key, &data), vec![(777, b"xyz".to_vec())]);
     }
 }
