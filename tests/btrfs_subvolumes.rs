@@ -243,16 +243,13 @@ fn a_helper_snapshot_deleted_during_the_scan_is_an_error_never_a_shorter_list() 
     }
     let fs = BtrfsFs::new();
     let layer = layers(&fs, 0);
-    // Enough changes that a scan takes a while.
-    for d in 0..20 {
-        let dir = layer.subvolume.join(format!("new/d{d}"));
-        fs::create_dir_all(&dir).unwrap();
-        for f in 0..500 {
-            fs::write(dir.join(f.to_string()), "").unwrap();
-        }
+    // Enough changes that a scan takes a while, all in the subvolume's root directory: a deleted
+    // subvolume's root refuses look-ups (`S_DEAD`), and a scan with metadata looks up each entry.
+    for f in 0..20_000 {
+        fs::write(layer.subvolume.join(format!("new{f}")), "").unwrap();
     }
     let expected = docker_visible(&engine(&layer));
-    assert!(expected.len() > 10_000);
+    assert!(expected.len() >= 20_000);
 
     // Another process deletes whatever helper snapshot it sees, as a sweep that wrongly thinks
     // the owner is dead would.
@@ -261,9 +258,13 @@ fn a_helper_snapshot_deleted_during_the_scan_is_an_error_never_a_shorter_list() 
     let deleter = {
         let (stop, helpers) = (stop.clone(), helpers.clone());
         std::thread::spawn(move || {
-            let mut deleted = 0;
+            // Each helper snapshot lives a different while (0 to 200 ms), so that deletions land
+            // before, during and after the walk.
+            let (mut deleted, mut seen) = (0, 0u64);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 for entry in fs::read_dir(&helpers).into_iter().flatten().flatten() {
+                    std::thread::sleep(std::time::Duration::from_millis(seen * 23 % 200));
+                    seen += 1;
                     deleted += delete_subvolume(&helpers, &entry.file_name()) as u32;
                 }
             }
@@ -273,14 +274,14 @@ fn a_helper_snapshot_deleted_during_the_scan_is_an_error_never_a_shorter_list() 
     let mut errors = 0;
     for _ in 0..30 {
         let collect = Collect::default();
-        match Layer::Btrfs(layer.clone()).diff(&ScanOptions::default(), &collect) {
+        match Layer::Btrfs(layer.clone()).diff(&ScanOptions { metadata: true, ..Default::default() }, &collect) {
             Ok(()) => assert_eq!(docker_visible(&collect.into_sorted()), expected, "a scan succeeded with a partial list"),
             Err(e) => {
                 assert!(matches!(e, rodiff::Error::SnapshotVanished { .. } | rodiff::Error::Io { .. }), "{e}");
                 errors += 1;
             }
         }
-        if errors >= 5 {
+        if errors >= 10 {
             break;
         }
     }
