@@ -238,3 +238,30 @@ fn interrupted_or_killed_runs_leave_no_helper_snapshot() {
         assert_eq!(count(pid), 0, "helper snapshot left after signal {signal}");
     }
 }
+
+/// `(kind, path, type)` of every change `rodiff diff --format json` reports, `T` included.
+fn rodiff_kinds(name: &str) -> BTreeSet<(String, Vec<u8>, String)> {
+    rodiff_json(name)
+        .iter()
+        .map(|v| (v["kind"].as_str().unwrap().to_string(), json_path(v), v["type"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn reads_by_the_application_docker_diff_and_find_change_nothing() {
+    if !sandbox() {
+        return;
+    }
+    // On btrfs (relatime), the first read of a file or listing of a directory rewrites its inode
+    // item: the state every container is in once its application, `docker diff`, a backup tool
+    // or a scanner has read it. None of that is a write.
+    let c = corpus();
+    let name = &c.container.name;
+    let before = rodiff_kinds(name);
+    c.container.sh("find / -xdev -type f -exec cat {} + > /dev/null 2>&1; ls -laR / > /dev/null 2>&1; true");
+    docker(&["diff", name]);
+    let pid = docker(&["inspect", "-f", "{{.State.Pid}}", name]);
+    run(std::process::Command::new("find").arg(format!("/proc/{pid}/root/")).arg("-xdev"));
+    assert_eq!(rodiff_kinds(name), before, "reads changed what rodiff reports");
+    assert_same_as_docker(name, &c.container.docker_changes());
+}
