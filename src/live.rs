@@ -169,15 +169,12 @@ fn fdinfo_mount_id(path: &Path) -> io::Result<Option<u64>> {
 /// Fields: mount id, parent id, major:minor, root, mount point, …; the mount point `/` needs no
 /// unescaping.
 fn root_mount_id(mountinfo: &[u8]) -> Option<u64> {
-    mountinfo
-        .split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let mut fields = line.split(|&b| b == b' ');
-            let id = fields.next()?;
-            let mount_point = fields.nth(3)?;
-            (mount_point == b"/").then(|| std::str::from_utf8(id).ok()?.parse().ok())?
-        })
-        .last()
+    mountinfo.split(|&b| b == b'\n').rev().find_map(|line| {
+        let mut fields = line.split(|&b| b == b' ');
+        let id = fields.next()?;
+        let mount_point = fields.nth(3)?;
+        (mount_point == b"/").then(|| std::str::from_utf8(id).ok()?.parse().ok())?
+    })
 }
 
 #[cfg(test)]
