@@ -39,10 +39,14 @@
 set -euo pipefail
 
 readonly PROG=${0##*/}
+# The repository (test tools built into the busybox image live in tests/tools).
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly REPO_DIR
 
-# Debian packages the sandbox (and rodiff's test-suite) relies on.
+# Debian packages the sandbox (and rodiff's test-suite) relies on (gcc and
+# libc6-dev build the static test tools of the busybox image).
 readonly DEPS=(docker.io containerd runc btrfs-progs busybox-static mmdebstrap
-  protobuf-compiler python3-venv iproute2 util-linux time)
+  protobuf-compiler python3-venv iproute2 util-linux time gcc libc6-dev)
 
 # Written by `up` into every sandbox directory; `down` refuses to touch a
 # directory that lacks it, so a typo cannot `rm -rf` something precious.
@@ -324,7 +328,8 @@ cmd_images() {
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
 # rodiff-test/busybox:latest: a tiny root file system around busybox-static,
-# plus fixed files that the diff tests modify, delete and rename.
+# plus fixed files that the diff tests modify, delete and rename, and
+# /bin/tmpfile-holder (tests/tools/tmpfile-holder.c).
 build_busybox() {
   local dir=$1
   if image_exists "$BUSYBOX_IMAGE"; then
@@ -382,12 +387,21 @@ EOF
   printf 'rename me\n' >"$root/srv/ren/file"
   printf 'inner\n' >"$root/srv/rendir/inner/f"
 
+  # /bin/tmpfile-holder: writes that leave no name (O_TMPFILE, unlinked
+  # files held open) for the live-evidence tests; static, as the image has
+  # no libc.
+  command -v gcc >/dev/null || die "gcc missing; run '$PROG deps' (gcc, libc6-dev)"
+  gcc -static -O2 -Wall -Wextra -Werror -o "$root/bin/tmpfile-holder" \
+    "$REPO_DIR/tests/tools/tmpfile-holder.c" ||
+    die "cannot build tests/tools/tmpfile-holder.c (static: needs libc6-dev)"
+
   tar --numeric-owner --owner=0 --group=0 -C "$root" -cf "$work/x.tar" .
   docker import -c 'CMD ["/bin/sh"]' "$work/x.tar" "$BUSYBOX_IMAGE" >/dev/null
   rm -rf "$work"
 
   # Smoke test: the image runs without any network.
-  docker run --rm --network none "$BUSYBOX_IMAGE" /bin/sh -c 'test -f /srv/rendir/inner/f' ||
+  docker run --rm --network none "$BUSYBOX_IMAGE" /bin/sh -c \
+    'test -f /srv/rendir/inner/f && tmpfile-holder once /tmp 0 >/dev/null' ||
     die "$BUSYBOX_IMAGE does not run"
   log "built $BUSYBOX_IMAGE"
 }

@@ -10,6 +10,8 @@
 //!   writable layer is;
 //! - [`layer`] holds the diff engines (overlayfs, btrfs), which know filesystems and not runtimes;
 //! - [`annotate`] marks changes that only exist because the runtime made a mount point;
+//! - [`live`] finds writes that left no name (deleted files the container's processes hold
+//!   open), which [`evidence`] reports as kind `T`;
 //! - [`render`] writes changes as `docker diff` lines, JSON or JSON lines;
 //! - [`plan`](mod@plan) turns changes into the mounts a read-only root filesystem needs, and
 //!   [`verify`](mod@verify) proves them by re-running the container read-only (Docker).
@@ -23,8 +25,10 @@
 
 pub mod annotate;
 pub mod error;
+pub mod evidence;
 pub mod fs;
 pub mod layer;
+pub mod live;
 pub mod model;
 pub mod plan;
 pub mod render;
@@ -33,9 +37,9 @@ pub mod verify;
 
 pub use error::{Error, Result};
 pub use layer::{ChangeSink, Collect, Layer, ScanOptions};
-pub use model::{Change, ChangeKind, FileType, Metadata};
+pub use model::{Change, ChangeKind, Evidence, FileType, Metadata};
 pub use plan::{Plan, PlannedMount, Rules};
-pub use resolve::{PodSelector, ResolvedContainer, Runtime, RuntimeOptions};
+pub use resolve::{PodSelector, Processes, ResolvedContainer, Runtime, RuntimeOptions};
 
 /// Resolves `container` through the runtime, blocking the calling thread.
 pub fn resolve_blocking(container: &str, options: &RuntimeOptions) -> Result<ResolvedContainer> {
@@ -56,10 +60,22 @@ fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T
     runtime.block_on(future)
 }
 
-/// Diffs a resolved container's layer into `sink`, marking mount points.
+/// Diffs a resolved container's layer into `sink`, marking mount points, and adds what its
+/// running processes show: directories where they hold deleted files open are `T` when the layer
+/// does not tell (see [`evidence`]), sent after the layer's changes.
 pub fn diff_resolved(resolved: &ResolvedContainer, scan: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
-    let annotated = annotate::MountPoints::new(&resolved.mount_destinations, sink);
-    resolved.layer.diff(scan, &annotated)
+    let held = live::open_deleted(&resolved.processes.proc_root, &resolved.processes.pids)?;
+    let written: Vec<std::path::PathBuf> = held.iter().filter_map(|f| f.path.parent().map(|p| p.to_path_buf())).collect();
+    if written.is_empty() {
+        let annotated = annotate::MountPoints::new(&resolved.mount_destinations, sink);
+        return resolved.layer.diff(scan, &annotated);
+    }
+    let image = resolved.layer.image()?;
+    let touched = evidence::LiveTouched::new(written, image.as_ref(), &resolved.mount_destinations, scan.metadata, sink)?;
+    drop(image);
+    let annotated = annotate::MountPoints::new(&resolved.mount_destinations, &touched);
+    resolved.layer.diff(scan, &annotated)?;
+    touched.finish()
 }
 
 /// Diffs several resolved containers (a pod's) one after the other into `sink`, each change

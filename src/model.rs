@@ -135,12 +135,33 @@ pub struct Change {
     pub mountpoint: bool,
     /// The container this change belongs to, when a scan covers several (e.g. a pod).
     pub container: Option<String>,
+    /// Why the change is reported when the layer alone does not show it (see [`Evidence`]);
+    /// `None` for what the diff engines found in the layer.
+    pub evidence: Option<Evidence>,
+}
+
+/// Evidence of a write that left no trace in the layer, besides the layer itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Evidence {
+    /// A process of the running container holds a file open in this directory that has no name
+    /// any more (an `O_TMPFILE` file, or one it created and unlinked): see [`crate::live`].
+    OpenDeleted,
+}
+
+impl Evidence {
+    /// The name used in JSON output (`open-deleted`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Evidence::OpenDeleted => "open-deleted",
+        }
+    }
 }
 
 impl Change {
-    /// A change with no metadata, not a mount point, not tagged with a container.
+    /// A change with no metadata, not a mount point, not tagged with a container, found in the
+    /// layer.
     pub fn new(path: PathBuf, kind: ChangeKind, file_type: FileType) -> Change {
-        Change { path, kind, file_type, metadata: None, mountpoint: false, container: None }
+        Change { path, kind, file_type, metadata: None, mountpoint: false, container: None, evidence: None }
     }
 
     /// The path as bytes.

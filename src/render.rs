@@ -53,6 +53,9 @@ pub fn write_json_object(out: &mut impl Write, change: &Change) -> io::Result<()
         out.write_all(b",\"container\":")?;
         write_json_path(out, container.as_bytes())?;
     }
+    if let Some(evidence) = change.evidence {
+        write!(out, ",\"evidence\":\"{}\"", evidence.name())?;
+    }
     out.write_all(b"}")
 }
 
@@ -226,5 +229,15 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 2);
         assert_eq!(v[1]["kind"], "T");
+        assert!(v[1].get("evidence").is_none(), "only live evidence has the field");
+    }
+
+    #[test]
+    fn json_names_live_evidence() {
+        let mut touched = change(b"/tmp", ChangeKind::Touched);
+        touched.evidence = Some(crate::model::Evidence::OpenDeleted);
+        let mut out = Vec::new();
+        write_json_object(&mut out, &touched).unwrap();
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&out).unwrap()["evidence"], "open-deleted");
     }
 }

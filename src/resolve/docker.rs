@@ -7,7 +7,7 @@ use bollard::errors::Error as BollardError;
 use bollard::query_parameters::InspectContainerOptions;
 use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 
-use super::{ResolvedContainer, RuntimeOptions};
+use super::{cgroup, Processes, ResolvedContainer, RuntimeOptions};
 use crate::error::{Error, Result};
 use crate::layer::{BtrfsLayer, Layer, OverlayLayer, XattrNamespace};
 
@@ -94,7 +94,22 @@ impl DockerResolver {
         if let Some(tmpfs) = inspect.host_config.as_ref().and_then(|h| h.tmpfs.as_ref()) {
             mount_destinations.extend(tmpfs.keys().map(PathBuf::from));
         }
-        Ok(ResolvedContainer { id, name, layer, mount_destinations })
+        let pid = inspect.state.as_ref().and_then(|s| s.pid).and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+        let processes = self.processes(&id, pid);
+        Ok(ResolvedContainer { id, name, layer, mount_destinations, processes })
+    }
+
+    /// The processes of a container whose first process is `pid` (`State.Pid`, 0 when it is not
+    /// running): every process of its cgroup, the one whose path ends in the container id
+    /// (`/docker/<id>`, `docker-<id>.scope`), or `pid` alone when that cannot be read.
+    fn processes(&self, id: &str, pid: u32) -> Processes {
+        if pid == 0 {
+            return Processes::new(&self.options, Vec::new());
+        }
+        let own = |path: &std::path::Path| !id.is_empty() && path.file_name().is_some_and(|n| n.to_string_lossy().contains(id));
+        let mut pids = cgroup::members(&self.options, pid, own).unwrap_or_default();
+        pids.push(pid);
+        Processes::new(&self.options, pids)
     }
 
     /// The overlay2 driver's `UpperDir` and `LowerDir` (`<id>-init/diff` first, then the image's

@@ -1,6 +1,7 @@
 //! Resolvers: from a container reference to its layer on the host. Resolvers know runtimes and
 //! nothing about filesystems beyond where a layer lives.
 
+pub mod cgroup;
 pub mod containerd;
 pub mod docker;
 
@@ -158,6 +159,29 @@ pub struct ResolvedContainer {
     /// Destinations of the container's mounts (volumes, binds, tmpfs): the runtime creates these
     /// in the root filesystem, and writes below them do not reach the layer.
     pub mount_destinations: Vec<PathBuf>,
+    /// The container's processes when it was resolved (none when it is not running), for live
+    /// evidence ([`crate::live`]).
+    pub processes: Processes,
+}
+
+/// The processes of a container, as its runtime knows them, and where to read them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Processes {
+    /// The host's `/proc`, as seen from this process (`<host-root>/proc`).
+    pub proc_root: PathBuf,
+    /// Their pids in the host's PID namespace (the runtime's), sorted, without duplicates; empty
+    /// when the container is not running. Docker: `State.Pid` and every process of its cgroup
+    /// ([`cgroup`]); containerd: the task's `ListPids`.
+    pub pids: Vec<u32>,
+}
+
+impl Processes {
+    /// `pids` (in any order, maybe repeated) read from `<host-root>/proc` as `options` say.
+    pub fn new(options: &RuntimeOptions, mut pids: Vec<u32>) -> Processes {
+        pids.sort_unstable();
+        pids.dedup();
+        Processes { proc_root: options.host_path("/proc"), pids }
+    }
 }
 
 /// Resolves `container` with the runtime the options select (`options.pod` is not consulted:

@@ -5,6 +5,7 @@ pub mod btrfs;
 pub mod containerd;
 pub mod corpus;
 pub mod docker;
+pub mod live;
 pub mod naive;
 pub mod ops;
 

@@ -22,12 +22,14 @@ use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::introspection_client::IntrospectionClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::snapshots::{MountsRequest, StatSnapshotRequest};
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::ListPidsRequest;
 use containerd_client::services::v1::{Container, GetContainerRequest, ListContainersRequest, PluginsRequest};
 use containerd_client::tonic::metadata::MetadataValue;
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request, Status};
 
-use super::{PodSelector, ResolvedContainer, RuntimeOptions};
+use super::{PodSelector, Processes, ResolvedContainer, RuntimeOptions};
 use crate::error::{Error, Result};
 use crate::layer::{BtrfsLayer, Layer, OverlayLayer};
 use mounts::SnapshotFiles;
@@ -166,7 +168,21 @@ impl ContainerdResolver {
         let layer = self.snapshot_layer(container, snapshotter, key).await?;
         let mount_destinations = c.spec.as_ref().map(|spec| record::mount_destinations(&spec.value)).unwrap_or_default();
         let name = record::display_name(&c.labels, &c.id).to_string();
-        Ok(ResolvedContainer { id: c.id, name, layer, mount_destinations })
+        let processes = Processes::new(&self.options, self.task_pids(container, &c.id).await?);
+        Ok(ResolvedContainer { id: c.id, name, layer, mount_destinations, processes })
+    }
+
+    /// The pids of the container's task (`ListPids`: every process of its cgroup, in containerd's
+    /// PID namespace); none when it has no task (never started, or stopped and deleted) or its
+    /// task has stopped.
+    async fn task_pids(&self, container: &str, id: &str) -> Result<Vec<u32>> {
+        let mut tasks = TasksClient::new(self.channel.clone());
+        let request = self.request(ListPidsRequest { container_id: id.to_string() });
+        match self.call(container, tasks.list_pids(request)).await {
+            Ok(response) => Ok(response.processes.into_iter().map(|p| p.pid).collect()),
+            Err(Error::ContainerNotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The record of `container`: by exact id, else the one container whose id starts with it.
