@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use super::ioctl::{self, InodeItem, Key, INODE_EXTREF, INODE_ITEM, INODE_REF, ROOT_DIR_INO};
+use super::ioctl::{self, InodeItem, Key, TreeSearch, INODE_EXTREF, INODE_ITEM, INODE_REF, ROOT_DIR_INO};
 use crate::layer::twotree::{Oracle, Scope};
 
 /// `BTRFS_LAST_FREE_OBJECTID`: object ids above it are special items, not inodes.
@@ -60,18 +60,26 @@ impl ChangedSet {
         let mut refs: HashMap<u64, Vec<(u64, Vec<u8>)>> = HashMap::new();
         let first = Key { objectid: ROOT_DIR_INO, item_type: 0, offset: 0 };
         let last = Key { objectid: LAST_INODE, item_type: u8::MAX as u32, offset: u64::MAX };
-        ioctl::tree_search(fd, first, last, created + 1, |key, data| match key.item_type {
+        // An inode's references follow its inode item in key order: keep those of candidates
+        // only (a rewritten leaf holds many inodes that did not change).
+        let mut candidate = None;
+        TreeSearch::new(256 * 1024).run(fd, first, last, created + 1, |key, data| match key.item_type {
             INODE_ITEM => {
+                candidate = None;
                 if let Some(inode) = InodeItem::parse(data).filter(|i| i.transid > created) {
                     candidates.push((key.objectid, inode));
+                    candidate = Some(key.objectid);
                 }
             }
-            INODE_REF | INODE_EXTREF => refs.entry(key.objectid).or_default().extend(ioctl::parse_refs(key, data)),
+            INODE_REF | INODE_EXTREF if candidate == Some(key.objectid) => {
+                refs.entry(key.objectid).or_default().extend(ioctl::parse_refs(key, data))
+            }
             _ => {}
         })?;
+        let mut lookups = TreeSearch::new(64 * 1024);
 
         let mut set = ChangedSet { stats: SearchStats { candidates: candidates.len() as u64, access_only: 0 }, ..Default::default() };
-        let before = parent_items(parent, candidates.iter().map(|(ino, _)| *ino))?;
+        let before = parent_items(&mut lookups, parent, candidates.iter().map(|(ino, _)| *ino))?;
         let mut ancestry = Ancestry::default();
         for (ino, inode) in candidates {
             if before.get(&ino).is_some_and(|old| !inode.differs_from(old)) {
@@ -89,16 +97,16 @@ impl ChangedSet {
             // inode has more names than were seen (a directory has exactly one).
             let seen = refs.remove(&ino).unwrap_or_default();
             let expected = if inode.is_dir() { 1 } else { inode.nlink as usize };
-            let links = if seen.len() >= expected { seen } else { refs_of(fd, ino)? };
+            let links = if seen.len() >= expected { seen } else { refs_of(&mut lookups, fd, ino)? };
             for (dir, name) in links {
-                set.add_entry(fd, &mut ancestry, dir, name.into_boxed_slice())?;
+                set.add_entry(&mut lookups, fd, &mut ancestry, dir, name.into_boxed_slice())?;
             }
         }
         Ok(set)
     }
 
     /// Marks `name` in directory `dir` to be checked, and the directories leading to it.
-    fn add_entry(&mut self, fd: BorrowedFd<'_>, ancestry: &mut Ancestry, mut dir: u64, mut name: Box<[u8]>) -> io::Result<()> {
+    fn add_entry(&mut self, search: &mut TreeSearch, fd: BorrowedFd<'_>, ancestry: &mut Ancestry, mut dir: u64, mut name: Box<[u8]>) -> io::Result<()> {
         loop {
             if !self.only.entry(dir).or_default().insert(name) {
                 // Already there: so are the directories above it.
@@ -107,7 +115,7 @@ impl ChangedSet {
             if dir == ROOT_DIR_INO {
                 return Ok(());
             }
-            (dir, name) = ancestry.parent_of(fd, dir)?;
+            (dir, name) = ancestry.parent_of(search, fd, dir)?;
         }
     }
 }
@@ -134,11 +142,11 @@ struct Ancestry(HashMap<u64, (u64, Box<[u8]>)>);
 
 impl Ancestry {
     /// The directory that holds directory `dir`, and its name there.
-    fn parent_of(&mut self, fd: BorrowedFd<'_>, dir: u64) -> io::Result<(u64, Box<[u8]>)> {
+    fn parent_of(&mut self, search: &mut TreeSearch, fd: BorrowedFd<'_>, dir: u64) -> io::Result<(u64, Box<[u8]>)> {
         if let Some(found) = self.0.get(&dir) {
             return Ok(found.clone());
         }
-        let (parent, name) = refs_of(fd, dir)?.into_iter().next().ok_or_else(|| {
+        let (parent, name) = refs_of(search, fd, dir)?.into_iter().next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("directory inode {dir} has no back reference"))
         })?;
         let found = (parent, name.into_boxed_slice());
@@ -149,7 +157,7 @@ impl Ancestry {
 
 /// The inode items of `inos` in the subvolume `parent` is in (absent ones are new inodes).
 /// Nearby inodes share one ranged search, so the cost follows the number of candidates.
-fn parent_items(parent: BorrowedFd<'_>, inos: impl Iterator<Item = u64>) -> io::Result<HashMap<u64, InodeItem>> {
+fn parent_items(search: &mut TreeSearch, parent: BorrowedFd<'_>, inos: impl Iterator<Item = u64>) -> io::Result<HashMap<u64, InodeItem>> {
     let mut inos: Vec<u64> = inos.collect();
     inos.sort_unstable();
     let wanted: HashSet<u64> = inos.iter().copied().collect();
@@ -165,7 +173,7 @@ fn parent_items(parent: BorrowedFd<'_>, inos: impl Iterator<Item = u64>) -> io::
         i += 1;
         let min = Key { objectid: start, item_type: INODE_ITEM, offset: 0 };
         let max = Key { objectid: end, item_type: INODE_ITEM, offset: u64::MAX };
-        ioctl::tree_search(parent, min, max, 0, |key, data| {
+        search.run(parent, min, max, 0, |key, data| {
             if key.item_type == INODE_ITEM && wanted.contains(&key.objectid) {
                 if let Some(item) = InodeItem::parse(data) {
                     found.insert(key.objectid, item);
@@ -177,11 +185,11 @@ fn parent_items(parent: BorrowedFd<'_>, inos: impl Iterator<Item = u64>) -> io::
 }
 
 /// Every link of inode `ino`, looked up directly.
-fn refs_of(fd: BorrowedFd<'_>, ino: u64) -> io::Result<Vec<(u64, Vec<u8>)>> {
+fn refs_of(search: &mut TreeSearch, fd: BorrowedFd<'_>, ino: u64) -> io::Result<Vec<(u64, Vec<u8>)>> {
     let mut links = Vec::new();
     let min = Key { objectid: ino, item_type: INODE_REF, offset: 0 };
     let max = Key { objectid: ino, item_type: INODE_EXTREF, offset: u64::MAX };
-    ioctl::tree_search(fd, min, max, 0, |key, data| links.extend(ioctl::parse_refs(key, data)))?;
+    search.run(fd, min, max, 0, |key, data| links.extend(ioctl::parse_refs(key, data)))?;
     Ok(links)
 }
 
@@ -198,10 +206,11 @@ mod tests {
         ancestry.0.insert(301, (300, b"b".to_vec().into()));
         let fd = std::fs::File::open("/").unwrap();
         let fd = std::os::fd::AsFd::as_fd(&fd);
+        let mut search = TreeSearch::new(4096);
         let mut set = ChangedSet::default();
-        set.add_entry(fd, &mut ancestry, 301, b"f".to_vec().into()).unwrap();
-        set.add_entry(fd, &mut ancestry, 300, b"g".to_vec().into()).unwrap();
-        set.add_entry(fd, &mut ancestry, ROOT_DIR_INO, b"top".to_vec().into()).unwrap();
+        set.add_entry(&mut search, fd, &mut ancestry, 301, b"f".to_vec().into()).unwrap();
+        set.add_entry(&mut search, fd, &mut ancestry, 300, b"g".to_vec().into()).unwrap();
+        set.add_entry(&mut search, fd, &mut ancestry, ROOT_DIR_INO, b"top".to_vec().into()).unwrap();
         let names = |d: u64| {
             let mut v: Vec<String> = set.only[&d].iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
             v.sort();

@@ -70,21 +70,41 @@ impl Key {
     }
 }
 
-/// Searches the tree of the subvolume `fd` is in for items with keys in `[min, max]` that live in
-/// leaves written at or after `min_transid`, calling `visit` with each item's key and data (in key
-/// order; the data is borrowed from the search buffer, so nothing is allocated per item).
-pub fn tree_search(
+/// `struct btrfs_ioctl_search_key` (104 bytes) + `buf_size` (8): the header of
+/// `struct btrfs_ioctl_search_args_v2`, before the result buffer.
+const SEARCH_HEADER: usize = 104 + 8;
+
+/// A `TREE_SEARCH_V2` argument buffer, reused across searches: allocating and zeroing one per
+/// search would cost more than a small search itself.
+pub struct TreeSearch {
+    args: Vec<u8>,
+}
+
+impl TreeSearch {
+    /// A search whose results arrive `buf_size` bytes at a time (one ioctl each).
+    pub fn new(buf_size: usize) -> TreeSearch {
+        TreeSearch { args: vec![0u8; SEARCH_HEADER + buf_size] }
+    }
+
+    /// Searches the tree of the subvolume `fd` is in for items with keys in `[min, max]` that
+    /// live in leaves written at or after `min_transid`, calling `visit` with each item's key and
+    /// data (in key order; the data is borrowed from the buffer, nothing is allocated per item).
+    pub fn run(&mut self, fd: BorrowedFd<'_>, min: Key, max: Key, min_transid: u64, visit: impl FnMut(Key, &[u8])) -> io::Result<()> {
+        search(&mut self.args, fd, min, max, min_transid, visit)
+    }
+}
+
+fn search(
+    args: &mut [u8],
     fd: BorrowedFd<'_>,
     min: Key,
     max: Key,
     min_transid: u64,
     mut visit: impl FnMut(Key, &[u8]),
 ) -> io::Result<()> {
-    const BUF: usize = 256 * 1024;
     const KEY_SIZE: usize = 104;
     const HEADER: usize = 32;
-    // struct btrfs_ioctl_search_args_v2: key (104) + buf_size (8) + buf.
-    let mut args = vec![0u8; KEY_SIZE + 8 + BUF];
+    let buf_size = args.len() - SEARCH_HEADER;
     let mut start = min;
     loop {
         args[..KEY_SIZE + 8].fill(0);
@@ -99,13 +119,13 @@ pub fn tree_search(
         args[56..60].copy_from_slice(&start.item_type.to_le_bytes());
         args[60..64].copy_from_slice(&max.item_type.to_le_bytes());
         args[64..68].copy_from_slice(&u32::MAX.to_le_bytes()); // nr_items: as many as fit
-        args[KEY_SIZE..KEY_SIZE + 8].copy_from_slice(&(BUF as u64).to_le_bytes());
+        args[KEY_SIZE..KEY_SIZE + 8].copy_from_slice(&(buf_size as u64).to_le_bytes());
         ioctl(fd, TREE_SEARCH_V2, args.as_mut_ptr())?;
         let count = u32_at(&args, 64) as usize;
         if count == 0 {
             return Ok(());
         }
-        let buf = &args[KEY_SIZE + 8..];
+        let buf = &args[SEARCH_HEADER..];
         let mut pos = 0;
         let mut last = start;
         for _ in 0..count {
