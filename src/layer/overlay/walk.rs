@@ -7,12 +7,13 @@
 //! made after its subtree, which tells whether anything below changed (`docker diff`'s rule).
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::lower::{is_opaque, LowerView};
+use super::redirect::{self, Redirect};
 use super::OverlayLayer;
 use crate::error::{Error, Result};
 use crate::fs::{self, Stat};
@@ -290,7 +291,7 @@ impl<'a> Walker<'a> {
             Some(st) if is_dir(st) => parent.image.child(&p.name, self.opaque_attr).map_err(io_err)?,
             _ => LowerView::default(),
         };
-        let content = self.content_of(parent, &p.name, upper.as_ref(), &image).map_err(io_err)?;
+        let content = self.content_of(parent, &p, upper.as_ref(), &image)?;
 
         // A new directory, or one replacing a non-directory, is known before its subtree.
         let known = match &p.image {
@@ -311,32 +312,34 @@ impl<'a> Walker<'a> {
         Ok(counts_for_parent(kind))
     }
 
-    /// What the container sees from the lower layers in subdirectory `name` of `parent`.
-    fn content_of(&self, parent: &Dir, name: &CStr, upper: Option<&OwnedFd>, image: &LowerView) -> io::Result<Content> {
+    /// What the container sees from the lower layers in subdirectory `p` of `parent`. Like the
+    /// kernel, an opaque directory's redirect is never read.
+    fn content_of(&self, parent: &Dir, p: &Pending, upper: Option<&OwnedFd>, image: &LowerView) -> Result<Content> {
+        let io_err = |e| Error::io(self.host_path(&p.path), e);
         if let Some(fd) = upper {
-            if let Some(target) = fs::get_xattr(fd.as_fd(), self.redirect_attr)? {
-                return Ok(Content::Other(self.resolve_redirect(parent, &target)?));
-            }
-            if is_opaque(fd, self.opaque_attr)? {
+            if is_opaque(fd, self.opaque_attr).map_err(io_err)? {
                 // An opaque directory where the image has none hides nothing.
                 return Ok(if image.is_empty() { Content::Image } else { Content::Other(LowerView::default()) });
+            }
+            if let Some(value) = fs::get_xattr(fd.as_fd(), self.redirect_attr).map_err(io_err)? {
+                let redirect = redirect::parse(&value).map_err(|why| Error::HostileLayer {
+                    path: self.host_path(&p.path),
+                    detail: format!("{} = \"{}\": {why}", self.redirect_attr.to_string_lossy(), value.escape_ascii()),
+                })?;
+                return self.resolve_redirect(parent, &redirect).map(Content::Other).map_err(io_err);
             }
         }
         Ok(match &parent.content {
             Content::Image => Content::Image,
-            Content::Other(view) => Content::Other(view.child(name, self.opaque_attr)?),
+            Content::Other(view) => Content::Other(view.child(&p.name, self.opaque_attr).map_err(io_err)?),
         })
     }
 
-    /// The lower directory a renamed directory's redirect names: absolute from the layer roots,
-    /// or relative to the parent's lower content.
-    fn resolve_redirect(&self, parent: &Dir, target: &[u8]) -> io::Result<LowerView> {
-        let mut components = Vec::new();
-        for part in target.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
-            components.push(CString::new(part).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "NUL in overlay redirect"))?);
-        }
-        let names = components.iter().map(|c| c.as_c_str());
-        if target.starts_with(b"/") {
+    /// The lower directory a renamed directory's (valid) redirect names: absolute from the layer
+    /// roots, or relative to the parent's lower content.
+    fn resolve_redirect(&self, parent: &Dir, redirect: &Redirect) -> io::Result<LowerView> {
+        let names = redirect.components.iter().map(|c| c.as_c_str());
+        if redirect.absolute {
             LowerView::root(&self.lower_roots, self.opaque_attr)?.descend(names, self.opaque_attr)
         } else {
             let base = match &parent.content {
