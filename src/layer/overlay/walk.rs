@@ -167,13 +167,7 @@ impl<'a> Walker<'a> {
             },
         };
         if own.as_ref().is_some_and(fs::is_whiteout) {
-            return Ok(match dir.image.lookup(name)? {
-                Some(image) => {
-                    batch.push(self.change(path, ChangeKind::Deleted, &image));
-                    true
-                }
-                None => false,
-            });
+            return Ok(self.whiteout_change(path, dir.image.lookup(name)?.as_ref(), batch));
         }
         let image = if dir.image.is_empty() { None } else { dir.image.lookup(name)? };
         if file_type == FileType::Dir {
@@ -252,6 +246,14 @@ impl<'a> Walker<'a> {
         counts_for_parent(kind)
     }
 
+    /// The change for a whiteout: `D` of the image's entry, nothing when the image has none.
+    /// Returns whether it counts as a change for the parent directory.
+    fn whiteout_change(&self, path: PathBuf, image: Option<&Stat>, batch: &mut Vec<Change>) -> bool {
+        let Some(image) = image else { return false };
+        batch.push(self.change(path, ChangeKind::Deleted, image));
+        true
+    }
+
     /// A change described by `st`.
     fn change(&self, path: PathBuf, kind: ChangeKind, st: &Stat) -> Change {
         self.report.change(path, kind, fs::file_type(st), Some(st))
@@ -268,19 +270,7 @@ impl<'a> Walker<'a> {
                     let st = fs::stat_fd(fd.as_fd()).map_err(io_err)?;
                     (Some(fd), st)
                 }
-                // Replaced since it was listed (e.g. by a symlink): report what is there now,
-                // without following it.
-                Err(e) if fs::is_vanished(&e) => {
-                    let mut batch = Vec::new();
-                    let changed = match fs::stat_at_if_present(parent_upper.as_fd(), &p.name).map_err(io_err)? {
-                        Some(st) if !is_dir(&st) => {
-                            self.file_change(p.path, fs::file_type(&st), Some(&st), p.image.as_ref(), true, &mut batch)
-                        }
-                        _ => false,
-                    };
-                    self.report.emit(batch)?;
-                    return Ok(changed);
-                }
+                Err(e) if fs::is_vanished(&e) => return self.replaced_subdir(parent_upper.as_fd(), p),
                 Err(e) => return Err(io_err(e)),
             }
         } else {
@@ -310,6 +300,21 @@ impl<'a> Walker<'a> {
         let Some(kind) = dir_kind(&own, &image, below, p.in_upper) else { return Ok(false) };
         self.report.emit(vec![self.change(p.path, kind, &own)])?;
         Ok(counts_for_parent(kind))
+    }
+
+    /// An upper subdirectory that is no longer a directory when its turn comes (the container
+    /// replaced it after its parent was listed): reported as what is there now, never followed —
+    /// a whiteout as the deletion of the image's entry, a symlink or file as any other entry.
+    fn replaced_subdir(&self, parent_upper: BorrowedFd<'_>, p: Pending) -> Result<bool> {
+        let st = fs::stat_at_if_present(parent_upper, &p.name).map_err(|e| Error::io(self.host_path(&p.path), e))?;
+        let mut batch = Vec::new();
+        let changed = match st {
+            Some(st) if fs::is_whiteout(&st) => self.whiteout_change(p.path, p.image.as_ref(), &mut batch),
+            Some(st) if !is_dir(&st) => self.file_change(p.path, fs::file_type(&st), Some(&st), p.image.as_ref(), true, &mut batch),
+            _ => false,
+        };
+        self.report.emit(batch)?;
+        Ok(changed)
     }
 
     /// What the container sees from the lower layers in subdirectory `p` of `parent`. Like the
