@@ -208,3 +208,52 @@ fn hostile_redirects_fail_closed_without_looking_outside_the_layer() {
         }
     }
 }
+
+/// Makes an `O_TMPFILE` file in `dir` and closes it: a write that leaves no name.
+fn tmpfile_in(dir: &Path) {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: open/close of a descriptor we own.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_TMPFILE | libc::O_RDWR, 0o600);
+        assert!(fd >= 0, "O_TMPFILE in {}: {}", dir.display(), std::io::Error::last_os_error());
+        assert_eq!(libc::write(fd, b"x".as_ptr().cast(), 1), 1);
+        libc::close(fd);
+    }
+}
+
+/// Writes that leave no name in a directory the image has — an `O_TMPFILE` file, an extended
+/// attribute set on the directory, a whiteout of a name the image lacks — leave only the copied-up
+/// directory, identical to the image's: kind `T`, while untouched directories and the parents
+/// whose copy-up a reported child explains stay silent.
+#[test]
+fn writes_that_leave_no_name_leave_a_touched_directory() {
+    if !require(is_root(), "root (to mount overlayfs)") {
+        return;
+    }
+    let mut m = OverlayMount::new(2, |l| {
+        image(l, "trusted");
+        for d in ["spool", "attr", "quiet", "var/cache"] {
+            fs::create_dir_all(l[0].join(d)).unwrap();
+        }
+        fs::write(l[0].join("spool/queued"), "q\n").unwrap();
+        ops::set_old_mtimes(&l[0]);
+    });
+    m.mount("redirect_dir=off,index=off,metacopy=off");
+    tmpfile_in(&m.at("tmp"));
+    tmpfile_in(&m.at("spool"));
+    tmpfile_in(&m.at("var/cache"));
+    set_xattr(&m.at("attr"), "user.note", b"set by the container");
+    check_against_naive(&mut m);
+    // A whiteout of a name the image does not have (the kernel makes none; a layer may hold one).
+    let quiet = m.upper.join("quiet");
+    fs::create_dir(&quiet).unwrap();
+    whiteout(&quiet.join("never-in-the-image"));
+    let image_quiet = fs::metadata(m.lowers[0].join("quiet")).unwrap();
+    fs::set_permissions(&quiet, image_quiet.permissions()).unwrap();
+    let t = rustix::fs::Timespec { tv_sec: std::os::unix::fs::MetadataExt::mtime(&image_quiet), tv_nsec: 0 };
+    rustix::fs::utimensat(rustix::fs::CWD, &quiet, &rustix::fs::Timestamps { last_access: t, last_modification: t }, rustix::fs::AtFlags::empty()).unwrap();
+
+    let changes = engine_diff(&m.layer());
+    let all: Vec<_> = changes.iter().map(|c| format!("{} {}", c.kind.letter(), c.path.display())).collect();
+    assert_eq!(all, ["T /attr", "T /quiet", "T /spool", "T /tmp", "T /var/cache"], "/var's copy-up is explained by /var/cache");
+}

@@ -31,7 +31,6 @@ pub fn is_dir(st: &Stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
 }
 
-
 /// The kind of a non-directory present in the container: `A` when the image lacks the path, `C`
 /// when it differs, `T` when it is identical but the container wrote it (`written`: an overlay
 /// copy-up); `None` when it is identical and untouched.
@@ -57,7 +56,71 @@ pub fn dir_kind(own: &Stat, image: &Stat, changed_below: bool, written: bool) ->
     }
 }
 
+/// The kind of a directory the container copied up (an overlay upper directory) that the image
+/// also has: [`dir_kind`] of a written directory — and `T` when nothing below it is reported
+/// either, for then the copy-up itself is the only trace of a write in it that left no name (an
+/// `O_TMPFILE` file, an extended attribute set, a whiteout of a name the image lacks).
+pub fn copied_up_dir_kind(own: &Stat, image: &Stat, below: Below) -> Option<ChangeKind> {
+    dir_kind(own, image, below.changed, true).or((!below.reported).then_some(ChangeKind::Touched))
+}
+
+/// What a walk found below a directory, for the directory's own verdict.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Below {
+    /// A change that makes the directory `C` under `docker diff`'s rule (`A`, `C` or `D`).
+    pub changed: bool,
+    /// Anything reported at all, `T` included.
+    pub reported: bool,
+}
+
+impl Below {
+    /// What one entry reported as `kind` (or nothing) contributes to its parent.
+    pub fn of(kind: Option<ChangeKind>) -> Below {
+        Below { changed: kind.is_some_and(counts_for_parent), reported: kind.is_some() }
+    }
+}
+
+impl std::ops::BitOr for Below {
+    type Output = Below;
+    fn bitor(self, other: Below) -> Below {
+        Below { changed: self.changed | other.changed, reported: self.reported | other.reported }
+    }
+}
+
+impl std::ops::BitOrAssign for Below {
+    fn bitor_assign(&mut self, other: Below) {
+        *self = *self | other;
+    }
+}
+
 /// Whether a change of this kind makes its parent directory `C` under `docker diff`'s rule.
 pub fn counts_for_parent(kind: ChangeKind) -> bool {
     kind != ChangeKind::Touched
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(mode: u32, mtime: i64) -> Stat {
+        // SAFETY: `stat` is plain old data; all-zero is a valid value.
+        let mut st: Stat = unsafe { std::mem::zeroed() };
+        st.st_mode = libc::S_IFDIR | mode;
+        st.st_mtime = mtime;
+        st
+    }
+
+    #[test]
+    fn a_copied_up_directory_is_touched_only_when_nothing_else_explains_it() {
+        let image = dir(0o755, 1);
+        let nothing = Below::default();
+        let touched_below = Below::of(Some(ChangeKind::Touched));
+        let added_below = Below::of(Some(ChangeKind::Added));
+        assert_eq!(copied_up_dir_kind(&image, &image, nothing), Some(ChangeKind::Touched));
+        assert_eq!(copied_up_dir_kind(&image, &image, touched_below), None, "explained by the child");
+        assert_eq!(copied_up_dir_kind(&dir(0o755, 2), &image, touched_below), Some(ChangeKind::Touched), "own mtime");
+        assert_eq!(copied_up_dir_kind(&image, &image, added_below), Some(ChangeKind::Changed));
+        assert_eq!(copied_up_dir_kind(&dir(0o700, 1), &image, nothing), Some(ChangeKind::Changed));
+        assert_eq!(dir_kind(&image, &image, false, true), None, "outside overlayfs, an identical directory is no trace");
+    }
 }

@@ -4,7 +4,9 @@
 //! when a comparison or the caller needs it. Lower layers are consulted by name, one `fstatat` per
 //! entry of a directory the image has, and listed in full only below renamed or opaque directories.
 //! Subdirectories are walked in parallel (rayon's work stealing); a directory's `C`/`T` verdict is
-//! made after its subtree, which tells whether anything below changed (`docker diff`'s rule).
+//! made after its subtree, which tells whether anything below changed (`docker diff`'s rule) or
+//! was reported at all (an upper directory with nothing reported below is itself evidence of a
+//! write: kind `T`).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
@@ -17,7 +19,7 @@ use super::redirect::{self, Redirect};
 use super::OverlayLayer;
 use crate::error::{Error, Result};
 use crate::fs::{self, Stat};
-use crate::layer::compare::{counts_for_parent, dir_kind, entry_kind, is_dir};
+use crate::layer::compare::{copied_up_dir_kind, dir_kind, entry_kind, is_dir, Below};
 use crate::layer::{walk_all, walker_pool, ChangeSink, Reporter, ScanOptions};
 use crate::model::{join_path, Change, ChangeKind, FileType};
 
@@ -109,12 +111,12 @@ impl<'a> Walker<'a> {
         fs::host_path(&self.layer.upper, path)
     }
 
-    /// Diffs one directory's entries and its subtree; returns whether anything below changed.
-    fn walk_dir(&self, dir: Dir) -> Result<bool> {
+    /// Diffs one directory's entries and its subtree; returns what was found below it.
+    fn walk_dir(&self, dir: Dir) -> Result<Below> {
         let io_err = |e| Error::io(self.host_path(&dir.path), e);
         let mut batch = Vec::new();
         let mut pending = Vec::new();
-        let mut changed = false;
+        let mut changed = Below::default();
         let mut in_upper: HashSet<Box<CStr>> = HashSet::new();
 
         if let Some(upper) = &dir.upper {
@@ -152,7 +154,7 @@ impl<'a> Walker<'a> {
         listed_type: Option<FileType>,
         batch: &mut Vec<Change>,
         pending: &mut Vec<Pending>,
-    ) -> io::Result<bool> {
+    ) -> io::Result<Below> {
         let path = join_path(&dir.path, name.to_bytes());
         let mut own = None;
         let file_type = match listed_type {
@@ -163,7 +165,7 @@ impl<'a> Walker<'a> {
                     own = Some(st);
                     fs::file_type(&st)
                 }
-                None => return Ok(false),
+                None => return Ok(Below::default()),
             },
         };
         if own.as_ref().is_some_and(fs::is_whiteout) {
@@ -172,12 +174,12 @@ impl<'a> Walker<'a> {
         let image = if dir.image.is_empty() { None } else { dir.image.lookup(name)? };
         if file_type == FileType::Dir {
             pending.push(Pending { name: name.into(), path, in_upper: true, own: None, image });
-            return Ok(false);
+            return Ok(Below::default());
         }
         if own.is_none() && (image.is_some() || self.report.options.metadata) {
             own = match fs::stat_at_if_present(upper, name)? {
                 Some(st) => Some(st),
-                None => return Ok(false),
+                None => return Ok(Below::default()),
             };
         }
         Ok(self.file_change(path, file_type, own.as_ref(), image.as_ref(), true, batch))
@@ -192,8 +194,8 @@ impl<'a> Walker<'a> {
         in_upper: &HashSet<Box<CStr>>,
         batch: &mut Vec<Change>,
         pending: &mut Vec<Pending>,
-    ) -> io::Result<bool> {
-        let mut changed = false;
+    ) -> io::Result<Below> {
+        let mut changed = Below::default();
         let mut content_entries: HashMap<Box<CStr>, Stat> = content.entries()?.into_iter().collect();
         for (name, image) in dir.image.entries()? {
             let theirs = content_entries.remove(&name);
@@ -208,10 +210,7 @@ impl<'a> Walker<'a> {
                 Some(own) => {
                     changed |= self.file_change(path, fs::file_type(&own), Some(&own), Some(&image), false, batch)
                 }
-                None => {
-                    batch.push(self.change(path, ChangeKind::Deleted, &image));
-                    changed = true;
-                }
+                None => changed |= self.whiteout_change(path, Some(&image), batch),
             }
         }
         // What is left exists only in the container's lower content: new at this path.
@@ -231,7 +230,6 @@ impl<'a> Walker<'a> {
 
     /// The change for a non-directory: `A` when the image lacks it, `C` when it differs, `T` when
     /// it is a copy-up identical to the image's entry (`can_touch`: it is in the upper layer).
-    /// Returns whether it counts as a change for the parent directory.
     fn file_change(
         &self,
         path: PathBuf,
@@ -240,18 +238,19 @@ impl<'a> Walker<'a> {
         image: Option<&Stat>,
         can_touch: bool,
         batch: &mut Vec<Change>,
-    ) -> bool {
-        let Some(kind) = entry_kind(own, image, can_touch) else { return false };
-        batch.push(self.report.change(path, kind, file_type, own));
-        counts_for_parent(kind)
+    ) -> Below {
+        let kind = entry_kind(own, image, can_touch);
+        if let Some(kind) = kind {
+            batch.push(self.report.change(path, kind, file_type, own));
+        }
+        Below::of(kind)
     }
 
-    /// The change for a whiteout: `D` of the image's entry, nothing when the image has none.
-    /// Returns whether it counts as a change for the parent directory.
-    fn whiteout_change(&self, path: PathBuf, image: Option<&Stat>, batch: &mut Vec<Change>) -> bool {
-        let Some(image) = image else { return false };
+    /// The change for a deleted name: `D` of the image's entry, nothing when the image has none.
+    fn whiteout_change(&self, path: PathBuf, image: Option<&Stat>, batch: &mut Vec<Change>) -> Below {
+        let Some(image) = image else { return Below::default() };
         batch.push(self.change(path, ChangeKind::Deleted, image));
-        true
+        Below::of(Some(ChangeKind::Deleted))
     }
 
     /// A change described by `st`.
@@ -259,9 +258,8 @@ impl<'a> Walker<'a> {
         self.report.change(path, kind, fs::file_type(st), Some(st))
     }
 
-    /// Diffs a subdirectory and decides its own kind; returns whether it counts as a change for
-    /// its parent.
-    fn walk_subdir(&self, parent: &Dir, p: Pending) -> Result<bool> {
+    /// Diffs a subdirectory and decides its own kind; returns what it and its subtree report.
+    fn walk_subdir(&self, parent: &Dir, p: Pending) -> Result<Below> {
         let io_err = |e| Error::io(self.host_path(&p.path), e);
         let (upper, own) = if p.in_upper {
             let parent_upper = parent.upper.as_ref().expect("upper entries come from an upper directory");
@@ -294,24 +292,26 @@ impl<'a> Walker<'a> {
         }
         let below = self.walk_dir(Dir { path: p.path.clone(), upper, image, content })?;
         if known.is_some() {
-            return Ok(true);
+            return Ok(below | Below::of(known));
         }
         let image = p.image.expect("checked above");
-        let Some(kind) = dir_kind(&own, &image, below, p.in_upper) else { return Ok(false) };
-        self.report.emit(vec![self.change(p.path, kind, &own)])?;
-        Ok(counts_for_parent(kind))
+        let kind = if p.in_upper { copied_up_dir_kind(&own, &image, below) } else { dir_kind(&own, &image, below.changed, false) };
+        if let Some(kind) = kind {
+            self.report.emit(vec![self.change(p.path, kind, &own)])?;
+        }
+        Ok(below | Below::of(kind))
     }
 
     /// An upper subdirectory that is no longer a directory when its turn comes (the container
     /// replaced it after its parent was listed): reported as what is there now, never followed —
     /// a whiteout as the deletion of the image's entry, a symlink or file as any other entry.
-    fn replaced_subdir(&self, parent_upper: BorrowedFd<'_>, p: Pending) -> Result<bool> {
+    fn replaced_subdir(&self, parent_upper: BorrowedFd<'_>, p: Pending) -> Result<Below> {
         let st = fs::stat_at_if_present(parent_upper, &p.name).map_err(|e| Error::io(self.host_path(&p.path), e))?;
         let mut batch = Vec::new();
         let changed = match st {
             Some(st) if fs::is_whiteout(&st) => self.whiteout_change(p.path, p.image.as_ref(), &mut batch),
             Some(st) if !is_dir(&st) => self.file_change(p.path, fs::file_type(&st), Some(&st), p.image.as_ref(), true, &mut batch),
-            _ => false,
+            _ => Below::default(),
         };
         self.report.emit(batch)?;
         Ok(changed)
