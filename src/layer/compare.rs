@@ -2,10 +2,31 @@
 //!
 //! moby compares the type and permission bits, owner, group and device number of every entry, and
 //! size and modification time of non-directories only: a directory's size and mtime change when
-//! entries come and go below it, and that is reported through the entries themselves.
+//! entries come and go below it, and that is reported through the entries themselves. It also
+//! compares every entry's file capabilities (`security.capability`): `setcap` changes no stat
+//! field, yet `docker diff` reports it. Reading them costs two `getxattr`, so the kind functions
+//! below ask for them (`caps_differ`) only about an entry whose stat is otherwise identical.
 
-use crate::fs::Stat;
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use crate::fs::{self, Stat};
 use crate::model::ChangeKind;
+
+/// The extended attribute that holds a file's capabilities.
+pub const CAPABILITY: &CStr = c"security.capability";
+
+/// Whether entry `name` has different capabilities in the container's directory `own` and the
+/// image's directory `image` (`None`: the entry is not there). moby compares the raw values, an
+/// unset one as empty.
+pub fn capabilities_differ(own: Option<BorrowedFd<'_>>, image: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<bool> {
+    let read = |dir: Option<BorrowedFd<'_>>| match dir {
+        Some(dir) => fs::get_xattr_at(dir, name, CAPABILITY).map(Option::unwrap_or_default),
+        None => Ok(Vec::new()),
+    };
+    Ok(read(own)? != read(image)?)
+}
 
 /// Whether `new` (the container's entry) differs from `old` (the image's entry at the same path)
 /// in a way `docker diff` reports as `C`.
@@ -32,36 +53,54 @@ pub fn is_dir(st: &Stat) -> bool {
 }
 
 /// The kind of a non-directory present in the container: `A` when the image lacks the path, `C`
-/// when it differs, `T` when it is identical but the container wrote it (`written`: an overlay
-/// copy-up); `None` when it is identical and untouched.
-pub fn entry_kind(own: Option<&Stat>, image: Option<&Stat>, written: bool) -> Option<ChangeKind> {
-    match (own, image) {
+/// when it differs (stat, or capabilities: `caps_differ`, asked only when the stat is identical),
+/// `T` when it is identical but the container wrote it (`written`: an overlay copy-up); `None`
+/// when it is identical and untouched.
+pub fn entry_kind(
+    own: Option<&Stat>,
+    image: Option<&Stat>,
+    written: bool,
+    caps_differ: impl FnOnce() -> io::Result<bool>,
+) -> io::Result<Option<ChangeKind>> {
+    Ok(match (own, image) {
         (_, None) => Some(ChangeKind::Added),
-        (Some(own), Some(image)) if differs(own, image) => Some(ChangeKind::Changed),
+        (Some(own), Some(image)) if differs(own, image) || caps_differ()? => Some(ChangeKind::Changed),
         (Some(_), Some(_)) if written => Some(ChangeKind::Touched),
         _ => None,
-    }
+    })
 }
 
 /// The kind of a directory both the image and the container have, once its subtree is known:
-/// `C` when its mode/owner changed or anything below changed (`docker diff`'s rule), `T` when the
-/// container wrote it (`written`) and only its mtime differs, else `None`.
-pub fn dir_kind(own: &Stat, image: &Stat, changed_below: bool, written: bool) -> Option<ChangeKind> {
-    if changed_below || differs(own, image) {
+/// `C` when its mode/owner (or capabilities: `caps_differ`, asked last) changed or anything below
+/// changed (`docker diff`'s rule), `T` when the container wrote it (`written`) and only its mtime
+/// differs, else `None`.
+pub fn dir_kind(
+    own: &Stat,
+    image: &Stat,
+    changed_below: bool,
+    written: bool,
+    caps_differ: impl FnOnce() -> io::Result<bool>,
+) -> io::Result<Option<ChangeKind>> {
+    Ok(if changed_below || differs(own, image) || caps_differ()? {
         Some(ChangeKind::Changed)
     } else if written && mtime_differs(own, image) {
         Some(ChangeKind::Touched)
     } else {
         None
-    }
+    })
 }
 
 /// The kind of a directory the container copied up (an overlay upper directory) that the image
 /// also has: [`dir_kind`] of a written directory — and `T` when nothing below it is reported
 /// either, for then the copy-up itself is the only trace of a write in it that left no name (an
 /// `O_TMPFILE` file, an extended attribute set, a whiteout of a name the image lacks).
-pub fn copied_up_dir_kind(own: &Stat, image: &Stat, below: Below) -> Option<ChangeKind> {
-    dir_kind(own, image, below.changed, true).or((!below.reported).then_some(ChangeKind::Touched))
+pub fn copied_up_dir_kind(
+    own: &Stat,
+    image: &Stat,
+    below: Below,
+    caps_differ: impl FnOnce() -> io::Result<bool>,
+) -> io::Result<Option<ChangeKind>> {
+    Ok(dir_kind(own, image, below.changed, true, caps_differ)?.or((!below.reported).then_some(ChangeKind::Touched)))
 }
 
 /// What a walk found below a directory, for the directory's own verdict.
@@ -116,11 +155,26 @@ mod tests {
         let nothing = Below::default();
         let touched_below = Below::of(Some(ChangeKind::Touched));
         let added_below = Below::of(Some(ChangeKind::Added));
-        assert_eq!(copied_up_dir_kind(&image, &image, nothing), Some(ChangeKind::Touched));
-        assert_eq!(copied_up_dir_kind(&image, &image, touched_below), None, "explained by the child");
-        assert_eq!(copied_up_dir_kind(&dir(0o755, 2), &image, touched_below), Some(ChangeKind::Touched), "own mtime");
-        assert_eq!(copied_up_dir_kind(&image, &image, added_below), Some(ChangeKind::Changed));
-        assert_eq!(copied_up_dir_kind(&dir(0o700, 1), &image, nothing), Some(ChangeKind::Changed));
-        assert_eq!(dir_kind(&image, &image, false, true), None, "outside overlayfs, an identical directory is no trace");
+        let kind = |own: &Stat, below| copied_up_dir_kind(own, &image, below, || Ok(false)).unwrap();
+        assert_eq!(kind(&image, nothing), Some(ChangeKind::Touched));
+        assert_eq!(kind(&image, touched_below), None, "explained by the child");
+        assert_eq!(kind(&dir(0o755, 2), touched_below), Some(ChangeKind::Touched), "own mtime");
+        assert_eq!(kind(&image, added_below), Some(ChangeKind::Changed));
+        assert_eq!(kind(&dir(0o700, 1), nothing), Some(ChangeKind::Changed));
+        let caps = copied_up_dir_kind(&image, &image, nothing, || Ok(true)).unwrap();
+        assert_eq!(caps, Some(ChangeKind::Changed), "capabilities differ");
+        let plain = dir_kind(&image, &image, false, true, || Ok(false)).unwrap();
+        assert_eq!(plain, None, "outside overlayfs, an identical directory is no trace");
+    }
+
+    #[test]
+    fn capabilities_are_read_only_when_the_stat_is_identical() {
+        let image = dir(0o755, 1);
+        let never = || -> io::Result<bool> { panic!("capabilities read for an entry already C") };
+        assert_eq!(entry_kind(Some(&dir(0o700, 1)), Some(&image), true, never).unwrap(), Some(ChangeKind::Changed));
+        assert_eq!(entry_kind(Some(&image), None, true, never).unwrap(), Some(ChangeKind::Added));
+        assert_eq!(dir_kind(&image, &image, true, true, never).unwrap(), Some(ChangeKind::Changed));
+        assert_eq!(entry_kind(Some(&image), Some(&image), true, || Ok(true)).unwrap(), Some(ChangeKind::Changed));
+        assert_eq!(entry_kind(Some(&image), Some(&image), true, || Ok(false)).unwrap(), Some(ChangeKind::Touched));
     }
 }

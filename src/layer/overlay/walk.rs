@@ -19,7 +19,7 @@ use super::redirect::{self, Redirect};
 use super::OverlayLayer;
 use crate::error::{Error, Result};
 use crate::fs::{self, Stat};
-use crate::layer::compare::{copied_up_dir_kind, dir_kind, entry_kind, is_dir, Below};
+use crate::layer::compare::{capabilities_differ, copied_up_dir_kind, dir_kind, entry_kind, is_dir, Below};
 use crate::layer::{walk_all, walker_pool, ChangeSink, Reporter, ScanOptions};
 use crate::model::{join_path, Change, ChangeKind, FileType};
 
@@ -182,7 +182,8 @@ impl<'a> Walker<'a> {
                 None => return Ok(Below::default()),
             };
         }
-        Ok(self.file_change(path, file_type, own.as_ref(), image.as_ref(), true, batch))
+        let caps_differ = || self.caps_differ(dir, name, true);
+        self.file_change(path, file_type, own.as_ref(), image.as_ref(), true, caps_differ, batch)
     }
 
     /// Entries the container sees from the lower layers that differ from the image's: only
@@ -208,7 +209,8 @@ impl<'a> Walker<'a> {
                     pending.push(Pending { name, path, in_upper: false, own: Some(own), image: Some(image) })
                 }
                 Some(own) => {
-                    changed |= self.file_change(path, fs::file_type(&own), Some(&own), Some(&image), false, batch)
+                    let caps_differ = || self.caps_differ(dir, &name, false);
+                    changed |= self.file_change(path, fs::file_type(&own), Some(&own), Some(&image), false, caps_differ, batch)?
                 }
                 None => changed |= self.whiteout_change(path, Some(&image), batch),
             }
@@ -222,7 +224,7 @@ impl<'a> Walker<'a> {
             if is_dir(&own) {
                 pending.push(Pending { name, path, in_upper: false, own: Some(own), image: None });
             } else {
-                changed |= self.file_change(path, fs::file_type(&own), Some(&own), None, false, batch);
+                changed |= self.file_change(path, fs::file_type(&own), Some(&own), None, false, || Ok(false), batch)?;
             }
         }
         Ok(changed)
@@ -230,6 +232,8 @@ impl<'a> Walker<'a> {
 
     /// The change for a non-directory: `A` when the image lacks it, `C` when it differs, `T` when
     /// it is a copy-up identical to the image's entry (`can_touch`: it is in the upper layer).
+    /// `caps_differ` compares capabilities, asked only when the stat is identical.
+    #[allow(clippy::too_many_arguments)]
     fn file_change(
         &self,
         path: PathBuf,
@@ -237,13 +241,25 @@ impl<'a> Walker<'a> {
         own: Option<&Stat>,
         image: Option<&Stat>,
         can_touch: bool,
+        caps_differ: impl FnOnce() -> io::Result<bool>,
         batch: &mut Vec<Change>,
-    ) -> Below {
-        let kind = entry_kind(own, image, can_touch);
+    ) -> io::Result<Below> {
+        let kind = entry_kind(own, image, can_touch, caps_differ)?;
         if let Some(kind) = kind {
             batch.push(self.report.change(path, kind, file_type, own));
         }
-        Below::of(kind)
+        Ok(Below::of(kind))
+    }
+
+    /// Whether entry `name` of `dir` has other capabilities in the container than in the image;
+    /// `in_upper`: the container's entry is in the upper directory, else in the lower content.
+    fn caps_differ(&self, dir: &Dir, name: &CStr, in_upper: bool) -> io::Result<bool> {
+        let own = match (&dir.upper, &dir.content) {
+            (Some(upper), _) if in_upper => Some(upper.as_fd()),
+            (_, Content::Other(view)) => view.holder(name)?,
+            (_, Content::Image) => dir.image.holder(name)?,
+        };
+        capabilities_differ(own, dir.image.holder(name)?, name)
     }
 
     /// The change for a deleted name: `D` of the image's entry, nothing when the image has none.
@@ -268,7 +284,7 @@ impl<'a> Walker<'a> {
                     let st = fs::stat_fd(fd.as_fd()).map_err(io_err)?;
                     (Some(fd), st)
                 }
-                Err(e) if fs::is_vanished(&e) => return self.replaced_subdir(parent_upper.as_fd(), p),
+                Err(e) if fs::is_vanished(&e) => return self.replaced_subdir(parent, parent_upper.as_fd(), p),
                 Err(e) => return Err(io_err(e)),
             }
         } else {
@@ -295,7 +311,13 @@ impl<'a> Walker<'a> {
             return Ok(below | Below::of(known));
         }
         let image = p.image.expect("checked above");
-        let kind = if p.in_upper { copied_up_dir_kind(&own, &image, below) } else { dir_kind(&own, &image, below.changed, false) };
+        let caps_differ = || self.caps_differ(parent, &p.name, p.in_upper);
+        let kind = if p.in_upper {
+            copied_up_dir_kind(&own, &image, below, caps_differ)
+        } else {
+            dir_kind(&own, &image, below.changed, false, caps_differ)
+        };
+        let kind = kind.map_err(|e| Error::io(self.host_path(&p.path), e))?;
         if let Some(kind) = kind {
             self.report.emit(vec![self.change(p.path, kind, &own)])?;
         }
@@ -305,12 +327,17 @@ impl<'a> Walker<'a> {
     /// An upper subdirectory that is no longer a directory when its turn comes (the container
     /// replaced it after its parent was listed): reported as what is there now, never followed —
     /// a whiteout as the deletion of the image's entry, a symlink or file as any other entry.
-    fn replaced_subdir(&self, parent_upper: BorrowedFd<'_>, p: Pending) -> Result<Below> {
-        let st = fs::stat_at_if_present(parent_upper, &p.name).map_err(|e| Error::io(self.host_path(&p.path), e))?;
+    fn replaced_subdir(&self, parent: &Dir, parent_upper: BorrowedFd<'_>, p: Pending) -> Result<Below> {
+        let host_path = self.host_path(&p.path);
+        let io_err = |e| Error::io(&host_path, e);
+        let st = fs::stat_at_if_present(parent_upper, &p.name).map_err(io_err)?;
         let mut batch = Vec::new();
         let changed = match st {
             Some(st) if fs::is_whiteout(&st) => self.whiteout_change(p.path, p.image.as_ref(), &mut batch),
-            Some(st) if !is_dir(&st) => self.file_change(p.path, fs::file_type(&st), Some(&st), p.image.as_ref(), true, &mut batch),
+            Some(st) if !is_dir(&st) => {
+                let caps_differ = || self.caps_differ(parent, &p.name, true);
+                self.file_change(p.path, fs::file_type(&st), Some(&st), p.image.as_ref(), true, caps_differ, &mut batch).map_err(io_err)?
+            }
             _ => Below::default(),
         };
         self.report.emit(batch)?;
