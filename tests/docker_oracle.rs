@@ -1,5 +1,5 @@
 //! `rodiff diff` against `docker diff` on real containers in the sandbox daemon: a corpus of file
-//! operations, compared as sets with the Docker API's own answer for the same container, running
+//! operations (plus a `setcap` made from the host), compared as sets with the Docker API's own answer for the same container, running
 //! and stopped; odd names checked losslessly in JSON; a container that swaps a directory for a
 //! symlink to `/` while rodiff scans it; and the error paths (exit codes, messages).
 
@@ -30,6 +30,8 @@ fn corpus() -> Corpus {
     docker(&["commit", &base.name, &image]);
     let container = Container::run("corpus", &["-v", "/vol"], &image, &["sleep", "3600"]);
     container.sh(CORPUS);
+    // setcap (busybox has none): set from the host, through the container's mount namespace.
+    common::ops::set_capability(&container.host_path("/fx/caps/bind"), Some(&common::ops::CAP_NET_BIND_SERVICE));
     Corpus { container, image }
 }
 
@@ -79,6 +81,7 @@ fn corpus_matches_docker_diff_running_and_stopped() {
     let vol = json.iter().find(|v| json_path(v) == b"/vol").expect("/vol mount point");
     assert_eq!(vol["mountpoint"], true);
     assert_eq!(kind_of("/fx/fifo").as_deref(), Some("A"));
+    assert_eq!(kind_of("/fx/caps/bind").as_deref(), Some("C"), "setcap changes no stat field, but docker diff sees it");
     assert_eq!(json.iter().find(|v| json_path(v) == b"/fx/fifo").unwrap()["type"], "fifo");
     let big = json.iter().find(|v| json_path(v) == b"/fx/big").unwrap();
     assert_eq!(big["size"], 8 << 20);
