@@ -30,6 +30,9 @@
 # $RODIFF_STORAGE_DRIVER picks dockerd's storage driver for `up` (default
 # overlay2; btrfs puts the data root on a btrfs loop filesystem in DIR; the
 # tests use vfs to check that rodiff refuses what it cannot read).
+# RODIFF_USERNS_REMAP=1 starts it with --userns-remap=default (dockerd creates
+# the host user `dockremap` and its /etc/subuid, /etc/subgid ranges if they
+# are missing; its layers then belong to the remapped root).
 #   sandbox.sh run [--images LIST] -- CMD...
 #                                         up + images + CMD + down; exits with
 #                                         CMD's status
@@ -227,6 +230,10 @@ cmd_up() {
   # share nothing.
   # setsid: own session, so a Ctrl-C aimed at the caller's terminal does not
   # kill dockerd behind `down`'s back.
+  local extra=()
+  if [[ ${RODIFF_USERNS_REMAP:-0} == 1 ]]; then
+    extra+=(--userns-remap=default)
+  fi
   log "starting dockerd in $dir"
   setsid dockerd \
     --config-file "$dir/daemon.json" \
@@ -236,6 +243,7 @@ cmd_up() {
     --host "unix://$dir/docker.sock" \
     --iptables=false --ip6tables=false --bridge=none \
     --storage-driver "${RODIFF_STORAGE_DRIVER:-overlay2}" \
+    "${extra[@]}" \
     </dev/null >"$dir/dockerd.log" 2>&1 &
   local launcher=$!
   printf '%s\n' "$launcher" >"$dir/dockerd.launch-pid"

@@ -58,6 +58,15 @@ pub enum Error {
         /// The helper snapshot.
         path: PathBuf,
     },
+    /// The layer holds a marker the kernel would refuse, such as an `overlay.redirect` with a `..`
+    /// component: followed naively it points outside the layer, so the diff stops instead.
+    #[error("{path}: refusing a hostile layer: {detail}")]
+    HostileLayer {
+        /// Host path of the entry that carries the marker.
+        path: PathBuf,
+        /// The marker, its value and why it is refused.
+        detail: String,
+    },
     /// A filesystem operation on a layer failed.
     #[error("{path}: {source}")]
     Io {

@@ -8,7 +8,7 @@
 use std::ffi::CStr;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
@@ -59,9 +59,30 @@ pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<Stat> {
 
 /// Reads an extended attribute of an open file; `None` when it is not set.
 pub fn get_xattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    read_xattr(|buf| rustix::fs::fgetxattr(fd, name, buf))
+}
+
+/// Reads extended attribute `attr` of entry `name` of directory `dir` without opening the entry
+/// (a fifo or a device is never opened) and without following a symlink: `lgetxattr` of
+/// `/proc/self/fd/<dir>/<name>`, where the magic link stands for the open directory itself, so
+/// the path stays short at any depth, and only `name`, never followed, is looked up in it.
+/// `None` when the attribute is not set, or the entry is gone.
+pub fn get_xattr_at(dir: BorrowedFd<'_>, name: &CStr, attr: &CStr) -> io::Result<Option<Vec<u8>>> {
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name.to_bytes());
+    let path = std::ffi::CString::new(path).expect("a name has no NUL");
+    match read_xattr(|buf| rustix::fs::lgetxattr(path.as_c_str(), attr, buf)) {
+        Err(e) if is_vanished(&e) => Ok(None),
+        other => other,
+    }
+}
+
+/// Runs an xattr read with a growing buffer; `None` when the attribute is not set (or the
+/// filesystem has none).
+fn read_xattr(mut get: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
-        match rustix::fs::fgetxattr(fd, name, &mut buf[..]) {
+        match get(&mut buf[..]) {
             Ok(len) => {
                 buf.truncate(len);
                 return Ok(Some(buf));
@@ -171,5 +192,29 @@ pub fn raise_fd_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn xattrs_at_a_name_never_follow_or_open_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::write(dir.join("target"), "").unwrap();
+        std::os::unix::fs::symlink("target", dir.join("link")).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, dir.join("fifo"), rustix::fs::FileType::Fifo, 0o644.into(), 0).unwrap();
+        let supported = rustix::fs::setxattr(dir.join("target"), "user.rodiff", b"v", rustix::fs::XattrFlags::empty()).is_ok();
+        let fd = open_dir(dir).unwrap();
+        let read = |name: &CStr| get_xattr_at(fd.as_fd(), name, c"user.rodiff").unwrap();
+        if supported {
+            assert_eq!(read(c"target").as_deref(), Some(&b"v"[..]));
+        }
+        assert_eq!(read(c"link"), None, "followed the symlink");
+        assert_eq!(read(c"fifo"), None, "a fifo is read without being opened (opening it would block)");
+        assert_eq!(read(c"gone"), None);
     }
 }

@@ -1,5 +1,5 @@
 //! `rodiff diff` against `docker diff` on real containers in the sandbox daemon: a corpus of file
-//! operations, compared as sets with the Docker API's own answer for the same container, running
+//! operations (plus a `setcap` made from the host), compared as sets with the Docker API's own answer for the same container, running
 //! and stopped; odd names checked losslessly in JSON; a container that swaps a directory for a
 //! symlink to `/` while rodiff scans it; and the error paths (exit codes, messages).
 
@@ -30,6 +30,8 @@ fn corpus() -> Corpus {
     docker(&["commit", &base.name, &image]);
     let container = Container::run("corpus", &["-v", "/vol"], &image, &["sleep", "3600"]);
     container.sh(CORPUS);
+    // setcap (busybox has none): set from the host, through the container's mount namespace.
+    common::ops::set_capability(&container.host_path("/fx/caps/bind"), Some(&common::ops::CAP_NET_BIND_SERVICE));
     Corpus { container, image }
 }
 
@@ -79,6 +81,7 @@ fn corpus_matches_docker_diff_running_and_stopped() {
     let vol = json.iter().find(|v| json_path(v) == b"/vol").expect("/vol mount point");
     assert_eq!(vol["mountpoint"], true);
     assert_eq!(kind_of("/fx/fifo").as_deref(), Some("A"));
+    assert_eq!(kind_of("/fx/caps/bind").as_deref(), Some("C"), "setcap changes no stat field, but docker diff sees it");
     assert_eq!(json.iter().find(|v| json_path(v) == b"/fx/fifo").unwrap()["type"], "fifo");
     let big = json.iter().find(|v| json_path(v) == b"/fx/big").unwrap();
     assert_eq!(big["size"], 8 << 20);
@@ -185,6 +188,44 @@ fn an_unsupported_storage_driver_exits_4_naming_it() {
     assert!(line.contains("on-vfs") && line.contains("storage driver vfs (supported: overlay2, btrfs)"), "{line}");
 }
 
+/// A dockerd with `userns-remap`: its overlay2 layers belong to the remapped root, not to root,
+/// yet it mounts them without `userxattr`, so their markers are `trusted.overlay.*`. An opaque
+/// directory (deleted and re-created) and a renamed directory are reported as `docker diff`
+/// reports them. (A throw-away overlay2 sandbox of its own; run once, from the overlay2 sandbox.)
+#[test]
+fn a_userns_remap_daemon_is_read_with_trusted_markers() {
+    if !sandbox() {
+        return;
+    }
+    if storage_driver() != "overlay2" {
+        eprintln!("not applicable: runs once, from the overlay2 sandbox");
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sandbox.sh");
+    let out = std::process::Command::new(script)
+        .env("RODIFF_USERNS_REMAP", "1")
+        .env("RODIFF_STORAGE_DRIVER", "overlay2")
+        .args(["run", "--images", "busybox", "--", "sh", "-c"])
+        .arg(r#"set -e
+            docker run -d --name remapped --network none rodiff-test/busybox:latest sleep 3600 >/dev/null
+            docker exec remapped sh -c 'rm -rf /srv/del && mkdir /srv/del && echo n > /srv/del/new && mv /srv/rendir /srv/rendir2'
+            echo "upper owner: $(stat -c %u "$(docker inspect -f '{{.GraphDriver.Data.UpperDir}}' remapped)")"
+            docker diff remapped | sort > "$RODIFF_SANDBOX/docker.txt"
+            "$0" diff remapped | sort > "$RODIFF_SANDBOX/rodiff.txt"
+            echo "docker diff:"; cat "$RODIFF_SANDBOX/docker.txt"
+            echo "rodiff diff:"; cat "$RODIFF_SANDBOX/rodiff.txt"
+            cmp -s "$RODIFF_SANDBOX/docker.txt" "$RODIFF_SANDBOX/rodiff.txt""#)
+        .arg(env!("CARGO_BIN_EXE_rodiff"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "rodiff and docker diff differ:\n{report}");
+    let owner = stdout.lines().find_map(|l| l.strip_prefix("upper owner: ")).expect("the upper directory's owner");
+    assert_ne!(owner, "0", "the layer should belong to the remapped root:\n{report}");
+    assert!(stdout.contains("D /srv/del/1") && stdout.contains("A /srv/rendir2/inner/f"), "{report}");
+}
+
 /// btrfs: a run interrupted mid-scan removes its helper snapshot; one killed outright leaves it,
 /// and the next run sweeps it.
 #[test]
@@ -261,7 +302,7 @@ fn reads_by_the_application_docker_diff_and_find_change_nothing() {
     c.container.sh("find / -xdev -type f -exec cat {} + > /dev/null 2>&1; ls -laR / > /dev/null 2>&1; true");
     docker(&["diff", name]);
     let pid = docker(&["inspect", "-f", "{{.State.Pid}}", name]);
-    run(std::process::Command::new("find").arg(format!("/proc/{pid}/root/")).arg("-xdev"));
+    common::run(std::process::Command::new("find").arg(format!("/proc/{pid}/root/")).arg("-xdev"));
     assert_eq!(rodiff_kinds(name), before, "reads changed what rodiff reports");
     assert_same_as_docker(name, &c.container.docker_changes());
 }

@@ -92,3 +92,46 @@ fn a_symlink_in_place_of_a_directory_is_reported_not_followed() {
     assert_eq!((etc.kind, etc.file_type), (ChangeKind::Changed, rodiff::FileType::Symlink));
     assert!(changes.iter().all(|c| !c.path_bytes().starts_with(b"/etc/")), "followed the symlink");
 }
+
+/// Turns the upper directories `names` into whiteouts (character devices 0/0) when the first
+/// batch arrives: after their parent was listed, before they are walked.
+struct WhiteoutOnFirstBatch {
+    dirs: Vec<PathBuf>,
+    done: AtomicBool,
+    inner: Collect,
+}
+
+impl ChangeSink for WhiteoutOnFirstBatch {
+    fn emit(&self, batch: Vec<Change>) -> io::Result<()> {
+        if !self.done.swap(true, Ordering::SeqCst) {
+            for dir in &self.dirs {
+                fs::remove_dir_all(dir).unwrap();
+                common::whiteout(dir);
+            }
+        }
+        self.inner.emit(batch)
+    }
+}
+
+#[test]
+fn a_directory_turned_into_a_whiteout_during_the_scan_is_deleted_not_a_char_device() {
+    if !common::require(common::is_root(), "root (to make whiteouts)") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layer = layer(dir.path());
+    fs::create_dir_all(dir.path().join("lower/victim")).unwrap();
+    fs::write(dir.path().join("lower/victim/f"), "image").unwrap();
+    for d in ["victim", "fresh"] {
+        fs::create_dir_all(layer.upper.join(d)).unwrap();
+        fs::write(layer.upper.join(d).join("new"), "").unwrap();
+    }
+    // Something at the top level, so that the root's batch is not empty.
+    fs::write(layer.upper.join("top"), "").unwrap();
+    let sink = WhiteoutOnFirstBatch { dirs: vec![layer.upper.join("victim"), layer.upper.join("fresh")], done: AtomicBool::new(false), inner: Collect::default() };
+    Layer::Overlay(layer).diff(&ScanOptions::default(), &sink).unwrap();
+    assert!(sink.done.load(Ordering::SeqCst));
+    let got: Vec<_> = sink.inner.into_sorted().into_iter().map(|c| (c.kind, c.file_type, c.path.to_string_lossy().into_owned())).collect();
+    use rodiff::FileType::{Dir, File};
+    assert_eq!(got, [(ChangeKind::Added, File, "/top".to_string()), (ChangeKind::Deleted, Dir, "/victim".to_string())], "the image's directory is deleted; the new one never existed for the image");
+}

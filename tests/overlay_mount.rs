@@ -56,8 +56,12 @@ fn default_mount_matches_the_naive_oracle() {
     m.mount("redirect_dir=off,index=off,metacopy=off");
     ops::container_writes(&m.merged, false);
     let changes = check_against_naive(&mut m);
-    // The hard link copied its target up unchanged.
-    assert_eq!(touched(&changes), vec!["/srv/data/c", "/tmp", "/var/log/old.log"]);
+    // The hard link copied its target up unchanged; so did setting capabilities to what they were.
+    assert_eq!(touched(&changes), vec!["/srv/caps/same", "/srv/data/c", "/tmp", "/var/log/old.log"]);
+    // setcap and setcap -r change no stat field: `docker diff` compares capabilities too.
+    for path in ["/srv/caps/bind", "/srv/caps/raw"] {
+        assert_eq!(changes.iter().find(|c| c.path == Path::new(path)).map(|c| c.kind), Some(ChangeKind::Changed), "{path}");
+    }
     let fifo = changes.iter().find(|c| c.path == Path::new("/srv/fifo")).unwrap();
     assert_eq!(fifo.file_type, FileType::Fifo);
 }
@@ -95,7 +99,7 @@ fn userxattr_mount_matches_the_naive_oracle() {
     let opaque = rustix::fs::lgetxattr(m.upper.join("opq"), "user.overlay.opaque", &mut [0u8; 8][..]);
     assert!(opaque.is_ok(), "re-created directory is not opaque in the user namespace");
     let changes = check_against_naive(&mut m);
-    assert_eq!(touched(&changes), vec!["/srv/data/c", "/tmp", "/var/log/old.log"]);
+    assert_eq!(touched(&changes), vec!["/srv/caps/same", "/srv/data/c", "/tmp", "/var/log/old.log"]);
 }
 
 #[test]
@@ -120,4 +124,140 @@ fn deeper_than_path_max() {
     let leaf = changes.iter().find(|c| c.path_bytes().ends_with(b"/leaf")).unwrap();
     assert_eq!(leaf.path_bytes().len(), "/deep".len() + 3000 * 3 + "/leaf".len());
     assert_eq!(leaf.kind, ChangeKind::Added);
+}
+
+/// An inotify watch for opens and reads of a directory and the files in it.
+struct Watch(std::os::fd::OwnedFd);
+
+impl Watch {
+    fn new(dir: &Path) -> Watch {
+        use std::os::fd::FromRawFd;
+        let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: plain syscalls on a descriptor we own.
+        unsafe {
+            let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
+            assert!(fd >= 0, "inotify_init1");
+            assert!(libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_OPEN | libc::IN_ACCESS) >= 0, "inotify_add_watch");
+            Watch(std::os::fd::OwnedFd::from_raw_fd(fd))
+        }
+    }
+
+    /// Whether anything opened or read the watched directory since the watch began.
+    fn touched(&self) -> bool {
+        let mut buf = [0u8; 4096];
+        // SAFETY: reads into a buffer we own.
+        let n = unsafe { libc::read(std::os::fd::AsRawFd::as_raw_fd(&self.0), buf.as_mut_ptr().cast(), buf.len()) };
+        n > 0
+    }
+}
+
+/// `overlay.redirect` values the kernel refuses (fs/overlayfs: empty components, `.`/`..`
+/// components, a relative redirect with a `/`) must make the diff fail, naming the directory and
+/// the value, without opening anything outside the layer — in both xattr namespaces. The kernel
+/// follows markers only when they are valid; rodiff runs as root over directories that, with
+/// `userxattr`, an unprivileged user controls.
+#[test]
+fn hostile_redirects_fail_closed_without_looking_outside_the_layer() {
+    if !require(is_root(), "root (to mount overlayfs)") {
+        return;
+    }
+    for ns in ["trusted", "user"] {
+        let mut m = OverlayMount::new(1, |l| {
+            fs::create_dir_all(l[0].join("srv/kept")).unwrap();
+            fs::write(l[0].join("srv/kept/f"), "image\n").unwrap();
+        });
+        let outside = m.dir.path().join("OUTSIDE");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("secret-host-file"), "host\n").unwrap();
+        let tmp_name = m.dir.path().file_name().unwrap().to_str().unwrap().to_string();
+        // Every one resolves, naively, to a directory outside the lower layer (or to nothing).
+        let values = [format!("/../../{tmp_name}/OUTSIDE"), "/../OUTSIDE".into(), "..".into(), "a/b".into(), "//x".into(), "/srv/kept/".into()];
+        m.mount(if ns == "user" { "userxattr" } else { "redirect_dir=on" });
+        fs::create_dir(m.at("srv/evil")).unwrap();
+        m.unmount();
+        let evil = m.upper.join("srv/evil");
+        // The kernel may have made the new directory opaque, and never reads an opaque one's
+        // redirect.
+        let _ = rustix::fs::lremovexattr(&evil, format!("{ns}.overlay.opaque").as_str());
+        for value in &values {
+            set_xattr(&evil, &format!("{ns}.overlay.redirect"), value.as_bytes());
+            if ns == "trusted" {
+                // The kernel refuses to look the directory up (with `userxattr` it follows no
+                // redirect at all).
+                m.mount("redirect_dir=on");
+                assert!(fs::symlink_metadata(m.at("srv/evil")).is_err(), "the kernel followed redirect {value:?}");
+                m.unmount();
+            }
+            let watch = Watch::new(&outside);
+            let collect = rodiff::layer::Collect::default();
+            let result = rodiff::layer::Layer::Overlay(m.layer()).diff(&Default::default(), &collect);
+            let reported = collect.into_sorted();
+            let leaked: Vec<_> = reported.iter().filter(|c| c.path_bytes().starts_with(b"/srv/evil/")).collect();
+            assert!(leaked.is_empty(), "{ns} redirect {value:?}: reported {leaked:?}");
+            assert!(!watch.touched(), "{ns} redirect {value:?}: opened a directory outside the layer");
+            let err = result.expect_err(&format!("{ns} redirect {value:?} must fail the diff"));
+            assert!(matches!(&err, rodiff::Error::HostileLayer { path, .. } if *path == evil), "{err}");
+            let message = err.to_string();
+            assert!(message.contains(&evil.display().to_string()) && message.contains(value.as_str()), "{message}");
+        }
+        // On an opaque directory the kernel never reads the redirect: neither does rodiff.
+        set_xattr(&evil, &format!("{ns}.overlay.opaque"), b"y");
+        let watch = Watch::new(&outside);
+        let changes = engine_diff(&m.layer());
+        assert!(!watch.touched(), "{ns}: opened a directory outside the layer");
+        assert_eq!(changes.iter().map(|c| c.path.to_string_lossy().into_owned()).collect::<Vec<_>>(), ["/srv", "/srv/evil"]);
+        if ns == "trusted" {
+            m.mount("redirect_dir=on");
+            assert!(fs::symlink_metadata(m.at("srv/evil")).is_ok(), "the kernel refused an opaque directory");
+        }
+    }
+}
+
+/// Makes an `O_TMPFILE` file in `dir` and closes it: a write that leaves no name.
+fn tmpfile_in(dir: &Path) {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: open/close of a descriptor we own.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_TMPFILE | libc::O_RDWR, 0o600);
+        assert!(fd >= 0, "O_TMPFILE in {}: {}", dir.display(), std::io::Error::last_os_error());
+        assert_eq!(libc::write(fd, b"x".as_ptr().cast(), 1), 1);
+        libc::close(fd);
+    }
+}
+
+/// Writes that leave no name in a directory the image has — an `O_TMPFILE` file, an extended
+/// attribute set on the directory, a whiteout of a name the image lacks — leave only the copied-up
+/// directory, identical to the image's: kind `T`, while untouched directories and the parents
+/// whose copy-up a reported child explains stay silent.
+#[test]
+fn writes_that_leave_no_name_leave_a_touched_directory() {
+    if !require(is_root(), "root (to mount overlayfs)") {
+        return;
+    }
+    let mut m = OverlayMount::new(2, |l| {
+        image(l, "trusted");
+        for d in ["spool", "attr", "quiet", "var/cache"] {
+            fs::create_dir_all(l[0].join(d)).unwrap();
+        }
+        fs::write(l[0].join("spool/queued"), "q\n").unwrap();
+        ops::set_old_mtimes(&l[0]);
+    });
+    m.mount("redirect_dir=off,index=off,metacopy=off");
+    tmpfile_in(&m.at("tmp"));
+    tmpfile_in(&m.at("spool"));
+    tmpfile_in(&m.at("var/cache"));
+    set_xattr(&m.at("attr"), "user.note", b"set by the container");
+    check_against_naive(&mut m);
+    // A whiteout of a name the image does not have (the kernel makes none; a layer may hold one).
+    let quiet = m.upper.join("quiet");
+    fs::create_dir(&quiet).unwrap();
+    whiteout(&quiet.join("never-in-the-image"));
+    let image_quiet = fs::metadata(m.lowers[0].join("quiet")).unwrap();
+    fs::set_permissions(&quiet, image_quiet.permissions()).unwrap();
+    let t = rustix::fs::Timespec { tv_sec: std::os::unix::fs::MetadataExt::mtime(&image_quiet), tv_nsec: 0 };
+    rustix::fs::utimensat(rustix::fs::CWD, &quiet, &rustix::fs::Timestamps { last_access: t, last_modification: t }, rustix::fs::AtFlags::empty()).unwrap();
+
+    let changes = engine_diff(&m.layer());
+    let all: Vec<_> = changes.iter().map(|c| format!("{} {}", c.kind.letter(), c.path.display())).collect();
+    assert_eq!(all, ["T /attr", "T /quiet", "T /spool", "T /tmp", "T /var/cache"], "/var's copy-up is explained by /var/cache");
 }

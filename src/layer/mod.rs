@@ -78,18 +78,21 @@ pub trait ChangeSink: Sync {
     fn emit(&self, batch: Vec<Change>) -> io::Result<()>;
 }
 
-/// Runs `walk` on every item, in parallel when there are several, and tells whether any returned
-/// `true` (a subtree with a change that counts for its parent directory).
-pub(crate) fn walk_all<T: Send>(items: Vec<T>, walk: impl Fn(T) -> Result<bool> + Sync) -> Result<bool> {
+/// Runs `walk` on every item, in parallel when there are several, and combines the answers with
+/// `|` (e.g. `true` for a subtree with a change that counts for its parent directory).
+pub(crate) fn walk_all<T: Send, R>(items: Vec<T>, walk: impl Fn(T) -> Result<R> + Sync) -> Result<R>
+where
+    R: Default + std::ops::BitOr<Output = R> + Send,
+{
     use rayon::prelude::*;
     if items.len() <= 1 {
-        let mut any = false;
+        let mut any = R::default();
         for item in items {
-            any |= walk(item)?;
+            any = any | walk(item)?;
         }
         return Ok(any);
     }
-    items.into_par_iter().map(&walk).try_reduce(|| false, |a, b| Ok(a | b))
+    items.into_par_iter().map(&walk).try_reduce(R::default, |a, b| Ok(a | b))
 }
 
 /// Builds the thread pool engines walk in. Walks recurse once per directory level and trees

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::fs;
-use crate::layer::compare::{counts_for_parent, dir_kind, entry_kind, is_dir};
+use crate::layer::compare::{capabilities_differ, counts_for_parent, dir_kind, entry_kind, is_dir};
 use crate::layer::{walk_all, ChangeSink, Reporter, ScanOptions};
 use crate::model::{join_path, Change, ChangeKind, FileType};
 
@@ -208,8 +208,10 @@ impl Walker<'_> {
             Some(st) => st,
             None => fs::stat_at(new, name)?,
         };
-        // No copy-up exists outside overlayfs: an identical entry was not written.
-        let Some(kind) = entry_kind(Some(&own_stat), Some(&old_stat), false) else { return Ok(false) };
+        // No copy-up exists outside overlayfs: an identical entry was not written, unless its
+        // capabilities differ.
+        let caps_differ = || capabilities_differ(Some(new), old, name);
+        let Some(kind) = entry_kind(Some(&own_stat), Some(&old_stat), false, caps_differ)? else { return Ok(false) };
         batch.push(self.report.change(path, kind, file_type, Some(&own_stat)));
         Ok(counts_for_parent(kind))
     }
@@ -237,7 +239,8 @@ impl Walker<'_> {
         let scope = if p.everything { Scope::Everything } else { self.oracle.scope(own.st_ino) };
         let below = self.compare_dir(&p.path, new, Some(old), scope)?;
         let written = own.st_ino != old_stat.st_ino || self.oracle.inode_changed(own.st_ino);
-        let Some(kind) = dir_kind(&own, &old_stat, below, written) else { return Ok(false) };
+        let caps_differ = || Ok(written && capabilities_differ(Some(new_parent.as_fd()), old_parent.map(|o| o.as_fd()), &p.name)?);
+        let Some(kind) = dir_kind(&own, &old_stat, below, written, caps_differ).map_err(io_err)? else { return Ok(false) };
         self.report.emit(vec![self.report.change(p.path, kind, FileType::Dir, Some(&own))])?;
         Ok(counts_for_parent(kind))
     }

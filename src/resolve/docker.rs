@@ -63,7 +63,7 @@ impl DockerResolver {
         let driver = inspect.graph_driver.clone().unwrap_or_default();
         let protocol = |detail: String| Error::Protocol { container: container.to_string(), runtime: "docker", detail };
         let layer = match driver.name.as_str() {
-            "overlay2" => Layer::Overlay(self.overlay_layer(&driver.data).map_err(protocol)?),
+            "overlay2" => Layer::Overlay(self.overlay_layer(&driver.data).await.map_err(protocol)?),
             "btrfs" => match self.btrfs_layer(&id).await.map_err(protocol)? {
                 Some(layer) => Layer::Btrfs(layer),
                 // No layerdb: Docker 29's containerd image store with the btrfs snapshotter.
@@ -113,24 +113,50 @@ impl DockerResolver {
     }
 
     /// The overlay2 driver's `UpperDir` and `LowerDir` (`<id>-init/diff` first, then the image's
-    /// layers, topmost first).
-    ///
-    /// Rootless dockerd mounts with `userxattr`, so its markers are `user.overlay.*`. It runs as an
-    /// unprivileged host user, who then owns the layer directories; a root-owned layer was made by
-    /// a rootful daemon (`trusted.overlay.*`). This saves asking `/info`, which costs milliseconds.
-    fn overlay_layer(&self, data: &HashMap<String, String>) -> std::result::Result<OverlayLayer, String> {
+    /// layers, topmost first), and the xattr namespace of its markers: from the owner of the
+    /// upper directory when that tells ([`namespace_of_owner`]), else from the daemon
+    /// ([`namespace_of_daemon`]; `/info` costs milliseconds, so only then).
+    async fn overlay_layer(&self, data: &HashMap<String, String>) -> std::result::Result<OverlayLayer, String> {
         let upper = data.get("UpperDir").filter(|s| !s.is_empty()).ok_or("overlay2 data has no UpperDir")?;
         let upper = self.options.host_path(upper);
-        let rootless = std::fs::metadata(&upper).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) != 0);
+        let owner = std::fs::metadata(&upper).ok().map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+        let xattr = match namespace_of_owner(owner) {
+            Some(xattr) => xattr,
+            None => {
+                let info = self.docker.info().await.map_err(|e| format!("/info: {e}"))?;
+                namespace_of_daemon(info.security_options.as_deref().unwrap_or_default())
+            }
+        };
         let lowers = data
             .get("LowerDir")
             .map(|l| l.split(':').filter(|s| !s.is_empty()).map(|p| self.options.host_path(p)).collect())
             .unwrap_or_default();
-        Ok(OverlayLayer {
-            upper,
-            lowers,
-            xattr: if rootless { XattrNamespace::User } else { XattrNamespace::Trusted },
-        })
+        Ok(OverlayLayer { upper, lowers, xattr })
+    }
+}
+
+/// The xattr namespace of an overlay2 layer's markers when the owner of its upper directory
+/// (`None`: cannot be read; the scan will say why) settles it: root-owned means a rootful daemon
+/// without user namespace remapping, which mounts without `userxattr` — `trusted.`. Any other
+/// owner (`None` returned) is either a rootless daemon's user or, with `userns-remap`, the
+/// remapped root: ask the daemon.
+fn namespace_of_owner(uid: Option<u32>) -> Option<XattrNamespace> {
+    match uid {
+        Some(0) | None => Some(XattrNamespace::Trusted),
+        Some(_) => None,
+    }
+}
+
+/// The xattr namespace of the daemon's overlay2 markers, from `/info`'s `SecurityOptions`
+/// (`name=seccomp,profile=default`, `name=rootless`, `name=userns`, ...): a rootless daemon
+/// mounts with `userxattr` (`user.`); a rootful one, `userns-remap` (`name=userns`) included,
+/// does not (`trusted.`).
+fn namespace_of_daemon(security_options: &[String]) -> XattrNamespace {
+    let rootless = security_options.iter().any(|o| o.split(',').any(|field| field == "name=rootless"));
+    if rootless {
+        XattrNamespace::User
+    } else {
+        XattrNamespace::Trusted
     }
 }
 
@@ -195,6 +221,33 @@ fn client(endpoint: &str, version: &ClientVersion) -> Result<Docker> {
 
 fn unavailable(endpoint: &str, cause: String) -> Error {
     Error::RuntimeUnavailable { runtime: "docker", endpoint: endpoint.to_string(), cause }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_root_owned_layer_is_trusted_without_asking() {
+        assert_eq!(namespace_of_owner(Some(0)), Some(XattrNamespace::Trusted));
+        assert_eq!(namespace_of_owner(None), Some(XattrNamespace::Trusted));
+        assert_eq!(namespace_of_owner(Some(100000)), None, "remapped root or rootless user: ask");
+        assert_eq!(namespace_of_owner(Some(1000)), None);
+    }
+
+    #[test]
+    fn the_daemon_says_rootless_or_not() {
+        let rootless = options(&["name=seccomp,profile=default", "name=rootless", "name=cgroupns"]);
+        assert_eq!(namespace_of_daemon(&rootless), XattrNamespace::User);
+        let remapped = options(&["name=apparmor", "name=seccomp,profile=default", "name=userns"]);
+        assert_eq!(namespace_of_daemon(&remapped), XattrNamespace::Trusted, "userns-remap: dockerd runs as root");
+        assert_eq!(namespace_of_daemon(&[]), XattrNamespace::Trusted);
+        assert_eq!(namespace_of_daemon(&options(&["name=rootlessish"])), XattrNamespace::Trusted);
+    }
 }
 
 /// A minimal `GET /_ping` to learn the daemon's API version before speaking a versioned API.

@@ -54,6 +54,14 @@ impl Container {
         docker(&["exec", &self.name, "sh", "-c", script])
     }
 
+    /// The host path of `path` in the running container's root filesystem, through its mount
+    /// namespace (`/proc/<State.Pid>/root`): for what `sh` in a busybox image cannot do.
+    pub fn host_path(&self, path: &str) -> std::path::PathBuf {
+        let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &self.name]);
+        assert!(pid != "0", "{} is not running", self.name);
+        std::path::PathBuf::from(format!("/proc/{pid}/root{path}"))
+    }
+
     /// What the Docker API's `/containers/{id}/changes` says, as `(kind, path)` with the path as
     /// Docker renders it (invalid UTF-8 replaced by U+FFFD).
     pub fn docker_changes(&self) -> BTreeSet<(char, String)> {

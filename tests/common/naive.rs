@@ -1,5 +1,6 @@
 //! An independent oracle: the full two-tree comparison `docker diff` makes when it cannot use the
-//! overlay fast path (moby's `ChangesDirs`), written plainly with `std::fs` over two mounted views.
+//! overlay fast path (moby's `ChangesDirs`), written plainly with `std::fs` over two mounted views:
+//! stat fields as moby compares them, and every entry's `security.capability`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::ffi::OsStrExt;
@@ -13,14 +14,34 @@ pub fn diff(new: &Path, old: &Path) -> BTreeSet<(char, Vec<u8>)> {
     out.into_iter().collect()
 }
 
-fn children(dir: &Path) -> BTreeMap<Vec<u8>, std::fs::Metadata> {
+/// An entry's stat and capabilities.
+struct Entry {
+    meta: std::fs::Metadata,
+    capability: Vec<u8>,
+}
+
+fn children(dir: &Path) -> BTreeMap<Vec<u8>, Entry> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().as_bytes().to_vec(), std::fs::symlink_metadata(e.path()).unwrap())
+            let entry = Entry { meta: std::fs::symlink_metadata(e.path()).unwrap(), capability: capability(&e.path()) };
+            (e.file_name().as_bytes().to_vec(), entry)
         })
         .collect()
+}
+
+/// `security.capability`, empty when unset (moby's `Lgetxattr`, errors ignored).
+fn capability(path: &Path) -> Vec<u8> {
+    let mut buf = vec![0u8; 1024];
+    match rustix::fs::lgetxattr(path, "security.capability", &mut buf[..]) {
+        Ok(n) => buf[..n].to_vec(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn differs(a: &Entry, b: &Entry) -> bool {
+    stat_differs(&a.meta, &b.meta) || a.capability != b.capability
 }
 
 fn stat_differs(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
@@ -37,7 +58,7 @@ fn stat_differs(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 fn compare_dir(new: &Path, old: Option<&Path>, prefix: &[u8], out: &mut Vec<(char, Vec<u8>)>) -> bool {
     let before = out.len();
     let mut old_children = old.map(children).unwrap_or_default();
-    for (name, meta) in children(new) {
+    for (name, entry) in children(new) {
         let mut path = prefix.to_vec();
         path.push(b'/');
         path.extend_from_slice(&name);
@@ -48,15 +69,15 @@ fn compare_dir(new: &Path, old: Option<&Path>, prefix: &[u8], out: &mut Vec<(cha
                 out.push(('A', path.clone()));
                 true
             }
-            Some(o) if stat_differs(&meta, o) => {
+            Some(o) if differs(&entry, o) => {
                 out.push(('C', path.clone()));
                 true
             }
             Some(_) => false,
         };
-        if meta.is_dir() {
+        if entry.meta.is_dir() {
             let old_child = old.map(|o| o.join(std::ffi::OsStr::from_bytes(&name)));
-            let old_is_dir = old_meta.as_ref().is_some_and(|m| m.is_dir());
+            let old_is_dir = old_meta.as_ref().is_some_and(|m| m.meta.is_dir());
             let inner_before = out.len();
             let changed = compare_dir(&new_child, old_child.as_deref().filter(|_| old_is_dir), &path, out);
             if changed && !marked {

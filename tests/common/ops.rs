@@ -8,9 +8,9 @@ use std::path::Path;
 use super::bpath;
 
 /// Directories and files of the base image.
-pub const BASE_DIRS: &[&str] = &["etc", "srv/data", "srv/tree/x/y", "srv/del/sub", "srv/ren/inner", "srv/mv", "tmp", "var/log", "opq", "gone"];
+pub const BASE_DIRS: &[&str] = &["etc", "srv/caps", "srv/data", "srv/tree/x/y", "srv/del/sub", "srv/ren/inner", "srv/mv", "tmp", "var/log", "opq", "gone"];
 /// Files of the base image.
-pub const BASE_FILES: &[&str] = &["etc/conf", "srv/data/a", "srv/data/b", "srv/data/c", "srv/tree/x/y/z", "srv/del/1", "srv/del/sub/2", "srv/ren/inner/f", "srv/ren/g", "srv/mv/file", "var/log/old.log", "opq/hidden", "gone/f"];
+pub const BASE_FILES: &[&str] = &["etc/conf", "srv/caps/bind", "srv/caps/raw", "srv/caps/same", "srv/data/a", "srv/data/b", "srv/data/c", "srv/tree/x/y/z", "srv/del/1", "srv/del/sub/2", "srv/ren/inner/f", "srv/ren/g", "srv/mv/file", "var/log/old.log", "opq/hidden", "gone/f"];
 
 /// Writes the base image tree into `root`.
 pub fn base_tree(root: &Path) {
@@ -21,6 +21,36 @@ pub fn base_tree(root: &Path) {
         fs::write(root.join(f), format!("base {f}\n")).unwrap();
     }
     fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    set_capability(&root.join("srv/caps/raw"), Some(&CAP_NET_RAW));
+    set_capability(&root.join("srv/caps/same"), Some(&CAP_NET_RAW));
+}
+
+/// `cap_net_bind_service+ep` as a `security.capability` value (`vfs_cap_data`, revision 2).
+pub const CAP_NET_BIND_SERVICE: [u8; 20] = cap_v2_effective(10);
+/// `cap_net_raw+ep`.
+pub const CAP_NET_RAW: [u8; 20] = cap_v2_effective(13);
+
+/// A revision-2 `vfs_cap_data` that permits capability `cap` (< 32) with the effective bit.
+const fn cap_v2_effective(cap: u32) -> [u8; 20] {
+    let magic = (0x0200_0000u32 | 1).to_le_bytes();
+    let permitted = (1u32 << cap).to_le_bytes();
+    let mut v = [0u8; 20];
+    let mut i = 0;
+    while i < 4 {
+        v[i] = magic[i];
+        v[4 + i] = permitted[i];
+        i += 1;
+    }
+    v
+}
+
+/// Sets (`setcap`) or removes (`setcap -r`) a file's capabilities, without following a symlink.
+pub fn set_capability(path: &Path, value: Option<&[u8]>) {
+    let result = match value {
+        Some(v) => rustix::fs::lsetxattr(path, "security.capability", v, rustix::fs::XattrFlags::empty()),
+        None => rustix::fs::lremovexattr(path, "security.capability"),
+    };
+    result.unwrap_or_else(|e| panic!("security.capability on {}: {e}", path.display()));
 }
 
 /// Sets every mtime below `root` to one old value, so that only real changes show.
@@ -72,6 +102,9 @@ pub fn container_writes(root: &Path, dir_renames: bool) {
     fs::write(at("srv/odd\nname \u{e9}"), "").unwrap();
     fs::write(at(std::str::from_utf8(b"srv/").unwrap()).join(bpath(b"bad\xffbyte")), "").unwrap();
     fs::rename(at("srv/mv/file"), at("srv/moved-file")).unwrap(); // rename a file
+    set_capability(&at("srv/caps/bind"), Some(&CAP_NET_BIND_SERVICE)); // setcap: stat unchanged
+    set_capability(&at("srv/caps/raw"), None); // setcap -r
+    set_capability(&at("srv/caps/same"), Some(&CAP_NET_RAW)); // setcap to what it was
     if dir_renames {
         // Without redirect_dir, overlayfs refuses these with EXDEV (and `mv` copies instead).
         fs::rename(at("srv/ren"), at("srv/renamed")).unwrap(); // rename a directory (redirect)

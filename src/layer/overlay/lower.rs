@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::fs::{self, Stat};
 
@@ -40,10 +40,22 @@ impl LowerView {
 
     /// The image's entry `name` in this directory, or `None` if the image does not have it.
     pub fn lookup(&self, name: &CStr) -> io::Result<Option<Stat>> {
+        Ok(self.find(name)?.map(|(_, st)| st))
+    }
+
+    /// The layer directory that holds the image's entry `name`, or `None` if the image does not
+    /// have it.
+    pub fn holder(&self, name: &CStr) -> io::Result<Option<BorrowedFd<'_>>> {
+        Ok(self.find(name)?.map(|(dir, _)| dir))
+    }
+
+    /// The image's entry `name` and the layer directory that holds it (the topmost that has the
+    /// name, unless a whiteout there deletes it).
+    fn find(&self, name: &CStr) -> io::Result<Option<(BorrowedFd<'_>, Stat)>> {
         for dir in &self.dirs {
             match fs::stat_at(dir.as_fd(), name) {
                 Ok(st) if fs::is_whiteout(&st) => return Ok(None),
-                Ok(st) => return Ok(Some(st)),
+                Ok(st) => return Ok(Some((dir.as_fd(), st))),
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                 Err(e) => return Err(e),
             }

@@ -13,6 +13,7 @@
 
 pub mod image;
 mod lower;
+mod redirect;
 mod walk;
 
 use std::path::PathBuf;

@@ -4,19 +4,22 @@
 //! when a comparison or the caller needs it. Lower layers are consulted by name, one `fstatat` per
 //! entry of a directory the image has, and listed in full only below renamed or opaque directories.
 //! Subdirectories are walked in parallel (rayon's work stealing); a directory's `C`/`T` verdict is
-//! made after its subtree, which tells whether anything below changed (`docker diff`'s rule).
+//! made after its subtree, which tells whether anything below changed (`docker diff`'s rule) or
+//! was reported at all (an upper directory with nothing reported below is itself evidence of a
+//! write: kind `T`).
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::lower::{is_opaque, LowerView};
+use super::redirect::{self, Redirect};
 use super::OverlayLayer;
 use crate::error::{Error, Result};
 use crate::fs::{self, Stat};
-use crate::layer::compare::{counts_for_parent, dir_kind, entry_kind, is_dir};
+use crate::layer::compare::{capabilities_differ, copied_up_dir_kind, dir_kind, entry_kind, is_dir, Below};
 use crate::layer::{walk_all, walker_pool, ChangeSink, Reporter, ScanOptions};
 use crate::model::{join_path, Change, ChangeKind, FileType};
 
@@ -108,12 +111,12 @@ impl<'a> Walker<'a> {
         fs::host_path(&self.layer.upper, path)
     }
 
-    /// Diffs one directory's entries and its subtree; returns whether anything below changed.
-    fn walk_dir(&self, dir: Dir) -> Result<bool> {
+    /// Diffs one directory's entries and its subtree; returns what was found below it.
+    fn walk_dir(&self, dir: Dir) -> Result<Below> {
         let io_err = |e| Error::io(self.host_path(&dir.path), e);
         let mut batch = Vec::new();
         let mut pending = Vec::new();
-        let mut changed = false;
+        let mut changed = Below::default();
         let mut in_upper: HashSet<Box<CStr>> = HashSet::new();
 
         if let Some(upper) = &dir.upper {
@@ -151,7 +154,7 @@ impl<'a> Walker<'a> {
         listed_type: Option<FileType>,
         batch: &mut Vec<Change>,
         pending: &mut Vec<Pending>,
-    ) -> io::Result<bool> {
+    ) -> io::Result<Below> {
         let path = join_path(&dir.path, name.to_bytes());
         let mut own = None;
         let file_type = match listed_type {
@@ -162,30 +165,25 @@ impl<'a> Walker<'a> {
                     own = Some(st);
                     fs::file_type(&st)
                 }
-                None => return Ok(false),
+                None => return Ok(Below::default()),
             },
         };
         if own.as_ref().is_some_and(fs::is_whiteout) {
-            return Ok(match dir.image.lookup(name)? {
-                Some(image) => {
-                    batch.push(self.change(path, ChangeKind::Deleted, &image));
-                    true
-                }
-                None => false,
-            });
+            return Ok(self.whiteout_change(path, dir.image.lookup(name)?.as_ref(), batch));
         }
         let image = if dir.image.is_empty() { None } else { dir.image.lookup(name)? };
         if file_type == FileType::Dir {
             pending.push(Pending { name: name.into(), path, in_upper: true, own: None, image });
-            return Ok(false);
+            return Ok(Below::default());
         }
         if own.is_none() && (image.is_some() || self.report.options.metadata) {
             own = match fs::stat_at_if_present(upper, name)? {
                 Some(st) => Some(st),
-                None => return Ok(false),
+                None => return Ok(Below::default()),
             };
         }
-        Ok(self.file_change(path, file_type, own.as_ref(), image.as_ref(), true, batch))
+        let caps_differ = || self.caps_differ(dir, name, true);
+        self.file_change(path, file_type, own.as_ref(), image.as_ref(), true, caps_differ, batch)
     }
 
     /// Entries the container sees from the lower layers that differ from the image's: only
@@ -197,8 +195,8 @@ impl<'a> Walker<'a> {
         in_upper: &HashSet<Box<CStr>>,
         batch: &mut Vec<Change>,
         pending: &mut Vec<Pending>,
-    ) -> io::Result<bool> {
-        let mut changed = false;
+    ) -> io::Result<Below> {
+        let mut changed = Below::default();
         let mut content_entries: HashMap<Box<CStr>, Stat> = content.entries()?.into_iter().collect();
         for (name, image) in dir.image.entries()? {
             let theirs = content_entries.remove(&name);
@@ -211,12 +209,10 @@ impl<'a> Walker<'a> {
                     pending.push(Pending { name, path, in_upper: false, own: Some(own), image: Some(image) })
                 }
                 Some(own) => {
-                    changed |= self.file_change(path, fs::file_type(&own), Some(&own), Some(&image), false, batch)
+                    let caps_differ = || self.caps_differ(dir, &name, false);
+                    changed |= self.file_change(path, fs::file_type(&own), Some(&own), Some(&image), false, caps_differ, batch)?
                 }
-                None => {
-                    batch.push(self.change(path, ChangeKind::Deleted, &image));
-                    changed = true;
-                }
+                None => changed |= self.whiteout_change(path, Some(&image), batch),
             }
         }
         // What is left exists only in the container's lower content: new at this path.
@@ -228,7 +224,7 @@ impl<'a> Walker<'a> {
             if is_dir(&own) {
                 pending.push(Pending { name, path, in_upper: false, own: Some(own), image: None });
             } else {
-                changed |= self.file_change(path, fs::file_type(&own), Some(&own), None, false, batch);
+                changed |= self.file_change(path, fs::file_type(&own), Some(&own), None, false, || Ok(false), batch)?;
             }
         }
         Ok(changed)
@@ -236,7 +232,8 @@ impl<'a> Walker<'a> {
 
     /// The change for a non-directory: `A` when the image lacks it, `C` when it differs, `T` when
     /// it is a copy-up identical to the image's entry (`can_touch`: it is in the upper layer).
-    /// Returns whether it counts as a change for the parent directory.
+    /// `caps_differ` compares capabilities, asked only when the stat is identical.
+    #[allow(clippy::too_many_arguments)]
     fn file_change(
         &self,
         path: PathBuf,
@@ -244,11 +241,32 @@ impl<'a> Walker<'a> {
         own: Option<&Stat>,
         image: Option<&Stat>,
         can_touch: bool,
+        caps_differ: impl FnOnce() -> io::Result<bool>,
         batch: &mut Vec<Change>,
-    ) -> bool {
-        let Some(kind) = entry_kind(own, image, can_touch) else { return false };
-        batch.push(self.report.change(path, kind, file_type, own));
-        counts_for_parent(kind)
+    ) -> io::Result<Below> {
+        let kind = entry_kind(own, image, can_touch, caps_differ)?;
+        if let Some(kind) = kind {
+            batch.push(self.report.change(path, kind, file_type, own));
+        }
+        Ok(Below::of(kind))
+    }
+
+    /// Whether entry `name` of `dir` has other capabilities in the container than in the image;
+    /// `in_upper`: the container's entry is in the upper directory, else in the lower content.
+    fn caps_differ(&self, dir: &Dir, name: &CStr, in_upper: bool) -> io::Result<bool> {
+        let own = match (&dir.upper, &dir.content) {
+            (Some(upper), _) if in_upper => Some(upper.as_fd()),
+            (_, Content::Other(view)) => view.holder(name)?,
+            (_, Content::Image) => dir.image.holder(name)?,
+        };
+        capabilities_differ(own, dir.image.holder(name)?, name)
+    }
+
+    /// The change for a deleted name: `D` of the image's entry, nothing when the image has none.
+    fn whiteout_change(&self, path: PathBuf, image: Option<&Stat>, batch: &mut Vec<Change>) -> Below {
+        let Some(image) = image else { return Below::default() };
+        batch.push(self.change(path, ChangeKind::Deleted, image));
+        Below::of(Some(ChangeKind::Deleted))
     }
 
     /// A change described by `st`.
@@ -256,9 +274,8 @@ impl<'a> Walker<'a> {
         self.report.change(path, kind, fs::file_type(st), Some(st))
     }
 
-    /// Diffs a subdirectory and decides its own kind; returns whether it counts as a change for
-    /// its parent.
-    fn walk_subdir(&self, parent: &Dir, p: Pending) -> Result<bool> {
+    /// Diffs a subdirectory and decides its own kind; returns what it and its subtree report.
+    fn walk_subdir(&self, parent: &Dir, p: Pending) -> Result<Below> {
         let io_err = |e| Error::io(self.host_path(&p.path), e);
         let (upper, own) = if p.in_upper {
             let parent_upper = parent.upper.as_ref().expect("upper entries come from an upper directory");
@@ -267,19 +284,7 @@ impl<'a> Walker<'a> {
                     let st = fs::stat_fd(fd.as_fd()).map_err(io_err)?;
                     (Some(fd), st)
                 }
-                // Replaced since it was listed (e.g. by a symlink): report what is there now,
-                // without following it.
-                Err(e) if fs::is_vanished(&e) => {
-                    let mut batch = Vec::new();
-                    let changed = match fs::stat_at_if_present(parent_upper.as_fd(), &p.name).map_err(io_err)? {
-                        Some(st) if !is_dir(&st) => {
-                            self.file_change(p.path, fs::file_type(&st), Some(&st), p.image.as_ref(), true, &mut batch)
-                        }
-                        _ => false,
-                    };
-                    self.report.emit(batch)?;
-                    return Ok(changed);
-                }
+                Err(e) if fs::is_vanished(&e) => return self.replaced_subdir(parent, parent_upper.as_fd(), p),
                 Err(e) => return Err(io_err(e)),
             }
         } else {
@@ -290,7 +295,7 @@ impl<'a> Walker<'a> {
             Some(st) if is_dir(st) => parent.image.child(&p.name, self.opaque_attr).map_err(io_err)?,
             _ => LowerView::default(),
         };
-        let content = self.content_of(parent, &p.name, upper.as_ref(), &image).map_err(io_err)?;
+        let content = self.content_of(parent, &p, upper.as_ref(), &image)?;
 
         // A new directory, or one replacing a non-directory, is known before its subtree.
         let known = match &p.image {
@@ -303,40 +308,70 @@ impl<'a> Walker<'a> {
         }
         let below = self.walk_dir(Dir { path: p.path.clone(), upper, image, content })?;
         if known.is_some() {
-            return Ok(true);
+            return Ok(below | Below::of(known));
         }
         let image = p.image.expect("checked above");
-        let Some(kind) = dir_kind(&own, &image, below, p.in_upper) else { return Ok(false) };
-        self.report.emit(vec![self.change(p.path, kind, &own)])?;
-        Ok(counts_for_parent(kind))
+        let caps_differ = || self.caps_differ(parent, &p.name, p.in_upper);
+        let kind = if p.in_upper {
+            copied_up_dir_kind(&own, &image, below, caps_differ)
+        } else {
+            dir_kind(&own, &image, below.changed, false, caps_differ)
+        };
+        let kind = kind.map_err(|e| Error::io(self.host_path(&p.path), e))?;
+        if let Some(kind) = kind {
+            self.report.emit(vec![self.change(p.path, kind, &own)])?;
+        }
+        Ok(below | Below::of(kind))
     }
 
-    /// What the container sees from the lower layers in subdirectory `name` of `parent`.
-    fn content_of(&self, parent: &Dir, name: &CStr, upper: Option<&OwnedFd>, image: &LowerView) -> io::Result<Content> {
-        if let Some(fd) = upper {
-            if let Some(target) = fs::get_xattr(fd.as_fd(), self.redirect_attr)? {
-                return Ok(Content::Other(self.resolve_redirect(parent, &target)?));
+    /// An upper subdirectory that is no longer a directory when its turn comes (the container
+    /// replaced it after its parent was listed): reported as what is there now, never followed —
+    /// a whiteout as the deletion of the image's entry, a symlink or file as any other entry.
+    fn replaced_subdir(&self, parent: &Dir, parent_upper: BorrowedFd<'_>, p: Pending) -> Result<Below> {
+        let host_path = self.host_path(&p.path);
+        let io_err = |e| Error::io(&host_path, e);
+        let st = fs::stat_at_if_present(parent_upper, &p.name).map_err(io_err)?;
+        let mut batch = Vec::new();
+        let changed = match st {
+            Some(st) if fs::is_whiteout(&st) => self.whiteout_change(p.path, p.image.as_ref(), &mut batch),
+            Some(st) if !is_dir(&st) => {
+                let caps_differ = || self.caps_differ(parent, &p.name, true);
+                self.file_change(p.path, fs::file_type(&st), Some(&st), p.image.as_ref(), true, caps_differ, &mut batch).map_err(io_err)?
             }
-            if is_opaque(fd, self.opaque_attr)? {
+            _ => Below::default(),
+        };
+        self.report.emit(batch)?;
+        Ok(changed)
+    }
+
+    /// What the container sees from the lower layers in subdirectory `p` of `parent`. Like the
+    /// kernel, an opaque directory's redirect is never read.
+    fn content_of(&self, parent: &Dir, p: &Pending, upper: Option<&OwnedFd>, image: &LowerView) -> Result<Content> {
+        let io_err = |e| Error::io(self.host_path(&p.path), e);
+        if let Some(fd) = upper {
+            if is_opaque(fd, self.opaque_attr).map_err(io_err)? {
                 // An opaque directory where the image has none hides nothing.
                 return Ok(if image.is_empty() { Content::Image } else { Content::Other(LowerView::default()) });
+            }
+            if let Some(value) = fs::get_xattr(fd.as_fd(), self.redirect_attr).map_err(io_err)? {
+                let redirect = redirect::parse(&value).map_err(|why| Error::HostileLayer {
+                    path: self.host_path(&p.path),
+                    detail: format!("{} = \"{}\": {why}", self.redirect_attr.to_string_lossy(), value.escape_ascii()),
+                })?;
+                return self.resolve_redirect(parent, &redirect).map(Content::Other).map_err(io_err);
             }
         }
         Ok(match &parent.content {
             Content::Image => Content::Image,
-            Content::Other(view) => Content::Other(view.child(name, self.opaque_attr)?),
+            Content::Other(view) => Content::Other(view.child(&p.name, self.opaque_attr).map_err(io_err)?),
         })
     }
 
-    /// The lower directory a renamed directory's redirect names: absolute from the layer roots,
-    /// or relative to the parent's lower content.
-    fn resolve_redirect(&self, parent: &Dir, target: &[u8]) -> io::Result<LowerView> {
-        let mut components = Vec::new();
-        for part in target.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
-            components.push(CString::new(part).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "NUL in overlay redirect"))?);
-        }
-        let names = components.iter().map(|c| c.as_c_str());
-        if target.starts_with(b"/") {
+    /// The lower directory a renamed directory's (valid) redirect names: absolute from the layer
+    /// roots, or relative to the parent's lower content.
+    fn resolve_redirect(&self, parent: &Dir, redirect: &Redirect) -> io::Result<LowerView> {
+        let names = redirect.components.iter().map(|c| c.as_c_str());
+        if redirect.absolute {
             LowerView::root(&self.lower_roots, self.opaque_attr)?.descend(names, self.opaque_attr)
         } else {
             let base = match &parent.content {
