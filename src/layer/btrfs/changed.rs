@@ -26,9 +26,9 @@ use crate::layer::twotree::{Oracle, Scope};
 /// `BTRFS_LAST_FREE_OBJECTID`: object ids above it are special items, not inodes.
 const LAST_INODE: u64 = u64::MAX - 256;
 
-/// Candidates closer than this (in inode numbers) share one ranged parent look-up: a range costs
-/// its items in between (a few per inode), a separate search costs a descent from the root.
-const RANGE_GAP: u64 = 16;
+/// The buffer of one look-up search: a few dozen neighbouring inodes' items, or the start of one
+/// directory's entries.
+const LOOKUP_BUFFER: usize = 16 * 1024;
 
 /// The places where the container's subvolume may differ from its parent.
 #[derive(Debug, Default)]
@@ -43,13 +43,15 @@ pub struct ChangedSet {
     pub stats: SearchStats,
 }
 
-/// What the b-tree search saw.
+/// What the b-tree searches saw: the cost of a diff, in items, for tests and diagnostics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SearchStats {
     /// Inode items written since the snapshot.
     pub candidates: u64,
     /// Of those, items that differ from the parent's in their access time only.
     pub access_only: u64,
+    /// Items the look-ups of the candidates in the parent subvolume returned.
+    pub parent_items: u64,
 }
 
 impl ChangedSet {
@@ -76,10 +78,10 @@ impl ChangedSet {
             }
             _ => {}
         })?;
-        let mut lookups = TreeSearch::new(64 * 1024);
+        let mut lookups = TreeSearch::new(LOOKUP_BUFFER);
 
-        let mut set = ChangedSet { stats: SearchStats { candidates: candidates.len() as u64, access_only: 0 }, ..Default::default() };
-        let before = parent_items(&mut lookups, parent, candidates.iter().map(|(ino, _)| *ino))?;
+        let mut set = ChangedSet { stats: SearchStats { candidates: candidates.len() as u64, ..Default::default() }, ..Default::default() };
+        let before = parent_items(&mut lookups, parent, candidates.iter().map(|(ino, _)| *ino), &mut set.stats.parent_items)?;
         let mut ancestry = Ancestry::default();
         for (ino, inode) in candidates {
             if before.get(&ino).is_some_and(|old| !inode.differs_from(old)) {
@@ -155,31 +157,40 @@ impl Ancestry {
     }
 }
 
-/// The inode items of `inos` in the subvolume `parent` is in (absent ones are new inodes).
-/// Nearby inodes share one ranged search, so the cost follows the number of candidates.
-fn parent_items(search: &mut TreeSearch, parent: BorrowedFd<'_>, inos: impl Iterator<Item = u64>) -> io::Result<HashMap<u64, InodeItem>> {
+/// The inode items of `inos` in the subvolume `parent` is in (absent ones are new inodes), so
+/// that the cost follows the number of candidates, not what lies between them: each search starts
+/// at the next candidate not yet seen and returns one small buffer of items. Files made together
+/// have neighbouring inode numbers, so one buffer answers for many; a directory's items are
+/// followed by its entries, so a search for it returns one buffer, never its whole listing.
+fn parent_items(
+    search: &mut TreeSearch,
+    parent: BorrowedFd<'_>,
+    inos: impl Iterator<Item = u64>,
+    items_read: &mut u64,
+) -> io::Result<HashMap<u64, InodeItem>> {
     let mut inos: Vec<u64> = inos.collect();
     inos.sort_unstable();
-    let wanted: HashSet<u64> = inos.iter().copied().collect();
+    inos.dedup();
     let mut found = HashMap::with_capacity(inos.len());
-    let mut i = 0;
-    while i < inos.len() {
-        let start = inos[i];
-        let mut end = start;
-        while i + 1 < inos.len() && inos[i + 1] - end <= RANGE_GAP {
-            i += 1;
-            end = inos[i];
-        }
-        i += 1;
-        let min = Key { objectid: start, item_type: INODE_ITEM, offset: 0 };
-        let max = Key { objectid: end, item_type: INODE_ITEM, offset: u64::MAX };
-        search.run(parent, min, max, 0, |key, data| {
-            if key.item_type == INODE_ITEM && wanted.contains(&key.objectid) {
+    let Some(&last) = inos.last() else { return Ok(found) };
+    let max = Key { objectid: last, item_type: INODE_ITEM, offset: u64::MAX };
+    let mut next = 0;
+    while next < inos.len() {
+        let min = Key { objectid: inos[next], item_type: INODE_ITEM, offset: 0 };
+        let mut wanted = inos[next..].iter().copied().peekable();
+        let resume = search.batch(parent, min, max, 0, |key, data| {
+            *items_read += 1;
+            while wanted.next_if(|&ino| ino < key.objectid).is_some() {}
+            if key.item_type == INODE_ITEM && wanted.peek() == Some(&key.objectid) {
                 if let Some(item) = InodeItem::parse(data) {
                     found.insert(key.objectid, item);
                 }
             }
         })?;
+        let Some(resume) = resume else { break };
+        // Candidates whose inode item lies before where the search stopped are answered (found,
+        // or absent from the parent).
+        next += inos[next..].partition_point(|&ino| Key { objectid: ino, item_type: INODE_ITEM, offset: 0 } < resume);
     }
     Ok(found)
 }

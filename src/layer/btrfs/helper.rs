@@ -60,11 +60,15 @@ struct Guard {
     dir: OwnedFd,
     dir_path: PathBuf,
     name: CString,
+    /// The snapshot was made: only then is the name ours to delete.
+    made: bool,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = ioctl::delete_subvolume(self.dir.as_fd(), &self.name);
+        if self.made {
+            let _ = ioctl::delete_subvolume(self.dir.as_fd(), &self.name);
+        }
         LIVE.lock().unwrap_or_else(|e| e.into_inner()).retain(|(d, n)| !(d == &self.dir_path && n == &self.name));
     }
 }
@@ -84,20 +88,36 @@ pub fn freeze(subvolume: &OwnedFd, path: &Path) -> io::Result<Frozen> {
     }
     rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared)?;
 
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let me = std::process::id();
-    let name = CString::new(format!(
-        "{PREFIX}{me}-{}-{}",
-        start_time(me).unwrap_or(0),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ))
-    .expect("no NUL");
-    // Registered before it exists, so that a signal arriving mid-ioctl still removes it.
+    let name = unique_name();
+    // Registered before it exists, so that a signal arriving mid-ioctl still removes it (the
+    // name is unique, so it can only be ours).
     LIVE.lock().unwrap_or_else(|e| e.into_inner()).push((dir_path.clone(), name.clone()));
-    let guard = Guard { dir, dir_path, name };
+    let mut guard = Guard { dir, dir_path, name, made: false };
     ioctl::snapshot_readonly(subvolume.as_fd(), guard.dir.as_fd(), &guard.name)?;
+    guard.made = true;
     let root = fs::open_dir_at(guard.dir.as_fd(), &guard.name)?;
     Ok(Frozen { root, guard })
+}
+
+/// A helper snapshot name no other process can compute: `rodiff-<pid>-<start time>-<n>-<random>`.
+/// Pid and start time tell people whose it was; they repeat across PID namespaces (and two
+/// processes can start in the same clock tick), so 64 random bits make it unique.
+fn unique_name() -> CString {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let me = std::process::id();
+    let mut random = [0u8; 8];
+    // The kernel's random pool; should it fail, the clock still tells runs apart.
+    if rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty()).is_err() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        random = (now.as_nanos() as u64).to_le_bytes();
+    }
+    let name = format!(
+        "{PREFIX}{me}-{}-{}-{:016x}",
+        start_time(me).unwrap_or(0),
+        SEQ.fetch_add(1, Ordering::Relaxed),
+        u64::from_le_bytes(random)
+    );
+    CString::new(name).expect("no NUL")
 }
 
 /// Deletes every helper snapshot this process holds. For signal handlers: the process is about to

@@ -89,45 +89,42 @@ impl TreeSearch {
     /// Searches the tree of the subvolume `fd` is in for items with keys in `[min, max]` that
     /// live in leaves written at or after `min_transid`, calling `visit` with each item's key and
     /// data (in key order; the data is borrowed from the buffer, nothing is allocated per item).
-    pub fn run(&mut self, fd: BorrowedFd<'_>, min: Key, max: Key, min_transid: u64, visit: impl FnMut(Key, &[u8])) -> io::Result<()> {
-        search(&mut self.args, fd, min, max, min_transid, visit)
+    pub fn run(&mut self, fd: BorrowedFd<'_>, min: Key, max: Key, min_transid: u64, mut visit: impl FnMut(Key, &[u8])) -> io::Result<()> {
+        let mut start = min;
+        while let Some(next) = self.batch(fd, start, max, min_transid, &mut visit)? {
+            start = next;
+        }
+        Ok(())
     }
-}
 
-fn search(
-    args: &mut [u8],
-    fd: BorrowedFd<'_>,
-    min: Key,
-    max: Key,
-    min_transid: u64,
-    mut visit: impl FnMut(Key, &[u8]),
-) -> io::Result<()> {
-    const KEY_SIZE: usize = 104;
-    const HEADER: usize = 32;
-    let buf_size = args.len() - SEARCH_HEADER;
-    let mut start = min;
-    loop {
-        args[..KEY_SIZE + 8].fill(0);
+    /// One ioctl of [`TreeSearch::run`]: the items that fit in the buffer, from `min` on.
+    /// Returns where the search would go on (`None`: nothing left up to `max`).
+    pub fn batch(&mut self, fd: BorrowedFd<'_>, min: Key, max: Key, min_transid: u64, mut visit: impl FnMut(Key, &[u8])) -> io::Result<Option<Key>> {
+        const KEY_SIZE: usize = 104;
+        const HEADER: usize = 32;
+        let buf_size = self.args.len() - SEARCH_HEADER;
+        let args = &mut self.args;
+        args[..SEARCH_HEADER].fill(0);
         let mut put = |off: usize, v: u64| args[off..off + 8].copy_from_slice(&v.to_le_bytes());
         put(0, 0); // tree_id 0: the subvolume of fd
-        put(8, start.objectid);
+        put(8, min.objectid);
         put(16, max.objectid);
-        put(24, start.offset);
+        put(24, min.offset);
         put(32, max.offset);
         put(40, min_transid);
         put(48, u64::MAX);
-        args[56..60].copy_from_slice(&start.item_type.to_le_bytes());
+        args[56..60].copy_from_slice(&min.item_type.to_le_bytes());
         args[60..64].copy_from_slice(&max.item_type.to_le_bytes());
         args[64..68].copy_from_slice(&u32::MAX.to_le_bytes()); // nr_items: as many as fit
         args[KEY_SIZE..KEY_SIZE + 8].copy_from_slice(&(buf_size as u64).to_le_bytes());
         ioctl(fd, TREE_SEARCH_V2, args.as_mut_ptr())?;
-        let count = u32_at(&args, 64) as usize;
+        let count = u32_at(args, 64) as usize;
         if count == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let buf = &args[SEARCH_HEADER..];
         let mut pos = 0;
-        let mut last = start;
+        let mut last = min;
         for _ in 0..count {
             let header = &buf[pos..pos + HEADER];
             let key = Key { objectid: u64_at(header, 8), item_type: u32_at(header, 24), offset: u64_at(header, 16) };
@@ -137,10 +134,7 @@ fn search(
             last = key;
             visit(key, data);
         }
-        match last.next() {
-            Some(next) if next <= max => start = next,
-            _ => return Ok(()),
-        }
+        Ok(last.next().filter(|next| *next <= max))
     }
 }
 

@@ -17,7 +17,7 @@
 //! find-new`, the classic shortcut, reads only data extents: it misses deletions, empty files,
 //! new directories, chmod/chown and renames.
 
-mod changed;
+pub mod changed;
 pub mod helper;
 pub(crate) mod ioctl;
 
