@@ -26,9 +26,16 @@ use crate::layer::twotree::{Oracle, Scope};
 /// `BTRFS_LAST_FREE_OBJECTID`: object ids above it are special items, not inodes.
 const LAST_INODE: u64 = u64::MAX - 256;
 
-/// The buffer of one look-up search: a few dozen neighbouring inodes' items, or the start of one
-/// directory's entries.
-const LOOKUP_BUFFER: usize = 16 * 1024;
+/// The buffer of one look-up search: room for a few hundred items.
+const LOOKUP_BUFFER: usize = 64 * 1024;
+
+/// Items a look-up asks for per candidate it expects to answer: an inode item, its references, an
+/// extent or two. A directory's entries follow its inode item, so a look-up that asks for more
+/// than the candidates need reads a directory's listing.
+const ITEMS_PER_CANDIDATE: u32 = 6;
+
+/// The most items one look-up asks for.
+const MAX_LOOKUP_ITEMS: u32 = 4096;
 
 /// The places where the container's subvolume may differ from its parent.
 #[derive(Debug, Default)]
@@ -159,9 +166,10 @@ impl Ancestry {
 
 /// The inode items of `inos` in the subvolume `parent` is in (absent ones are new inodes), so
 /// that the cost follows the number of candidates, not what lies between them: each search starts
-/// at the next candidate not yet seen and returns one small buffer of items. Files made together
-/// have neighbouring inode numbers, so one buffer answers for many; a directory's items are
-/// followed by its entries, so a search for it returns one buffer, never its whole listing.
+/// at the next candidate not yet answered and asks for a window of items that grows while
+/// searches answer many candidates (files made together have neighbouring inode numbers) and
+/// shrinks when they answer one (a directory's inode item is followed by all its entries, of
+/// which a look-up then reads a handful).
 fn parent_items(
     search: &mut TreeSearch,
     parent: BorrowedFd<'_>,
@@ -175,10 +183,11 @@ fn parent_items(
     let Some(&last) = inos.last() else { return Ok(found) };
     let max = Key { objectid: last, item_type: INODE_ITEM, offset: u64::MAX };
     let mut next = 0;
+    let mut window = ITEMS_PER_CANDIDATE;
     while next < inos.len() {
         let min = Key { objectid: inos[next], item_type: INODE_ITEM, offset: 0 };
         let mut wanted = inos[next..].iter().copied().peekable();
-        let resume = search.batch(parent, min, max, 0, |key, data| {
+        let resume = search.batch(parent, min, max, 0, window, |key, data| {
             *items_read += 1;
             while wanted.next_if(|&ino| ino < key.objectid).is_some() {}
             if key.item_type == INODE_ITEM && wanted.peek() == Some(&key.objectid) {
@@ -190,7 +199,9 @@ fn parent_items(
         let Some(resume) = resume else { break };
         // Candidates whose inode item lies before where the search stopped are answered (found,
         // or absent from the parent).
-        next += inos[next..].partition_point(|&ino| Key { objectid: ino, item_type: INODE_ITEM, offset: 0 } < resume);
+        let answered = inos[next..].partition_point(|&ino| Key { objectid: ino, item_type: INODE_ITEM, offset: 0 } < resume);
+        next += answered;
+        window = (answered as u32).saturating_mul(2 * ITEMS_PER_CANDIDATE).clamp(ITEMS_PER_CANDIDATE, MAX_LOOKUP_ITEMS);
     }
     Ok(found)
 }

@@ -91,15 +91,23 @@ impl TreeSearch {
     /// data (in key order; the data is borrowed from the buffer, nothing is allocated per item).
     pub fn run(&mut self, fd: BorrowedFd<'_>, min: Key, max: Key, min_transid: u64, mut visit: impl FnMut(Key, &[u8])) -> io::Result<()> {
         let mut start = min;
-        while let Some(next) = self.batch(fd, start, max, min_transid, &mut visit)? {
+        while let Some(next) = self.batch(fd, start, max, min_transid, u32::MAX, &mut visit)? {
             start = next;
         }
         Ok(())
     }
 
-    /// One ioctl of [`TreeSearch::run`]: the items that fit in the buffer, from `min` on.
-    /// Returns where the search would go on (`None`: nothing left up to `max`).
-    pub fn batch(&mut self, fd: BorrowedFd<'_>, min: Key, max: Key, min_transid: u64, mut visit: impl FnMut(Key, &[u8])) -> io::Result<Option<Key>> {
+    /// One ioctl of [`TreeSearch::run`]: at most `max_items` items (and what fits in the buffer),
+    /// from `min` on. Returns where the search would go on (`None`: nothing left up to `max`).
+    pub fn batch(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        min: Key,
+        max: Key,
+        min_transid: u64,
+        max_items: u32,
+        mut visit: impl FnMut(Key, &[u8]),
+    ) -> io::Result<Option<Key>> {
         const KEY_SIZE: usize = 104;
         const HEADER: usize = 32;
         let buf_size = self.args.len() - SEARCH_HEADER;
@@ -115,7 +123,7 @@ impl TreeSearch {
         put(48, u64::MAX);
         args[56..60].copy_from_slice(&min.item_type.to_le_bytes());
         args[60..64].copy_from_slice(&max.item_type.to_le_bytes());
-        args[64..68].copy_from_slice(&u32::MAX.to_le_bytes()); // nr_items: as many as fit
+        args[64..68].copy_from_slice(&max_items.to_le_bytes()); // nr_items
         args[KEY_SIZE..KEY_SIZE + 8].copy_from_slice(&(buf_size as u64).to_le_bytes());
         ioctl(fd, TREE_SEARCH_V2, args.as_mut_ptr())?;
         let count = u32_at(args, 64) as usize;
