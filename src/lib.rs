@@ -30,6 +30,7 @@ pub mod fs;
 pub mod layer;
 pub mod live;
 pub mod model;
+pub mod mountinfo;
 pub mod plan;
 pub mod render;
 pub mod resolve;
