@@ -11,7 +11,7 @@
 //! - [`layer`] holds the diff engines (overlayfs, btrfs), which know filesystems and not runtimes;
 //! - [`annotate`] marks changes that only exist because the runtime made a mount point;
 //! - [`live`] finds writes that left no name (deleted files the container's processes hold
-//!   open), which [`evidence`] reports as kind `T`;
+//!   open, placed through [`mountinfo`]), which [`evidence`] reports as kind `T`;
 //! - [`render`] writes changes as `docker diff` lines, JSON or JSON lines;
 //! - [`plan`](mod@plan) turns changes into the mounts a read-only root filesystem needs, and
 //!   [`verify`](mod@verify) proves them by re-running the container read-only (Docker).
@@ -30,6 +30,7 @@ pub mod fs;
 pub mod layer;
 pub mod live;
 pub mod model;
+pub mod mountinfo;
 pub mod plan;
 pub mod render;
 pub mod resolve;
@@ -64,7 +65,7 @@ fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T
 /// running processes show: directories where they hold deleted files open are `T` when the layer
 /// does not tell (see [`evidence`]), sent after the layer's changes.
 pub fn diff_resolved(resolved: &ResolvedContainer, scan: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
-    let held = live::open_deleted(&resolved.processes.proc_root, &resolved.processes.pids)?;
+    let held = live::open_deleted(&resolved.processes)?;
     let written: Vec<std::path::PathBuf> = held.iter().filter_map(|f| f.path.parent().map(|p| p.to_path_buf())).collect();
     if written.is_empty() {
         let annotated = annotate::MountPoints::new(&resolved.mount_destinations, sink);

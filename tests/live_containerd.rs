@@ -22,6 +22,13 @@ fn rodiff_json(c: &CtrContainer) -> Vec<serde_json::Value> {
     parse_json(&out.stdout)
 }
 
+/// The pid of the container's task, as `ctr tasks ls` shows it (`TASK PID STATUS`).
+fn task_pid(c: &CtrContainer) -> u32 {
+    let tasks = ctrd::ctr("default", &["tasks", "ls"]);
+    let line = tasks.lines().find(|l| l.split_whitespace().next() == Some(c.id.as_str())).unwrap_or_else(|| panic!("{tasks}"));
+    line.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+}
+
 fn held_tmpfiles_on(snapshotter: &str) {
     let live_only = snapshotter == "btrfs";
     let c = CtrContainer::run("default", &ctrd::unique_id(&format!("live-{snapshotter}")), snapshotter, &[], IMAGE, &["tmpfile-holder", "hold", "/tmp", "2"]);
@@ -31,6 +38,7 @@ fn held_tmpfiles_on(snapshotter: &str) {
 
     let (processes, files) = held(&c.id, &options());
     assert!(processes.pids.len() >= 2, "the task's init and the exec'd holder: {processes:?}");
+    assert_eq!(processes.init, Some(task_pid(&c)), "the init is the task's pid: {processes:?}");
     let shown: Vec<String> = files.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
     assert_eq!(files.iter().filter(|f| is_tmpfile_in(f, "/tmp")).count(), 2, "{snapshotter}: {shown:?}");
     assert_eq!(files.iter().filter(|f| is_tmpfile_in(f, "/var/tmp")).count(), 1, "{snapshotter}: {shown:?}");
@@ -43,7 +51,7 @@ fn held_tmpfiles_on(snapshotter: &str) {
     // Stopped (task deleted): no processes, no evidence, no error.
     c.stop();
     let (processes, files) = held(&c.id, &options());
-    assert!(processes.pids.is_empty() && files.is_empty(), "{processes:?} {files:?}");
+    assert!(processes.init.is_none() && processes.pids.is_empty() && files.is_empty(), "{processes:?} {files:?}");
     let json = rodiff_json(&c);
     assert_no_evidence(&json);
     if live_only {
@@ -80,6 +88,6 @@ fn an_exited_task_has_no_evidence() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let (processes, _) = held(&c.id, &options());
-    assert!(processes.pids.is_empty(), "{processes:?}");
+    assert!(processes.init.is_none() && processes.pids.is_empty(), "{processes:?}");
     assert_no_evidence(&rodiff_json(&c));
 }

@@ -46,6 +46,7 @@ fn tmpfiles_held_open_make_their_directories_touched() {
     let (processes, files) = held(&c.name, &docker_options());
     let state_pid: u32 = docker(&["inspect", "-f", "{{.State.Pid}}", &c.name]).parse().unwrap();
     assert!(processes.pids.contains(&state_pid) && processes.pids.len() >= 2, "State.Pid and the exec'd process: {processes:?}");
+    assert_eq!(processes.init, Some(state_pid), "the init is State.Pid: {processes:?}");
     let show = |f: &Vec<u8>| String::from_utf8_lossy(f).into_owned();
     assert_eq!(files.iter().filter(|f| is_tmpfile_in(f, "/tmp")).count(), 3, "{:?}", files.iter().map(show).collect::<Vec<_>>());
     assert_eq!(files.iter().filter(|f| is_tmpfile_in(f, "/var/tmp")).count(), 1, "{:?}", files.iter().map(show).collect::<Vec<_>>());
@@ -135,7 +136,7 @@ fn a_stopped_container_has_no_evidence() {
     docker(&["kill", &c.name]);
     docker(&["wait", &c.name]);
     let (processes, files) = held(&c.name, &docker_options());
-    assert!(processes.pids.is_empty() && files.is_empty(), "{processes:?} {files:?}");
+    assert!(processes.init.is_none() && processes.pids.is_empty() && files.is_empty(), "{processes:?} {files:?}");
     let json = rodiff_json(&c.name);
     assert_no_evidence(&json);
     if live_only() {

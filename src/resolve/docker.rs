@@ -100,17 +100,16 @@ impl DockerResolver {
         Ok(ResolvedContainer { id, name, layer, mount_destinations, processes })
     }
 
-    /// The processes of a container whose first process is `pid` (`State.Pid`, 0 when it is not
-    /// running): every process of its cgroup, the one whose path ends in the container id
+    /// The processes of a container whose init process is `pid` (`State.Pid`, 0 when it is not
+    /// running): `pid` and every process of its cgroup, the one whose path ends in the container id
     /// (`/docker/<id>`, `docker-<id>.scope`), or `pid` alone when that cannot be read.
     fn processes(&self, id: &str, pid: u32) -> Processes {
         if pid == 0 {
-            return Processes::new(&self.options, Vec::new());
+            return Processes::none(&self.options);
         }
         let own = |path: &std::path::Path| !id.is_empty() && path.file_name().is_some_and(|n| n.to_string_lossy().contains(id));
-        let mut pids = cgroup::members(&self.options, pid, own).unwrap_or_default();
-        pids.push(pid);
-        Processes::new(&self.options, pids)
+        let pids = cgroup::members(&self.options, pid, own).unwrap_or_default();
+        Processes::new(&self.options, Some(pid), pids)
     }
 
     /// The overlay2 driver's `UpperDir` and `LowerDir` (`<id>-init/diff` first, then the image's

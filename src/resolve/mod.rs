@@ -169,18 +169,31 @@ pub struct ResolvedContainer {
 pub struct Processes {
     /// The host's `/proc`, as seen from this process (`<host-root>/proc`).
     pub proc_root: PathBuf,
+    /// The container's init process (host pid): the one the runtime started at the root of the
+    /// container's root filesystem (Docker: `State.Pid`; containerd: the task's pid), from whose
+    /// `/` live evidence tells which filesystem and directory that is ([`crate::live`]). `None`
+    /// when the container is not running; otherwise also one of `pids`.
+    pub init: Option<u32>,
     /// Their pids in the host's PID namespace (the runtime's), sorted, without duplicates; empty
     /// when the container is not running. Docker: `State.Pid` and every process of its cgroup
-    /// ([`cgroup`]); containerd: the task's `ListPids`.
+    /// ([`cgroup`]); containerd: the task's `ListPids`. Their order says nothing: which one is the
+    /// init is `init`.
     pub pids: Vec<u32>,
 }
 
 impl Processes {
-    /// `pids` (in any order, maybe repeated) read from `<host-root>/proc` as `options` say.
-    pub fn new(options: &RuntimeOptions, mut pids: Vec<u32>) -> Processes {
+    /// The init process `init` and the other processes `pids` (in any order, maybe repeated, with
+    /// or without `init`), read from `<host-root>/proc` as `options` say.
+    pub fn new(options: &RuntimeOptions, init: Option<u32>, mut pids: Vec<u32>) -> Processes {
+        pids.extend(init);
         pids.sort_unstable();
         pids.dedup();
-        Processes { proc_root: options.host_path("/proc"), pids }
+        Processes { proc_root: options.host_path("/proc"), init, pids }
+    }
+
+    /// No processes: the container is not running.
+    pub fn none(options: &RuntimeOptions) -> Processes {
+        Processes::new(options, None, Vec::new())
     }
 }
 

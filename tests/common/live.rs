@@ -19,7 +19,7 @@ pub fn wait_held_script(n: usize) -> String {
 /// they hold open on the root filesystem (rodiff's `live` module), sorted.
 pub fn held(container: &str, options: &RuntimeOptions) -> (Processes, Vec<Vec<u8>>) {
     let resolved = rodiff::resolve_blocking(container, options).unwrap_or_else(|e| panic!("resolve {container}: {e}"));
-    let files = rodiff::live::open_deleted(&resolved.processes.proc_root, &resolved.processes.pids)
+    let files = rodiff::live::open_deleted(&resolved.processes)
         .unwrap_or_else(|e| panic!("live evidence of {container}: {e}"));
     let mut paths: Vec<Vec<u8>> = files.iter().map(|f| std::os::unix::ffi::OsStrExt::as_bytes(f.path.as_os_str()).to_vec()).collect();
     paths.sort();

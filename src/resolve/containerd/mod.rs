@@ -23,7 +23,7 @@ use containerd_client::services::v1::introspection_client::IntrospectionClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::snapshots::{MountsRequest, StatSnapshotRequest};
 use containerd_client::services::v1::tasks_client::TasksClient;
-use containerd_client::services::v1::ListPidsRequest;
+use containerd_client::services::v1::{GetRequest, ListPidsRequest};
 use containerd_client::services::v1::{Container, GetContainerRequest, ListContainersRequest, PluginsRequest};
 use containerd_client::tonic::metadata::MetadataValue;
 use containerd_client::tonic::transport::Channel;
@@ -168,21 +168,32 @@ impl ContainerdResolver {
         let layer = self.snapshot_layer(container, snapshotter, key).await?;
         let mount_destinations = c.spec.as_ref().map(|spec| record::mount_destinations(&spec.value)).unwrap_or_default();
         let name = record::display_name(&c.labels, &c.id).to_string();
-        let processes = Processes::new(&self.options, self.task_pids(container, &c.id).await?);
+        let processes = self.task_processes(container, &c.id).await?;
         Ok(ResolvedContainer { id: c.id, name, layer, mount_destinations, processes })
     }
 
-    /// The pids of the container's task (`ListPids`: every process of its cgroup, in containerd's
-    /// PID namespace); none when it has no task (never started, or stopped and deleted) or its
-    /// task has stopped.
-    async fn task_pids(&self, container: &str, id: &str) -> Result<Vec<u32>> {
+    /// The processes of the container's task: its pid (the init, from `Get`) and every process of
+    /// its cgroup (`ListPids`), in containerd's PID namespace; none when it has no task (never
+    /// started, or stopped and deleted) or its task has stopped (`ListPids` lists nothing).
+    async fn task_processes(&self, container: &str, id: &str) -> Result<Processes> {
         let mut tasks = TasksClient::new(self.channel.clone());
         let request = self.request(ListPidsRequest { container_id: id.to_string() });
-        match self.call(container, tasks.list_pids(request)).await {
-            Ok(response) => Ok(response.processes.into_iter().map(|p| p.pid).collect()),
-            Err(Error::ContainerNotFound { .. }) => Ok(Vec::new()),
-            Err(e) => Err(e),
+        let pids: Vec<u32> = match self.call(container, tasks.list_pids(request)).await {
+            Ok(response) => response.processes.into_iter().map(|p| p.pid).collect(),
+            Err(Error::ContainerNotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        if pids.is_empty() {
+            return Ok(Processes::none(&self.options));
         }
+        let request = self.request(GetRequest { container_id: id.to_string(), exec_id: String::new() });
+        let init = match self.call(container, tasks.get(request)).await {
+            Ok(response) => response.process.map(|p| p.pid).filter(|&pid| pid != 0 && pids.contains(&pid)),
+            // Deleted between the two calls: not running any more.
+            Err(Error::ContainerNotFound { .. }) => return Ok(Processes::none(&self.options)),
+            Err(e) => return Err(e),
+        };
+        Ok(Processes::new(&self.options, init, pids))
     }
 
     /// The record of `container`: by exact id, else the one container whose id starts with it.
