@@ -31,7 +31,9 @@ use std::path::{Path, PathBuf};
 /// The device of a mounted filesystem: `major:minor` of its superblock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Device {
+    /// Major number.
     pub major: u32,
+    /// Minor number.
     pub minor: u32,
 }
 

@@ -41,12 +41,6 @@ fn rodiff_docker_set(name: &str) -> BTreeSet<(char, Vec<u8>)> {
     parse_docker_lines(&out.stdout)
 }
 
-fn rodiff_json(name: &str) -> Vec<serde_json::Value> {
-    let out = rodiff(&["diff", name, "--format", "json"]);
-    assert!(out.status.success(), "rodiff diff --format json {name}: {}", String::from_utf8_lossy(&out.stderr));
-    parse_json(&out.stdout)
-}
-
 fn assert_same_as_docker(name: &str, expected: &BTreeSet<(char, String)>) {
     let ours = lossy(&rodiff_docker_set(name));
     let only_ours: Vec<_> = ours.difference(expected).collect();

@@ -15,20 +15,6 @@ use std::process::Command;
 use common::docker::*;
 use common::live::*;
 
-/// `0o1777`: `/tmp` and `/var/tmp` in the busybox image.
-const STICKY_WORLD: u32 = 0o1777;
-
-fn rodiff_json(name: &str) -> Vec<serde_json::Value> {
-    let out = rodiff(&["diff", name, "--format", "json"]);
-    assert!(out.status.success(), "rodiff diff --format json {name}: {}", String::from_utf8_lossy(&out.stderr));
-    parse_json(&out.stdout)
-}
-
-/// The layer keeps no trace of a write that leaves no name: only live evidence can tell.
-fn live_only() -> bool {
-    storage_driver() == "btrfs"
-}
-
 fn docker_options() -> rodiff::RuntimeOptions {
     rodiff::RuntimeOptions::default()
 }

@@ -21,23 +21,9 @@ use std::path::Path;
 use common::docker::*;
 use common::live::*;
 
-/// `0o1777`: `/tmp` and `/var/tmp` in the busybox image.
-const STICKY_WORLD: u32 = 0o1777;
-
 /// Options a container needs to `unshare -m`, `mount` and `pivot_root` (`--privileged` cannot
 /// apply its capabilities on this machine).
 const NESTING: &[&str] = &["--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"];
-
-fn rodiff_json(name: &str) -> Vec<serde_json::Value> {
-    let out = rodiff(&["diff", name, "--format", "json"]);
-    assert!(out.status.success(), "rodiff diff --format json {name}: {}", String::from_utf8_lossy(&out.stderr));
-    parse_json(&out.stdout)
-}
-
-/// The layer keeps no trace of a write that leaves no name: only live evidence can tell.
-fn live_only() -> bool {
-    storage_driver() == "btrfs"
-}
 
 /// A shell script for the container: `prepare_jail` sets `JAIL` (and mounts it if it likes), the
 /// script puts busybox and the holder in it, then a process in a new mount namespace pivot_roots

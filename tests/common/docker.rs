@@ -30,6 +30,13 @@ pub fn rodiff(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rodiff")).args(args).output().expect("run rodiff")
 }
 
+/// `rodiff diff NAME --format json`, parsed; panics when it fails.
+pub fn rodiff_json(name: &str) -> Vec<serde_json::Value> {
+    let out = rodiff(&["diff", name, "--format", "json"]);
+    assert!(out.status.success(), "rodiff diff --format json {name}: {}", String::from_utf8_lossy(&out.stderr));
+    parse_json(&out.stdout)
+}
+
 /// A uniquely named container, removed (with its anonymous volumes) on drop.
 pub struct Container {
     /// Its name.

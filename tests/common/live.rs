@@ -53,3 +53,12 @@ pub fn assert_no_evidence(json: &[serde_json::Value]) {
     let with: Vec<_> = json.iter().filter(|v| v.get("evidence").is_some()).collect();
     assert!(with.is_empty(), "live evidence where there should be none: {with:?}");
 }
+
+/// `0o1777`: `/tmp` and `/var/tmp` in the busybox image.
+pub const STICKY_WORLD: u32 = 0o1777;
+
+/// Whether the sandbox dockerd's layer keeps no trace of a write that leaves no name (btrfs: no
+/// copy-up), so that only live evidence can tell.
+pub fn live_only() -> bool {
+    super::docker::storage_driver() == "btrfs"
+}

@@ -21,6 +21,7 @@ use std::sync::Mutex;
 
 use super::ioctl;
 use crate::fs;
+use crate::mountinfo::{self, Mount};
 
 /// Name of the directory helper snapshots live in, at the top of the filesystem's mount.
 pub const HELPER_DIR: &str = ".rodiff-snapshots";
@@ -137,45 +138,19 @@ pub fn remove_all() {
 /// data root a private mount): the deepest mount of the filesystem is often the runtime's.
 fn helper_dir(path: &Path) -> io::Result<PathBuf> {
     let path = std::fs::canonicalize(path)?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
-    // (device, mount point) of every btrfs mount that contains `path`.
-    let mounts: Vec<(&str, PathBuf)> = mountinfo
-        .lines()
-        .filter_map(|line| {
-            // id parent major:minor root mount-point options … - fstype source super-options
-            let mut fields = line.split(' ');
-            let device = fields.nth(2)?;
-            let mount_point = unescape_mountinfo(fields.nth(1)?);
-            let fstype = line.split(" - ").nth(1)?.split(' ').next()?;
-            (fstype == "btrfs" && path.starts_with(&mount_point)).then_some((device, mount_point))
-        })
+    // Every btrfs mount that contains `path`.
+    let mounts: Vec<Mount> = mountinfo::read(Path::new("/proc/self/mountinfo"))?
+        .into_iter()
+        .filter(|m| m.fs_type == "btrfs" && path.starts_with(&m.mount_point))
         .collect();
     let not_btrfs = || io::Error::new(io::ErrorKind::NotFound, format!("{} is not on a mounted btrfs filesystem", path.display()));
-    let (device, _) = mounts.iter().max_by_key(|(_, m)| m.as_os_str().len()).ok_or_else(not_btrfs)?;
+    let deepest = mounts.iter().max_by_key(|m| m.mount_point.as_os_str().len()).ok_or_else(not_btrfs)?;
     let outermost = mounts
         .iter()
-        .filter(|(d, _)| d == device)
-        .map(|(_, m)| m)
-        .min_by_key(|m| m.as_os_str().len())
+        .filter(|m| m.device == deepest.device)
+        .min_by_key(|m| m.mount_point.as_os_str().len())
         .ok_or_else(not_btrfs)?;
-    Ok(outermost.join(HELPER_DIR))
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(field: &str) -> PathBuf {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            out.push(u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 4]).expect("octal"), 8).unwrap_or(b'?'));
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
+    Ok(outermost.mount_point.join(HELPER_DIR))
 }
 
 /// Deletes every helper snapshot in the directory. Call only with the exclusive lock held: then
@@ -210,11 +185,5 @@ mod tests {
     fn only_rodiff_names_are_swept() {
         assert!(is_helper(c"rodiff-4194304999-5-0"));
         assert!(!is_helper(c"not-ours"));
-    }
-
-    #[test]
-    fn mountinfo_paths_are_unescaped() {
-        assert_eq!(unescape_mountinfo(r"/mnt/with\040space"), PathBuf::from("/mnt/with space"));
-        assert_eq!(unescape_mountinfo("/plain"), PathBuf::from("/plain"));
     }
 }
