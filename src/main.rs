@@ -244,8 +244,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            if let Some(Error::Interrupted) = err.downcast_ref::<Error>() {
-                // The signal thread is cleaning up and ends the process with the signal's status.
+            if matches!(err.downcast_ref::<Error>(), Some(Error::Interrupted)) || rodiff::layer::btrfs::helper::closed() {
+                // The signal thread is cleaning up (it may have deleted the snapshot this scan
+                // read) and ends the process with the signal's status.
                 loop {
                     std::thread::park();
                 }

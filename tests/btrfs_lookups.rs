@@ -1,6 +1,8 @@
-//! Break probes (adversarial review of the windowed parent look-ups): every candidate that only
-//! had its access time rewritten must be answered by the look-ups (a skipped one would count as
-//! changed, silently widening the walk), with items far larger than `nr_items` assumes.
+//! The windowed parent look-ups of the btrfs engine, on real subvolumes (needs root; found by an
+//! adversarial review, kept as regression tests): every candidate whose access time alone was
+//! rewritten must be answered (a skipped one would count as changed, silently widening the walk),
+//! with items far larger than a window assumes; and the cost stays a handful of items per
+//! candidate however reads and directory listings alternate.
 
 mod common;
 
@@ -33,7 +35,7 @@ impl Lcg {
 }
 
 #[test]
-fn break_lookups_answer_every_read_only_candidate() {
+fn lookups_answer_every_read_only_candidate() {
     if !require(is_root(), "root (to make a btrfs filesystem)") {
         return;
     }
@@ -100,14 +102,14 @@ fn break_lookups_answer_every_read_only_candidate() {
     assert!(s.parent_items <= s.candidates * 40, "cost {s:?}");
 }
 
-/// Cost probe: runs of `k` read files, each run followed by a listed directory of 3,000 entries
-/// (the window grown by the run reads into the listing). Prints items per candidate.
+/// Runs of `k` read files, each followed by a listed directory of 3,000 entries: the window grown
+/// by a run reads into the listing, then shrinks. The cost stays bounded per candidate.
 #[test]
-fn break_lookup_window_oscillation_cost() {
+fn a_window_that_grows_and_shrinks_costs_a_handful_of_items_a_candidate() {
     if !require(is_root(), "root (to make a btrfs filesystem)") {
         return;
     }
-    for k in [2usize, 8, 30, 120, 400] {
+    for k in [2usize, 30, 400] {
         let bfs = BtrfsFs::new();
         let image = bfs.subvolume("image");
         let groups = 12;
@@ -136,5 +138,7 @@ fn break_lookup_window_oscillation_cost() {
         run(&mut Command::new("sync"));
         let s = stats(&BtrfsLayer { subvolume: container, parent: init });
         eprintln!("k={k}: {s:?}; {:.1} items/candidate", s.parent_items as f64 / s.candidates as f64);
+        assert_eq!(s.access_only, s.candidates, "reads only: {s:?}");
+        assert!(s.parent_items <= s.candidates * 20, "k={k}: {s:?}");
     }
 }

@@ -1,6 +1,7 @@
-//! Break probe (adversarial review of helper snapshot ownership): SIGINT/SIGTERM at random moments
-//! of `rodiff diff` on a btrfs dockerd must leave no helper snapshot behind, and the process must
-//! end with 128 + the signal (not a spurious error).
+//! SIGINT/SIGTERM at random moments of `rodiff diff` on the btrfs dockerd (found by an adversarial
+//! review: a signal while the snapshot ioctl ran leaked the snapshot in a quarter of the runs)
+//! must leave no helper snapshot behind, and the process must end with 128 + the signal, not a
+//! spurious error. Only meaningful on btrfs (run by `make test` on the btrfs dockerd).
 
 mod common;
 
@@ -16,18 +17,18 @@ fn helper_dir() -> Option<std::path::PathBuf> {
 }
 
 #[test]
-fn break_signals_mid_freeze_leave_nothing() {
+fn signals_at_any_moment_leave_no_helper_snapshot() {
     if !sandbox() || storage_driver() != "btrfs" {
         return;
     }
-    let c = Container::run("break-sig", &[], BUSYBOX, &["sh", "-c", "mkdir -p /data; i=0; while true; do dd if=/dev/zero of=/data/f$((i%50)) bs=64k count=16 2>/dev/null; i=$((i+1)); done"]);
+    let c = Container::run("signals", &[], BUSYBOX, &["sh", "-c", "mkdir -p /data; i=0; while true; do dd if=/dev/zero of=/data/f$((i%50)) bs=64k count=16 2>/dev/null; i=$((i+1)); done"]);
     std::thread::sleep(Duration::from_secs(3));
     assert!(rodiff(&["diff", &c.name]).status.success());
     let dir = helper_dir().expect("helper dir after one run");
     let mut seed = 7u64;
     let mut leaks = Vec::new();
     let mut odd = Vec::new();
-    for i in 0..240 {
+    for i in 0..80 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let delay = Duration::from_micros(5_000 + (seed >> 33) % 60_000);
         let sig = if i % 2 == 0 { libc::SIGINT } else { libc::SIGTERM };
