@@ -1,15 +1,18 @@
-//! Live evidence from processes of a container that moved to another root (run by `make test` on
-//! an overlay2 and on a btrfs dockerd): bubblewrap, nested runc or buildkit and CI sandboxes do
-//! `unshare -m` and `pivot_root`, others `chroot`. Such a process sees a tmpfs at `/`, or one of the
-//! container's directories; the kernel spells its descriptors' paths from the root of its mount
-//! namespace, not from the container's root. Live evidence must place each file on the
-//! container's root filesystem (identified from the container's init) through the process's own
-//! mounts, or leave it out (see `src/live.rs`).
+//! Live evidence from processes of a container that moved to another root or mount namespace
+//! (run by `make test` on an overlay2 and on a btrfs dockerd): bubblewrap, nested runc or
+//! buildkit and CI sandboxes do `unshare -m` and `pivot_root`, others `chroot`, util-linux
+//! `unshare --mount --root` and schroot both. Such a process sees a tmpfs at `/`, or one of the
+//! container's directories; the kernel spells its descriptors' paths from the root of the mount
+//! namespace their mount is in, not from the container's root. Live evidence must place each file
+//! on the container's root filesystem (identified from the container's init) through its mount,
+//! or leave it out (see `src/live.rs`).
 //!
-//! Regression tests for an adversarial review (issue 8): rodiff used to take "the mount at `/` of
+//! Regression tests for adversarial reviews (issue 8): rodiff used to take "the mount at `/` of
 //! the process" for the container's root filesystem and the link target for a container path, and
 //! reported `T /tmp` for both nested roots below (on btrfs missing `/var/tmp`, so the plan was
-//! wrong).
+//! wrong); then it looked mounts up only in what the holder's namespace showed through its
+//! processes' views, and missed a holder alone in its namespace and chrooted, and a descriptor
+//! inherited across `unshare -m` (on btrfs, where the layer keeps no trace, nothing was reported).
 //!
 //! Each container builds a small root (busybox and `/bin/tmpfile-holder`), and a process moves
 //! into it and holds an `O_TMPFILE` file; PID 1 stays in the container's namespace and waits.
@@ -38,17 +41,38 @@ fn nested_root_script(prepare_jail: &str, dir: &str) -> String {
     )
 }
 
-/// Runs a container with `script`, waits until one file is held, and returns it with the one held
-/// file rodiff's live evidence finds (if any) and its JSON diff.
+/// Runs a container with `script`, waits until one file is held, and returns it with the held
+/// files rodiff's live evidence finds and its JSON diff.
 fn run_held(name: &str, options: &[&str], script: &str) -> (Container, Vec<Vec<u8>>, Vec<serde_json::Value>) {
     let c = Container::run(name, options, BUSYBOX, &["sh", "-c", script]);
     c.sh(&wait_held_script(1));
+    observe(c)
+}
+
+/// The held files rodiff's live evidence finds in the running container `c` (its init is
+/// `State.Pid`, with at least one other process) and its JSON diff.
+fn observe(c: Container) -> (Container, Vec<Vec<u8>>, Vec<serde_json::Value>) {
     let (processes, files) = held(&c.name, &rodiff::RuntimeOptions::default());
     let state_pid: u32 = docker(&["inspect", "-f", "{{.State.Pid}}", &c.name]).parse().unwrap();
     assert_eq!(processes.init, Some(state_pid), "{processes:?}");
     assert!(processes.pids.len() >= 2, "PID 1 and the holder: {processes:?}");
     let json = rodiff_json(&c.name);
     (c, files, json)
+}
+
+/// `held` from a thread without `CAP_SYS_ADMIN` (as an agent given only `CAP_SYS_PTRACE` runs):
+/// rodiff may not join the container's mount namespaces, and falls back to the processes' own
+/// views.
+fn held_without_sys_admin(container: &str) -> Vec<Vec<u8>> {
+    let container = container.to_string();
+    std::thread::spawn(move || {
+        let mut caps = rustix::thread::capabilities(None).unwrap();
+        caps.effective.remove(rustix::thread::CapabilitySet::SYS_ADMIN);
+        rustix::thread::set_capabilities(None, caps).unwrap();
+        held(&container, &rodiff::RuntimeOptions::default()).1
+    })
+    .join()
+    .unwrap()
 }
 
 fn shown(files: &[Vec<u8>]) -> Vec<String> {
@@ -120,4 +144,129 @@ fn a_file_held_by_a_chrooted_process_names_the_right_directory() {
     assert!(files.len() == 1 && is_tmpfile_in(&files[0], "/var/tmp"), "{:?}", shown(&files));
     assert_touched(&json, "/var/tmp", STICKY_WORLD, live_only());
     assert!(entry(&json, "/tmp").is_none(), "/tmp was never written: {json:#?}");
+}
+
+/// `unshare -m` then `chroot /var` (util-linux `unshare --mount --root`, schroot): the holder is
+/// alone in its namespace, and its chrooted `mountinfo` lists no mount at all (the root mount is
+/// above its root). Its namespace's table, read from the namespace's root, places the file in
+/// `/var/tmp` (on btrfs it was not reported at all).
+#[test]
+fn a_file_held_by_a_process_alone_in_its_namespace_and_chrooted_names_the_right_directory() {
+    if !sandbox() {
+        return;
+    }
+    let script = "set -e; mkdir -p /var/bin; cp /bin/busybox /bin/tmpfile-holder /var/bin/; \
+                  unshare -m chroot /var /bin/tmpfile-holder hold /tmp & wait";
+    let (_c, files, json) = run_held("nested-unshare-chroot", NESTING, script);
+    assert!(files.len() == 1 && is_tmpfile_in(&files[0], "/var/tmp"), "{:?}", shown(&files));
+    assert_touched(&json, "/var/tmp", STICKY_WORLD, live_only());
+    assert!(entry(&json, "/tmp").is_none(), "/tmp was never written: {json:#?}");
+}
+
+/// A container script: an `O_TMPFILE` in `/tmp` is re-opened through `/proc` by a subshell,
+/// whose holder is then killed; the subshell `exec`s `WRAP sleep 1000` with that descriptor.
+const INHERIT: &str = "tmpfile-holder hold /tmp & h=$!; \
+    until ls -l /proc/$h/fd 2>/dev/null | grep -q deleted; do sleep 0.05; done; \
+    (exec 3</proc/$h/fd/3; kill $h; exec WRAP sleep 1000) & wait";
+
+/// A descriptor opened before `unshare -m` and inherited into the new namespace: its mount is the
+/// container namespace's root mount, which the holder's new namespace does not have (it has a
+/// copy, with another id), and the link is spelled from the container namespace's root. It is
+/// found in the table of the namespace of the container's other processes (on btrfs it was not
+/// reported at all).
+#[test]
+fn a_descriptor_inherited_across_unshare_is_placed_through_the_namespace_it_was_opened_in() {
+    if !sandbox() {
+        return;
+    }
+    let (_c, files, json) = run_held("nested-inherit", NESTING, &INHERIT.replace("WRAP", "unshare -m"));
+    assert!(files.len() == 1 && is_tmpfile_in(&files[0], "/tmp"), "{:?}", shown(&files));
+    assert_touched(&json, "/tmp", STICKY_WORLD, live_only());
+}
+
+/// The control of the test above: the same inherited descriptor without the `unshare`.
+#[test]
+fn a_descriptor_inherited_in_the_same_namespace_is_found() {
+    if !sandbox() {
+        return;
+    }
+    let (_c, files, json) = run_held("nested-inherit-control", NESTING, &INHERIT.replace("WRAP", ""));
+    assert!(files.len() == 1 && is_tmpfile_in(&files[0], "/tmp"), "{:?}", shown(&files));
+    assert_touched(&json, "/tmp", STICKY_WORLD, live_only());
+}
+
+/// A bind of the container's own `/var` at `/srv/v`: a file held in `/srv/v/tmp` names the
+/// written directory, `/var/tmp` (the mount's root), not `/srv/v/tmp`.
+#[test]
+fn a_file_held_through_a_bind_of_a_container_directory_names_that_directory() {
+    if !sandbox() {
+        return;
+    }
+    let script = "set -e; mkdir -p /srv/v; mount --bind /var /srv/v; tmpfile-holder hold /srv/v/tmp & wait";
+    let (_c, files, json) = run_held("nested-bind-own", NESTING, script);
+    assert!(files.len() == 1 && is_tmpfile_in(&files[0], "/var/tmp"), "{:?}", shown(&files));
+    assert_touched(&json, "/var/tmp", STICKY_WORLD, live_only());
+    assert!(entry(&json, "/srv/v/tmp").is_none() && entry(&json, "/srv").map_or(true, |v| v["kind"] != "T"), "{json:#?}");
+}
+
+/// A directory whose name itself ends in ` (deleted)`, and a tmpfs on `/tmp` next to `/tmpx`:
+/// only the kernel's suffix is taken off the link (the directory's name is kept byte for byte),
+/// and the file on the tmpfs is no evidence (`/tmp` is not a prefix of `/tmpx`).
+#[test]
+fn names_ending_in_deleted_and_mount_points_that_prefix_a_name() {
+    if !sandbox() {
+        return;
+    }
+    let script = "set -e; mkdir -p '/tmpx/a (deleted)' /tmp; mount -t tmpfs none /tmp; \
+                  tmpfile-holder hold '/tmpx/a (deleted)' & tmpfile-holder hold /tmp & wait";
+    let c = Container::run("nested-names", NESTING, BUSYBOX, &["sh", "-c", script]);
+    c.sh(&wait_held_script(2));
+    let (_c, files, json) = observe(c);
+    assert!(files.len() == 1 && is_tmpfile_in(&files[0], "/tmpx/a (deleted)"), "{:?}", shown(&files));
+    assert!(entry(&json, "/tmp").is_none(), "only a tmpfs was written at /tmp: {json:#?}");
+}
+
+/// A tmpfs mounted over `/` in the container's namespace after the holder opened its file in
+/// `/tmp`: a thread joining the namespace starts at the top of that stack and does not see the
+/// container's root mount; the holder's own view (its root stays below) places the file.
+#[test]
+fn a_file_held_below_a_mount_stacked_on_the_root_is_found() {
+    if !sandbox() {
+        return;
+    }
+    let script = "tmpfile-holder hold /tmp & h=$!; \
+                  until ls -l /proc/$h/fd 2>/dev/null | grep -q deleted; do sleep 0.05; done; \
+                  mount -t tmpfs none / && echo stacked; wait";
+    // `docker exec` would join the namespace on the tmpfs: wait for the script's word instead.
+    let c = Container::run("nested-stacked", NESTING, BUSYBOX, &["sh", "-c", script]);
+    let logs = (0..400)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            docker(&["logs", &c.name])
+        })
+        .find(|logs| logs.contains("stacked"));
+    assert!(logs.is_some(), "the tmpfs was not mounted over /: {}", docker(&["logs", &c.name]));
+    let (_c, files, json) = observe(c);
+    assert!(files.len() == 1 && is_tmpfile_in(&files[0], "/tmp"), "{:?}", shown(&files));
+    assert_touched(&json, "/tmp", STICKY_WORLD, live_only());
+}
+
+/// Without `CAP_SYS_ADMIN` rodiff cannot join the namespaces and falls back to the processes' own
+/// views, spelled from the namespace's root through each process's root: a process chrooted in
+/// the container's namespace is still placed (through the init's view), one alone in its
+/// namespace and chrooted is not (its view lists nothing): the evidence is a lower bound. With the
+/// capability both are found.
+#[test]
+fn without_cap_sys_admin_the_processes_own_views_place_what_they_show() {
+    if !sandbox() {
+        return;
+    }
+    let script = "set -e; mkdir -p /var/bin; cp /bin/busybox /bin/tmpfile-holder /var/bin/; \
+                  chroot /var /bin/tmpfile-holder hold /tmp & unshare -m chroot /var /bin/tmpfile-holder hold /tmp & wait";
+    let c = Container::run("nested-no-sys-admin", NESTING, BUSYBOX, &["sh", "-c", script]);
+    c.sh(&wait_held_script(2));
+    let (_c, files, _json) = observe(c);
+    assert!(files.len() == 2 && files.iter().all(|f| is_tmpfile_in(f, "/var/tmp")), "{:?}", shown(&files));
+    let files = held_without_sys_admin(&_c.name);
+    assert!(files.len() == 1 && is_tmpfile_in(&files[0], "/var/tmp"), "{:?}", shown(&files));
 }
