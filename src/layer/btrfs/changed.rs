@@ -26,6 +26,12 @@ use crate::layer::twotree::{Oracle, Scope};
 /// `BTRFS_LAST_FREE_OBJECTID`: object ids above it are special items, not inodes.
 const LAST_INODE: u64 = u64::MAX - 256;
 
+/// The buffer of each part of the search of the container's subvolume.
+const SEARCH_BUFFER: usize = 128 * 1024;
+
+/// Parts of the inode number range per thread, so that threads that finish early take more.
+const SEARCH_PARTS_PER_THREAD: usize = 4;
+
 /// The buffer of one look-up search: room for a few hundred items.
 const LOOKUP_BUFFER: usize = 64 * 1024;
 
@@ -65,36 +71,11 @@ impl ChangedSet {
     /// Reads the changes of the subvolume `fd` is in, relative to the snapshot it was created from
     /// at transaction `created`; `parent` is a directory of the subvolume it was snapshotted from.
     pub fn collect(fd: BorrowedFd<'_>, parent: BorrowedFd<'_>, created: u64) -> io::Result<ChangedSet> {
-        let mut candidates: Vec<(u64, InodeItem)> = Vec::new();
-        let mut refs: HashMap<u64, Vec<(u64, Vec<u8>)>> = HashMap::new();
-        let first = Key { objectid: ROOT_DIR_INO, item_type: 0, offset: 0 };
-        let last = Key { objectid: LAST_INODE, item_type: u8::MAX as u32, offset: u64::MAX };
-        // An inode's references follow its inode item in key order: keep those of candidates
-        // only (a rewritten leaf holds many inodes that did not change).
-        let mut candidate = None;
-        TreeSearch::new(256 * 1024).run(fd, first, last, created + 1, |key, data| match key.item_type {
-            INODE_ITEM => {
-                candidate = None;
-                if let Some(inode) = InodeItem::parse(data).filter(|i| i.transid > created) {
-                    candidates.push((key.objectid, inode));
-                    candidate = Some(key.objectid);
-                }
-            }
-            INODE_REF | INODE_EXTREF if candidate == Some(key.objectid) => {
-                refs.entry(key.objectid).or_default().extend(ioctl::parse_refs(key, data))
-            }
-            _ => {}
-        })?;
+        let Changed { inodes, mut refs, stats } = Changed::search_all(fd, parent, created)?;
         let mut lookups = TreeSearch::new(LOOKUP_BUFFER);
-
-        let mut set = ChangedSet { stats: SearchStats { candidates: candidates.len() as u64, ..Default::default() }, ..Default::default() };
-        let before = parent_items(&mut lookups, parent, candidates.iter().map(|(ino, _)| *ino), &mut set.stats.parent_items)?;
+        let mut set = ChangedSet { stats, ..Default::default() };
         let mut ancestry = Ancestry::default();
-        for (ino, inode) in candidates {
-            if before.get(&ino).is_some_and(|old| !inode.differs_from(old)) {
-                set.stats.access_only += 1;
-                continue;
-            }
+        for (ino, inode) in inodes {
             set.inodes.insert(ino);
             if inode.is_dir() {
                 set.full.insert(ino);
@@ -143,6 +124,107 @@ impl Oracle for ChangedSet {
     fn inode_changed(&self, ino: u64) -> bool {
         self.inodes.contains(&ino)
     }
+}
+
+/// The changed inodes of the container's subvolume and their back references, as far as the
+/// leaves written since the snapshot hold them.
+#[derive(Default)]
+struct Changed {
+    inodes: Vec<(u64, InodeItem)>,
+    refs: HashMap<u64, Vec<(u64, Vec<u8>)>>,
+    stats: SearchStats,
+}
+
+impl Changed {
+    /// Searches the whole subvolume, in ranges of inode numbers searched in parallel (on the
+    /// caller's rayon pool): the kernel's cost is per item of every rewritten leaf, and a leaf is
+    /// rewritten whole for one access time.
+    fn search_all(fd: BorrowedFd<'_>, parent: BorrowedFd<'_>, created: u64) -> io::Result<Changed> {
+        use rayon::prelude::*;
+        let highest = highest_inode(fd)?;
+        let ranges = split_range(ROOT_DIR_INO, highest, (rayon::current_num_threads() * SEARCH_PARTS_PER_THREAD) as u64);
+        ranges.into_par_iter().map(|(first, last)| Changed::search(fd, parent, created, first, last)).try_reduce(
+            Changed::default,
+            |mut a, b| {
+                a.inodes.extend(b.inodes);
+                a.refs.extend(b.refs);
+                a.stats.candidates += b.stats.candidates;
+                a.stats.access_only += b.stats.access_only;
+                a.stats.parent_items += b.stats.parent_items;
+                Ok(a)
+            },
+        )
+    }
+
+    /// Searches the inodes numbered `first..=last` for candidates (inode items written since the
+    /// snapshot), and keeps those that differ from the parent's in more than the access time.
+    fn search(fd: BorrowedFd<'_>, parent: BorrowedFd<'_>, created: u64, first: u64, last: u64) -> io::Result<Changed> {
+        let mut candidates = Vec::new();
+        let mut refs: HashMap<u64, Vec<(u64, Vec<u8>)>> = HashMap::new();
+        let min = Key { objectid: first, item_type: 0, offset: 0 };
+        let max = Key { objectid: last, item_type: u8::MAX as u32, offset: u64::MAX };
+        // An inode's references follow its inode item in key order: keep those of candidates
+        // only (a rewritten leaf holds many inodes that did not change).
+        let mut candidate = None;
+        TreeSearch::new(SEARCH_BUFFER).run(fd, min, max, created + 1, |key, data| match key.item_type {
+            INODE_ITEM => {
+                candidate = None;
+                if let Some(inode) = InodeItem::parse(data).filter(|i| i.transid > created) {
+                    candidates.push((key.objectid, inode));
+                    candidate = Some(key.objectid);
+                }
+            }
+            INODE_REF | INODE_EXTREF if candidate == Some(key.objectid) => {
+                refs.entry(key.objectid).or_default().extend(ioctl::parse_refs(key, data))
+            }
+            _ => {}
+        })?;
+        let mut stats = SearchStats { candidates: candidates.len() as u64, ..Default::default() };
+        let mut lookups = TreeSearch::new(LOOKUP_BUFFER);
+        let before = parent_items(&mut lookups, parent, candidates.iter().map(|(ino, _)| *ino), &mut stats.parent_items)?;
+        let (inodes, access_only): (Vec<_>, Vec<_>) =
+            candidates.into_iter().partition(|(ino, inode)| before.get(ino).is_none_or(|old| inode.differs_from(old)));
+        stats.access_only = access_only.len() as u64;
+        for (ino, _) in access_only {
+            refs.remove(&ino);
+        }
+        Ok(Changed { inodes, refs, stats })
+    }
+}
+
+/// `first..=last` cut into at most `parts` consecutive ranges of about the same width, covering
+/// every number once.
+fn split_range(first: u64, last: u64, parts: u64) -> Vec<(u64, u64)> {
+    let width = ((last - first) / parts.max(1)).max(1);
+    let mut ranges = Vec::new();
+    let mut start = first;
+    loop {
+        let end = start.saturating_add(width - 1);
+        if end >= last || ranges.len() as u64 + 1 == parts {
+            ranges.push((start, last));
+            return ranges;
+        }
+        ranges.push((start, end));
+        start = end + 1;
+    }
+}
+
+/// The highest inode number in the subvolume `fd` is in (binary search, one item per probe).
+fn highest_inode(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut probe = TreeSearch::new(4096);
+    let last = Key { objectid: LAST_INODE, item_type: u8::MAX as u32, offset: u64::MAX };
+    let (mut present, mut absent) = (ROOT_DIR_INO, LAST_INODE + 1);
+    while absent - present > 1 {
+        let mid = present + (absent - present) / 2;
+        let mut any = false;
+        probe.batch(fd, Key { objectid: mid, item_type: 0, offset: 0 }, last, 0, 1, |_, _| any = true)?;
+        if any {
+            present = mid;
+        } else {
+            absent = mid;
+        }
+    }
+    Ok(present)
 }
 
 /// The parent directory and name of directories, looked up once each.
@@ -243,6 +325,19 @@ mod tests {
         assert_eq!(names(ROOT_DIR_INO), vec!["a", "top"]);
         assert!(matches!(set.scope(300), Scope::Only(_)));
         assert!(matches!(set.scope(999), Scope::Nothing));
+    }
+
+    #[test]
+    fn ranges_cover_every_inode_number_once() {
+        for (first, last, parts) in [(256, 256, 8), (256, 257, 8), (256, 100_000, 8), (256, 100_007, 3), (256, u64::MAX - 256, 16)] {
+            let ranges = split_range(first, last, parts);
+            assert!(ranges.len() as u64 <= parts, "{ranges:?}");
+            assert_eq!(ranges.first().unwrap().0, first);
+            assert_eq!(ranges.last().unwrap().1, last, "{ranges:?}");
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].1 + 1, pair[1].0, "{ranges:?}");
+            }
+        }
     }
 
     #[test]

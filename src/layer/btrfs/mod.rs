@@ -52,8 +52,9 @@ pub fn diff(layer: &BtrfsLayer, options: &ScanOptions, sink: &dyn ChangeSink) ->
     let parent = fs::open_dir(&layer.parent).map_err(at(&layer.parent))?;
     let created = ioctl::subvol_info(subvolume.as_fd()).map_err(at(&layer.subvolume))?.otransid;
     let frozen = helper::freeze(&subvolume, &layer.subvolume).map_err(at(&layer.subvolume))?;
-    let changes = changed::ChangedSet::collect(frozen.root.as_fd(), parent.as_fd(), created).map_err(|e| Error::io(frozen.path(), e))?;
     let pool = walker_pool().map_err(at(&layer.subvolume))?;
+    let changes = pool.install(|| changed::ChangedSet::collect(frozen.root.as_fd(), parent.as_fd(), created));
+    let changes = changes.map_err(|e| Error::io(frozen.path(), e))?;
     pool.install(|| twotree::diff(&frozen.root, &parent, &changes, options, sink, &layer.subvolume, &frozen.path()))?;
     match frozen.intact() {
         Ok(true) => Ok(()),
