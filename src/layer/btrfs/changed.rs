@@ -183,7 +183,7 @@ impl Changed {
         let mut lookups = TreeSearch::new(LOOKUP_BUFFER);
         let before = parent_items(&mut lookups, parent, candidates.iter().map(|(ino, _)| *ino), &mut stats.parent_items)?;
         let (inodes, access_only): (Vec<_>, Vec<_>) =
-            candidates.into_iter().partition(|(ino, inode)| before.get(ino).is_none_or(|old| inode.differs_from(old)));
+            candidates.into_iter().partition(|(ino, inode)| before.get(ino).map_or(true, |old| inode.differs_from(old)));
         stats.access_only = access_only.len() as u64;
         for (ino, _) in access_only {
             refs.remove(&ino);
