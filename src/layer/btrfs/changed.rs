@@ -9,8 +9,10 @@
 //!
 //! A read rewrites inode items too: with `relatime` (the default) the first read of a file or
 //! listing of a directory updates its access time. So each candidate is compared with the same
-//! inode in the parent subvolume, looked up in batches, and one that differs in nothing but its
-//! access time is not a change. What is left are the changed inodes; all their back references
+//! inode in the parent subvolume, looked up in windows of items that follow the candidates, and
+//! one that differs in nothing but its access time is not a change. Search and look-ups run in
+//! ranges of inode numbers, in parallel: a leaf is rewritten whole for one access time, and the
+//! kernel's cost is per item. What is left are the changed inodes; all their back references
 //! (`INODE_REF`/`INODE_EXTREF`, read completely even when some sit in leaves the container did not
 //! rewrite) name the directories to look in. Directories are keyed by inode number, never by path:
 //! a tree deeper than `PATH_MAX` needs no path look-up. The two-tree walk then compares those
