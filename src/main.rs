@@ -61,6 +61,21 @@ struct RuntimeArgs {
     /// Where the host's / is visible (when rodiff itself runs in a container).
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
     host_root: std::path::PathBuf,
+    /// Seconds each request to the runtime may take (Docker's ping and API calls, containerd's
+    /// connect and RPCs; more than 0). A runtime that accepts the connection but does not answer
+    /// in time (a hung daemon, a socket that is not the runtime's) is reported as unreachable,
+    /// exit code 3, rather than waited for.
+    #[arg(long, global = true, value_name = "SECONDS", default_value = "30", value_parser = parse_timeout)]
+    timeout: Duration,
+}
+
+/// `--timeout`: a number of seconds more than zero (fractions allowed: `0.5`).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err("must be more than 0 seconds".into());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s} seconds is too long"))
 }
 
 impl RuntimeArgs {
@@ -81,6 +96,7 @@ impl RuntimeArgs {
             namespace: self.namespace.clone(),
             pod,
             host_root: self.host_root.clone(),
+            timeout: self.timeout,
         }
     }
 }

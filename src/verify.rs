@@ -112,7 +112,7 @@ pub fn verify(container: &str, plan: &Plan, runtime: &RuntimeOptions, options: &
     crate::block_on(async {
         let resolver = DockerResolver::connect(runtime).await?;
         let original = inspect(&resolver, container).await?;
-        Verification { docker: resolver.client(), endpoint: resolver.endpoint(), container, made: Vec::new() }
+        Verification { docker: resolver.client(), resolver: &resolver, endpoint: resolver.endpoint(), container, made: Vec::new() }
             .run(&original, plan, options)
             .await
     })
@@ -131,13 +131,15 @@ async fn inspect(resolver: &DockerResolver, container: &str) -> Result<Container
             runtime: "docker",
             endpoint: resolver.endpoint().to_string(),
         },
-        e => Error::RuntimeUnavailable { runtime: "docker", endpoint: resolver.endpoint().to_string(), cause: e.to_string() },
+        e => resolver.unavailable(e),
     })
 }
 
 /// One verification in progress.
 struct Verification<'a> {
     docker: &'a Docker,
+    /// Where `docker` came from: how its failures are reported.
+    resolver: &'a DockerResolver,
     endpoint: &'a str,
     /// The original container, as the user named it.
     container: &'a str,
@@ -267,7 +269,12 @@ impl Verification<'_> {
         Ok(String::from_utf8_lossy(&log).into_owned())
     }
 
+    /// A request that failed: the runtime's refusal ([`Error::RuntimeCall`]), or no answer in
+    /// time ([`Error::RuntimeUnavailable`]).
     fn failed(&self, action: String, e: bollard::errors::Error) -> Error {
+        if DockerResolver::is_timeout(&e) {
+            return self.resolver.unavailable(e);
+        }
         Error::RuntimeCall { container: self.container.to_string(), runtime: "docker", action, cause: docker_message(e) }
     }
 }

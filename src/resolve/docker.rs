@@ -12,9 +12,6 @@ use super::{cgroup, Processes, ResolvedContainer, RuntimeOptions};
 use crate::error::{Error, Result};
 use crate::layer::{BtrfsLayer, Layer, OverlayLayer, XattrNamespace};
 
-/// Seconds to wait for an answer from the daemon.
-const TIMEOUT_SECS: u64 = 30;
-
 /// A connection to a Docker daemon, at an API version both sides speak.
 pub struct DockerResolver {
     docker: Docker,
@@ -27,14 +24,21 @@ impl DockerResolver {
     /// daemon's `/_ping` (unversioned, and cheap: `/version` and `/info` make dockerd ask containerd
     /// and runc) names its maximum, and we use the lower of that and bollard's own. Debian's
     /// dockerd 20.10 speaks 1.41 and refuses requests for newer versions.
+    ///
+    /// The ping (connect, request, response) and every later request each have
+    /// [`RuntimeOptions::timeout`]: a daemon that does not answer in time is
+    /// [`Error::RuntimeUnavailable`], "no answer within N s".
     pub async fn connect(options: &RuntimeOptions) -> Result<DockerResolver> {
         let endpoint = options.docker_endpoint();
-        let server = ping::api_version(&endpoint).await.map_err(|e| unavailable(&endpoint, e.to_string()))?;
+        let server = match tokio::time::timeout(options.timeout, ping::api_version(&endpoint)).await {
+            Err(_) => return Err(unavailable(&endpoint, options.no_answer())),
+            Ok(server) => server.map_err(|e| unavailable(&endpoint, e.to_string()))?,
+        };
         let version = match server {
             Some(v) if v < *API_DEFAULT_VERSION => v,
             _ => *API_DEFAULT_VERSION,
         };
-        let docker = client(&endpoint, &version)?;
+        let docker = client(&endpoint, options.timeout_secs(), &version)?;
         Ok(DockerResolver { docker, endpoint, options: options.clone() })
     }
 
@@ -43,9 +47,22 @@ impl DockerResolver {
         &self.endpoint
     }
 
-    /// The bollard client, for callers that need more of the Docker API.
+    /// The bollard client, for callers that need more of the Docker API (its requests time out
+    /// after [`RuntimeOptions::timeout`]).
     pub fn client(&self) -> &Docker {
         &self.docker
+    }
+
+    /// Whether a bollard error is a request that got no answer in time.
+    pub(crate) fn is_timeout(e: &BollardError) -> bool {
+        matches!(e, BollardError::RequestTimeoutError)
+    }
+
+    /// A failed request as [`Error::RuntimeUnavailable`] at this endpoint: "no answer within N s"
+    /// when it timed out, else bollard's words.
+    pub(crate) fn unavailable(&self, e: BollardError) -> Error {
+        let cause = if Self::is_timeout(&e) { self.options.no_answer() } else { e.to_string() };
+        unavailable(&self.endpoint, cause)
     }
 
     /// Finds a container by name, id or id prefix (running or stopped) and locates its layer.
@@ -57,12 +74,15 @@ impl DockerResolver {
                 runtime: "docker",
                 endpoint: self.endpoint.clone(),
             },
-            e => unavailable(&self.endpoint, e.to_string()),
+            e => self.unavailable(e),
         })?;
         let id = inspect.id.clone().unwrap_or_default();
         let name = inspect.name.clone().unwrap_or_default().trim_start_matches('/').to_string();
         let driver = inspect.graph_driver.clone().unwrap_or_default();
-        let protocol = |detail: String| Error::Protocol { container: container.to_string(), runtime: "docker", detail };
+        let protocol = |e: InfoError| match e {
+            InfoError::Unavailable(e) => e,
+            InfoError::Protocol(detail) => Error::Protocol { container: container.to_string(), runtime: "docker", detail },
+        };
         let layer = match driver.name.as_str() {
             "overlay2" => Layer::Overlay(self.overlay_layer(&driver.data).await.map_err(protocol)?),
             "btrfs" => match self.btrfs_layer(&id, &inspect).await.map_err(protocol)? {
@@ -116,14 +136,14 @@ impl DockerResolver {
     /// layers, topmost first), and the xattr namespace of its markers: from the owner of the
     /// upper directory when that tells ([`namespace_of_owner`]), else from the daemon
     /// ([`namespace_of_daemon`]; `/info` costs milliseconds, so only then).
-    async fn overlay_layer(&self, data: &HashMap<String, String>) -> std::result::Result<OverlayLayer, String> {
+    async fn overlay_layer(&self, data: &HashMap<String, String>) -> std::result::Result<OverlayLayer, InfoError> {
         let upper = data.get("UpperDir").filter(|s| !s.is_empty()).ok_or("overlay2 data has no UpperDir")?;
         let upper = self.options.host_path(upper);
         let owner = std::fs::metadata(&upper).ok().map(|m| std::os::unix::fs::MetadataExt::uid(&m));
         let xattr = match namespace_of_owner(owner) {
             Some(xattr) => xattr,
             None => {
-                let info = self.docker.info().await.map_err(|e| format!("/info: {e}"))?;
+                let info = self.info().await?;
                 namespace_of_daemon(info.security_options.as_deref().unwrap_or_default())
             }
         };
@@ -169,12 +189,12 @@ impl DockerResolver {
     /// The data root is read off the container's own files (`<DockerRootDir>/containers/<id>/
     /// hostname`), which inspect already named; `/info` (5–10 ms: dockerd asks containerd and
     /// runc) only when that does not lead to a layerdb entry.
-    async fn btrfs_layer(&self, id: &str, inspect: &ContainerInspectResponse) -> std::result::Result<Option<BtrfsLayer>, String> {
+    async fn btrfs_layer(&self, id: &str, inspect: &ContainerInspectResponse) -> std::result::Result<Option<BtrfsLayer>, InfoError> {
         let layerdb = |root: &Path| self.options.host_path(root.join("image/btrfs/layerdb/mounts").join(id));
         let root = match root_from_container_files(inspect, id).filter(|root| layerdb(root).is_dir()) {
             Some(root) => root,
             None => {
-                let info = self.docker.info().await.map_err(|e| format!("/info: {e}"))?;
+                let info = self.info().await?;
                 PathBuf::from(info.docker_root_dir.ok_or("/info has no DockerRootDir")?)
             }
         };
@@ -204,13 +224,45 @@ impl DockerResolver {
     /// Containers`, else `moby`) of the containerd `/info` names (`Containerd.Address`, else the
     /// options' containerd socket).
     async fn containerd_store_layer(&self, container: &str, id: &str, snapshotter: &str) -> Result<Layer> {
-        let containerd = self.docker.info().await.ok().and_then(|info| info.containerd);
+        let containerd = match self.docker.info().await {
+            Err(e) if Self::is_timeout(&e) => return Err(self.unavailable(e)),
+            info => info.ok().and_then(|info| info.containerd),
+        };
         let address = containerd.as_ref().and_then(|c| c.address.clone()).filter(|a| !a.is_empty());
         let address = address.unwrap_or_else(|| self.options.containerd_socket());
         let namespace = containerd.and_then(|c| c.namespaces).and_then(|n| n.containers).filter(|n| !n.is_empty());
         let namespace = namespace.unwrap_or_else(|| MOBY_NAMESPACE.to_string());
         let resolver = super::containerd::ContainerdResolver::connect_to(&self.options, &address, &namespace).await?;
         resolver.snapshot_layer(container, snapshotter, id).await
+    }
+}
+
+/// Why the daemon's `/info` did not settle a layer: no answer in time (the runtime is
+/// unavailable), or an answer that does not tell (a protocol error, for the container).
+enum InfoError {
+    Unavailable(Error),
+    Protocol(String),
+}
+
+impl From<String> for InfoError {
+    fn from(detail: String) -> InfoError {
+        InfoError::Protocol(detail)
+    }
+}
+
+impl From<&str> for InfoError {
+    fn from(detail: &str) -> InfoError {
+        InfoError::Protocol(detail.to_string())
+    }
+}
+
+impl DockerResolver {
+    /// The daemon's `/info`; a timeout is [`InfoError::Unavailable`], other failures protocol.
+    async fn info(&self) -> std::result::Result<bollard::models::SystemInfo, InfoError> {
+        self.docker.info().await.map_err(|e| match e {
+            e if Self::is_timeout(&e) => InfoError::Unavailable(self.unavailable(e)),
+            e => InfoError::Protocol(format!("/info: {e}")),
+        })
     }
 }
 
@@ -226,12 +278,13 @@ fn root_from_container_files(inspect: &ContainerInspectResponse, id: &str) -> Op
 /// The containerd namespace of Docker's containers.
 const MOBY_NAMESPACE: &str = "moby";
 
-/// A bollard client for an endpoint at a given API version.
-fn client(endpoint: &str, version: &ClientVersion) -> Result<Docker> {
+/// A bollard client for an endpoint at a given API version, whose requests time out after
+/// `timeout_secs`.
+fn client(endpoint: &str, timeout_secs: u64, version: &ClientVersion) -> Result<Docker> {
     let result = if endpoint.starts_with("unix://") || endpoint.starts_with('/') {
-        Docker::connect_with_unix(endpoint, TIMEOUT_SECS, version)
+        Docker::connect_with_unix(endpoint, timeout_secs, version)
     } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
-        Docker::connect_with_http(endpoint, TIMEOUT_SECS, version)
+        Docker::connect_with_http(endpoint, timeout_secs, version)
     } else {
         return Err(unavailable(endpoint, "unsupported endpoint scheme (use unix:// or tcp://)".into()));
     };

@@ -6,6 +6,7 @@ pub mod containerd;
 pub mod docker;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::Result;
 use crate::layer::Layer;
@@ -19,6 +20,10 @@ pub const DEFAULT_CONTAINERD_ADDRESS: &str = "/run/containerd/containerd.sock";
 /// The default containerd namespace when neither `--namespace` nor `$CONTAINERD_NAMESPACE` is
 /// given.
 pub const DEFAULT_CONTAINERD_NAMESPACE: &str = "default";
+
+/// How long a runtime request waits for an answer when [`RuntimeOptions::timeout`] is left at its
+/// default (and `--timeout` is not given).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The containerd namespace the CRI plugin (Kubernetes) keeps its containers in.
 pub const KUBERNETES_NAMESPACE: &str = "k8s.io";
@@ -88,6 +93,14 @@ pub struct RuntimeOptions {
     pub pod: Option<PodSelector>,
     /// Where the host's `/` is visible (an agent running in a container mounts it elsewhere).
     pub host_root: PathBuf,
+    /// How long each request to the runtime may take before it counts as unanswered
+    /// ([`crate::Error::RuntimeUnavailable`], "no answer within N s"): Docker's `/_ping` (connect,
+    /// request and response under one deadline) and every Engine API call (bollard's client
+    /// timeout, in whole seconds, rounded up; for streams, until the response starts), containerd's
+    /// connect and each of its RPCs. Each request has the whole timeout, so a diff that makes
+    /// several may take longer in all. Default [`DEFAULT_TIMEOUT`] (30 s); it should be more than
+    /// zero (zero fails every request at once).
+    pub timeout: Duration,
 }
 
 impl Default for RuntimeOptions {
@@ -99,6 +112,7 @@ impl Default for RuntimeOptions {
             namespace: None,
             pod: None,
             host_root: PathBuf::from("/"),
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -135,6 +149,16 @@ impl RuntimeOptions {
     /// [`KUBERNETES_NAMESPACE`].
     pub fn pod_namespace(&self) -> String {
         non_empty(self.namespace.clone()).unwrap_or_else(|| KUBERNETES_NAMESPACE.to_string())
+    }
+
+    /// The cause of a request that timed out: `no answer within 30 s`.
+    pub(crate) fn no_answer(&self) -> String {
+        format!("no answer within {} s", self.timeout.as_secs_f64())
+    }
+
+    /// [`timeout`](Self::timeout) in whole seconds, rounded up (bollard counts in seconds).
+    pub(crate) fn timeout_secs(&self) -> u64 {
+        self.timeout.as_secs() + u64::from(self.timeout.subsec_nanos() > 0)
     }
 
     /// A host path as seen from this process (below `host_root`).

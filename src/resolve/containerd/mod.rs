@@ -16,7 +16,6 @@ pub mod record;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::introspection_client::IntrospectionClient;
@@ -33,9 +32,6 @@ use super::{PodSelector, Processes, ResolvedContainer, RuntimeOptions};
 use crate::error::{Error, Result};
 use crate::layer::{BtrfsLayer, Layer, OverlayLayer};
 use mounts::SnapshotFiles;
-
-/// Seconds to wait for an answer from containerd.
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `Info.kind` of an active (writable) snapshot.
 const KIND_ACTIVE: i32 = 2;
@@ -68,9 +64,9 @@ impl ContainerdResolver {
         // the OS's words rather than tonic's "transport error".
         let host_socket = options.host_path(&socket);
         std::fs::metadata(&host_socket).map_err(|e| unavailable(e.to_string()))?;
-        let channel = tokio::time::timeout(TIMEOUT, containerd_client::connect(&host_socket))
+        let channel = tokio::time::timeout(options.timeout, containerd_client::connect(&host_socket))
             .await
-            .map_err(|_| unavailable("timed out connecting".into()))?
+            .map_err(|_| unavailable(options.no_answer()))?
             .map_err(|e| unavailable(error_chain(&e)))?;
         let namespace_header = MetadataValue::try_from(namespace)
             .map_err(|_| unavailable(format!("namespace {namespace:?} cannot be sent in a request header")))?;
@@ -252,8 +248,8 @@ impl ContainerdResolver {
         container: &str,
         rpc: impl Future<Output = std::result::Result<containerd_client::tonic::Response<T>, Status>>,
     ) -> Result<T> {
-        match tokio::time::timeout(TIMEOUT, rpc).await {
-            Err(_) => Err(self.unavailable(format!("no answer within {} s", TIMEOUT.as_secs()))),
+        match tokio::time::timeout(self.options.timeout, rpc).await {
+            Err(_) => Err(self.unavailable(self.options.no_answer())),
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(match status.code() {
                 Code::NotFound => self.not_found(container),
