@@ -183,7 +183,12 @@ pub fn is_vanished(err: &io::Error) -> bool {
 }
 
 /// Raises the soft open-file limit to the hard limit: a deep tree keeps one descriptor per level
-/// open, per worker thread.
+/// open, per worker thread, and a container can make its tree as deep as it likes.
+///
+/// A process-wide setting, so the library never calls it: the CLI does at start, and a program
+/// that embeds rodiff and diffs layers it does not control should too (or raise `RLIMIT_NOFILE`
+/// its own way). Without it, a tree deeper than the soft limit fails the diff with "Too many open
+/// files" naming the directory — an error, never a shorter list.
 pub fn raise_fd_limit() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.

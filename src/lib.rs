@@ -22,6 +22,11 @@
 //!     println!("{} {}", change.kind, change.path.display());
 //! }
 //! ```
+//!
+//! Embedding: the library changes no process-wide setting. A walk keeps one descriptor open per
+//! directory level, and a container can make its tree as deep as it likes: a program that diffs
+//! layers it does not control should raise its open-file limit once ([`fs::raise_fd_limit`]), as
+//! the CLI does.
 
 pub mod annotate;
 pub mod error;

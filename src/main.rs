@@ -250,6 +250,8 @@ impl From<FormatArg> for Format {
 
 fn main() -> ExitCode {
     remove_helpers_on_signals();
+    // Deep trees keep a descriptor per level open; the library leaves process-wide limits alone.
+    rodiff::fs::raise_fd_limit();
     let cli = Cli::parse();
     let options = cli.runtime.options();
     let result = match &cli.command {

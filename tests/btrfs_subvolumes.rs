@@ -206,6 +206,8 @@ fn a_tree_deeper_than_path_max_is_diffed() {
     if !require(is_root(), "root (to make a btrfs filesystem)") {
         return;
     }
+    // A descriptor per level is open during the walk: as an embedder must, raise the limit.
+    rodiff::fs::raise_fd_limit();
     use rustix::fs::{mkdirat, openat, Mode, OFlags};
     let fs = BtrfsFs::new();
     let layer = layers(&fs, 0);

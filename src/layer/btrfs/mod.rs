@@ -41,7 +41,6 @@ pub struct BtrfsLayer {
 
 /// Diffs a btrfs layer against its parent subvolume.
 pub fn diff(layer: &BtrfsLayer, options: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
-    fs::raise_fd_limit();
     fn at(path: &PathBuf) -> impl Fn(std::io::Error) -> Error + '_ {
         move |e| Error::io(path, e)
     }

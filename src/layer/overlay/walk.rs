@@ -83,7 +83,6 @@ impl<'a> Walker<'a> {
     }
 
     pub(super) fn run(self) -> Result<()> {
-        fs::raise_fd_limit();
         let upper_path = &self.layer.upper;
         let upper = fs::open_dir(upper_path).map_err(|e| match e.raw_os_error() {
             Some(libc::ENOENT) => Error::LayerVanished { path: upper_path.clone() },
