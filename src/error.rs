@@ -5,7 +5,11 @@ use std::io;
 use std::path::PathBuf;
 
 /// Errors from resolving a container and diffing its layer.
+///
+/// New variants may come ([`non_exhaustive`](https://doc.rust-lang.org/reference/attributes/type_system.html)):
+/// match on [`Error::kind`] for a stable classification.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The runtime's API endpoint cannot be reached (socket missing, daemon down, refused).
     #[error("cannot reach {runtime} at {endpoint}: {cause}")]
@@ -111,7 +115,75 @@ pub enum Error {
     Interrupted,
 }
 
+/// What kind of error an [`Error`] is, with a numeric code that bindings (C, Python) and scripts
+/// can rely on: a code, once given, keeps its meaning and is never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(u32)]
+pub enum ErrorKind {
+    /// The runtime cannot be reached, or did not answer in time.
+    RuntimeUnavailable = 1,
+    /// The runtime has no such container.
+    ContainerNotFound = 2,
+    /// The container's storage is not something rodiff can read.
+    UnsupportedStorage = 3,
+    /// The runtime answered something rodiff does not understand.
+    Protocol = 4,
+    /// The container's layer disappeared during the scan (the container was removed).
+    LayerVanished = 5,
+    /// The frozen copy of the layer (a btrfs helper snapshot) was deleted during the scan.
+    SnapshotVanished = 6,
+    /// The layer holds a marker the kernel would refuse; the diff stopped.
+    HostileLayer = 7,
+    /// A filesystem operation failed.
+    Io = 8,
+    /// A plan cannot be written in the requested format.
+    Unrepresentable = 9,
+    /// A plan file could not be read.
+    InvalidPlan = 10,
+    /// A runtime call made for the container (create, start, inspect …) failed.
+    RuntimeCall = 11,
+    /// The operation was interrupted by a signal.
+    Interrupted = 12,
+}
+
+impl ErrorKind {
+    /// The stable numeric code.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// The CLI's exit status for an error of this kind (the interface contract): 3 when the runtime
+    /// or the container is not there (unreachable, unknown, removed during the scan), 4 for
+    /// unsupported storage, 1 otherwise (2, usage, is the argument parser's).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::RuntimeUnavailable | ErrorKind::ContainerNotFound | ErrorKind::LayerVanished => 3,
+            ErrorKind::UnsupportedStorage => 4,
+            _ => 1,
+        }
+    }
+}
+
 impl Error {
+    /// What kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::RuntimeUnavailable { .. } => ErrorKind::RuntimeUnavailable,
+            Error::ContainerNotFound { .. } => ErrorKind::ContainerNotFound,
+            Error::UnsupportedStorage { .. } => ErrorKind::UnsupportedStorage,
+            Error::Protocol { .. } => ErrorKind::Protocol,
+            Error::LayerVanished { .. } => ErrorKind::LayerVanished,
+            Error::SnapshotVanished { .. } => ErrorKind::SnapshotVanished,
+            Error::HostileLayer { .. } => ErrorKind::HostileLayer,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Unrepresentable { .. } => ErrorKind::Unrepresentable,
+            Error::InvalidPlan { .. } => ErrorKind::InvalidPlan,
+            Error::RuntimeCall { .. } => ErrorKind::RuntimeCall,
+            Error::Interrupted => ErrorKind::Interrupted,
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: impl Into<io::Error>) -> Error {
         Error::Io { path: path.into(), source: source.into() }
@@ -120,3 +192,44 @@ impl Error {
 
 /// Result alias used throughout the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [ErrorKind; 12] = [
+        ErrorKind::RuntimeUnavailable,
+        ErrorKind::ContainerNotFound,
+        ErrorKind::UnsupportedStorage,
+        ErrorKind::Protocol,
+        ErrorKind::LayerVanished,
+        ErrorKind::SnapshotVanished,
+        ErrorKind::HostileLayer,
+        ErrorKind::Io,
+        ErrorKind::Unrepresentable,
+        ErrorKind::InvalidPlan,
+        ErrorKind::RuntimeCall,
+        ErrorKind::Interrupted,
+    ];
+
+    #[test]
+    fn codes_are_the_documented_ones_and_unique() {
+        let codes: Vec<u32> = ALL.iter().map(|k| k.code()).collect();
+        assert_eq!(codes, (1..=12).collect::<Vec<u32>>(), "codes never change meaning");
+    }
+
+    #[test]
+    fn exit_codes_follow_the_interface_contract() {
+        let unavailable = Error::RuntimeUnavailable { runtime: "docker", endpoint: "unix:///x".into(), cause: "refused".into() };
+        assert_eq!(unavailable.kind().exit_code(), 3);
+        let missing = Error::ContainerNotFound { container: "c".into(), runtime: "docker", endpoint: "unix:///x".into() };
+        assert_eq!(missing.kind().exit_code(), 3);
+        assert_eq!(Error::LayerVanished { path: "/l".into() }.kind().exit_code(), 3);
+        assert_eq!(Error::UnsupportedStorage { container: "c".into(), detail: "vfs".into() }.kind().exit_code(), 4);
+        assert_eq!(Error::SnapshotVanished { path: "/s".into() }.kind().exit_code(), 1);
+        assert_eq!(Error::io("/p", io::Error::other("x")).kind(), ErrorKind::Io);
+        for kind in ALL {
+            assert!([1, 3, 4].contains(&kind.exit_code()), "{kind:?}");
+        }
+    }
+}

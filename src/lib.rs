@@ -41,7 +41,7 @@ pub mod render;
 pub mod resolve;
 pub mod verify;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use layer::{ChangeSink, Collect, Layer, ScanOptions};
 pub use model::{Change, ChangeKind, Evidence, FileType, Metadata};
 pub use plan::{Plan, PlannedMount, Rules};

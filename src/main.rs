@@ -304,13 +304,9 @@ fn remove_helpers_on_signals() {
     }
 }
 
-/// Exit status for an error, per the interface contract.
+/// Exit status for an error, per the interface contract ([`rodiff::ErrorKind::exit_code`]).
 fn exit_code(err: &anyhow::Error) -> u8 {
-    match err.downcast_ref::<Error>() {
-        Some(Error::RuntimeUnavailable { .. } | Error::ContainerNotFound { .. } | Error::LayerVanished { .. }) => 3,
-        Some(Error::UnsupportedStorage { .. }) => 4,
-        _ => 1,
-    }
+    err.downcast_ref::<Error>().map_or(1, |e| e.kind().exit_code())
 }
 
 /// What CONTAINER and --pod select, resolved; a usage error (exit 2) when they select nothing.
