@@ -113,6 +113,15 @@ pub enum Error {
     /// The operation was interrupted (a signal arrived) and stopped before making anything more.
     #[error("interrupted")]
     Interrupted,
+    /// The sink the changes were sent to refused a batch, and the scan stopped there. Its error
+    /// is kept as it is (a closed pipe; a binding's callback that asks to stop wraps its own error
+    /// in [`io::Error::other`] and gets it back from [`io::Error::into_inner`]).
+    #[error("output: {source}")]
+    Sink {
+        /// The sink's own error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// What kind of error an [`Error`] is, with a numeric code that bindings (C, Python) and scripts
@@ -145,6 +154,8 @@ pub enum ErrorKind {
     RuntimeCall = 11,
     /// The operation was interrupted by a signal.
     Interrupted = 12,
+    /// The sink the changes were sent to refused them; the scan stopped.
+    Sink = 13,
 }
 
 impl ErrorKind {
@@ -181,6 +192,7 @@ impl Error {
             Error::InvalidPlan { .. } => ErrorKind::InvalidPlan,
             Error::RuntimeCall { .. } => ErrorKind::RuntimeCall,
             Error::Interrupted => ErrorKind::Interrupted,
+            Error::Sink { .. } => ErrorKind::Sink,
         }
     }
 
@@ -197,7 +209,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 mod tests {
     use super::*;
 
-    const ALL: [ErrorKind; 12] = [
+    const ALL: [ErrorKind; 13] = [
         ErrorKind::RuntimeUnavailable,
         ErrorKind::ContainerNotFound,
         ErrorKind::UnsupportedStorage,
@@ -210,12 +222,13 @@ mod tests {
         ErrorKind::InvalidPlan,
         ErrorKind::RuntimeCall,
         ErrorKind::Interrupted,
+        ErrorKind::Sink,
     ];
 
     #[test]
     fn codes_are_the_documented_ones_and_unique() {
         let codes: Vec<u32> = ALL.iter().map(|k| k.code()).collect();
-        assert_eq!(codes, (1..=12).collect::<Vec<u32>>(), "codes never change meaning");
+        assert_eq!(codes, (1..=13).collect::<Vec<u32>>(), "codes never change meaning");
     }
 
     #[test]

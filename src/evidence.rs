@@ -88,7 +88,7 @@ impl<'a> LiveTouched<'a> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.inner.emit(batch).map_err(|e| Error::io("<output>", e))
+        self.inner.emit(batch).map_err(|source| Error::Sink { source })
     }
 }
 

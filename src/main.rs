@@ -269,7 +269,7 @@ fn main() -> ExitCode {
                     std::thread::park();
                 }
             }
-            if let Some(Error::Io { source, .. }) = err.downcast_ref::<Error>() {
+            if let Some(Error::Io { source, .. } | Error::Sink { source }) = err.downcast_ref::<Error>() {
                 if source.kind() == io::ErrorKind::BrokenPipe {
                     return ExitCode::SUCCESS;
                 }

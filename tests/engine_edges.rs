@@ -135,3 +135,43 @@ fn a_directory_turned_into_a_whiteout_during_the_scan_is_deleted_not_a_char_devi
     use rodiff::FileType::{Dir, File};
     assert_eq!(got, [(ChangeKind::Added, File, "/top".to_string()), (ChangeKind::Deleted, Dir, "/victim".to_string())], "the image's directory is deleted; the new one never existed for the image");
 }
+
+/// A binding's own error: what a Python callback's exception or a C callback's "stop" becomes.
+#[derive(Debug)]
+struct StopAsked;
+
+impl std::fmt::Display for StopAsked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the caller asked to stop")
+    }
+}
+
+impl std::error::Error for StopAsked {}
+
+/// Refuses every batch with its own error, counting the batches it was offered.
+#[derive(Default)]
+struct Refusing(std::sync::atomic::AtomicUsize);
+
+impl ChangeSink for Refusing {
+    fn emit(&self, _batch: Vec<Change>) -> io::Result<()> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Err(io::Error::other(StopAsked))
+    }
+}
+
+#[test]
+fn a_sink_that_refuses_stops_the_scan_and_its_error_comes_back_as_itself() {
+    let dir = tree();
+    let all = Collect::default();
+    Layer::Overlay(layer(dir.path())).diff(&ScanOptions::default(), &all).unwrap();
+    let batches_in_all = 20;
+    let sink = Refusing::default();
+    let err = Layer::Overlay(layer(dir.path())).diff(&ScanOptions::default(), &sink).unwrap_err();
+    let Error::Sink { source } = &err else { panic!("not a sink error: {err}") };
+    assert!(source.get_ref().is_some_and(|e| e.is::<StopAsked>()), "the sink's own error is lost: {source:?}");
+    assert_eq!(err.kind(), rodiff::ErrorKind::Sink);
+    // Walker threads that were already emitting may each have offered one batch; no more.
+    let offered = sink.0.load(Ordering::SeqCst);
+    assert!(offered < batches_in_all / 2, "the scan went on after the refusal: {offered} batches");
+    assert!(all.into_sorted().len() > 1000, "the tree has many changes");
+}

@@ -127,7 +127,7 @@ impl Reporter<'_> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.sink.emit(batch).map_err(|e| crate::error::Error::io("<output>", e))
+        self.sink.emit(batch).map_err(|source| crate::error::Error::Sink { source })
     }
 }
 
