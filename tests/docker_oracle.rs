@@ -300,3 +300,30 @@ fn reads_by_the_application_docker_diff_and_find_change_nothing() {
     assert_eq!(rodiff_kinds(name), before, "reads changed what rodiff reports");
     assert_same_as_docker(name, &c.container.docker_changes());
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_early_is_not_an_error() {
+    if !sandbox() {
+        return;
+    }
+    // More output than a pipe holds (64 KiB), so that rodiff writes after `head` has gone.
+    let c = Container::run("pipe", &[], BUSYBOX, &["sh", "-c", "mkdir /w && for i in $(seq 8000); do : > /w/file-with-a-long-name-$i; done; exec sleep 3600"]);
+    while c.sh("ls /w | wc -l").trim() != "8000" {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    for format in ["docker", "jsonl"] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rodiff"))
+            .args(["diff", &c.name, "--format", format])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 64];
+        std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{format}: {:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+        assert!(out.stderr.is_empty(), "{format}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
