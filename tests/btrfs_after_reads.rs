@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::process::Command;
 
-use common::btrfs::BtrfsFs;
+use common::btrfs::{read_everything, search_stats, BtrfsFs};
 use common::*;
 use rodiff::layer::{BtrfsLayer, Collect, Layer, ScanOptions};
 
@@ -93,36 +93,8 @@ fn parent_lookups_follow_the_candidates_not_the_entries_of_adjacent_directories(
     assert!(sb.parent_items < (dirs * files) as u64 / 4, "the look-ups read the directories' listings: {sb:?}");
 }
 
-/// What the b-tree searches of a diff of `layer` see (without freezing: nothing changes here).
-fn search_stats(layer: &BtrfsLayer) -> rodiff::layer::btrfs::changed::SearchStats {
-    use std::os::fd::AsFd;
-    let container = fs::File::open(&layer.subvolume).unwrap();
-    let parent = fs::File::open(&layer.parent).unwrap();
-    let created = btrfs_generation_at_creation(&layer.subvolume);
-    rodiff::layer::btrfs::changed::ChangedSet::collect(container.as_fd(), parent.as_fd(), created).unwrap().stats
-}
-
-/// `Gen at creation` of a subvolume, from `btrfs subvolume show`.
-fn btrfs_generation_at_creation(subvolume: &std::path::Path) -> u64 {
-    let show = run(Command::new("btrfs").args(["subvolume", "show"]).arg(subvolume));
-    show.lines().find_map(|l| l.trim().strip_prefix("Gen at creation:")).unwrap().trim().parse().unwrap()
-}
-
 fn kinds_visible(layer: &BtrfsLayer) -> std::collections::BTreeSet<(char, Vec<u8>)> {
     docker_visible(&engine(layer).0)
-}
-
-/// Reads every file and lists every directory (relatime rewrites every inode item it reaches).
-fn read_everything(dir: &std::path::Path) {
-    for entry in fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let ty = entry.file_type().unwrap();
-        if ty.is_dir() {
-            read_everything(&entry.path());
-        } else if ty.is_file() {
-            fs::read(entry.path()).unwrap();
-        }
-    }
 }
 
 /// Changes the access-time filter could mistake for reads, after the container read everything,

@@ -7,23 +7,14 @@
 mod common;
 
 use std::fs;
-use std::os::fd::AsFd;
 use std::process::Command;
 
-use common::btrfs::BtrfsFs;
+use common::btrfs::{search_stats, BtrfsFs};
 use common::*;
 use rodiff::layer::{BtrfsLayer, Collect, Layer, ScanOptions};
 
 fn xattr(path: &std::path::Path, name: &str, len: usize, fill: u8) {
     set_xattr(path, name, &vec![fill; len]);
-}
-
-fn stats(layer: &BtrfsLayer) -> rodiff::layer::btrfs::changed::SearchStats {
-    let container = fs::File::open(&layer.subvolume).unwrap();
-    let parent = fs::File::open(&layer.parent).unwrap();
-    let show = run(Command::new("btrfs").args(["subvolume", "show"]).arg(&layer.subvolume));
-    let created: u64 = show.lines().find_map(|l| l.trim().strip_prefix("Gen at creation:")).unwrap().trim().parse().unwrap();
-    rodiff::layer::btrfs::changed::ChangedSet::collect(container.as_fd(), parent.as_fd(), created).unwrap().stats
 }
 
 struct Lcg(u64);
@@ -78,7 +69,7 @@ fn lookups_answer_every_read_only_candidate() {
         fs::read_dir(container.join(format!("d{d:02}"))).unwrap().count();
     }
     run(&mut Command::new("sync"));
-    let s = stats(&layer);
+    let s = search_stats(&layer);
     eprintln!("reads only: {read} files read: {s:?}");
     assert_eq!(s.access_only, s.candidates, "every candidate is access-only: {s:?}");
     let collect = Collect::default();
@@ -91,7 +82,7 @@ fn lookups_answer_every_read_only_candidate() {
         fs::write(container.join(format!("new/{i}")), "n").unwrap();
     }
     run(&mut Command::new("sync"));
-    let s2 = stats(&layer);
+    let s2 = search_stats(&layer);
     eprintln!("with 501 new inodes: {s2:?}");
     // new dir + 500 files + root (a new entry) are not access-only.
     assert_eq!(s2.access_only, s2.candidates - 502, "{s2:?}");
@@ -136,7 +127,7 @@ fn a_window_that_grows_and_shrinks_costs_a_handful_of_items_a_candidate() {
             fs::read_dir(container.join(format!("big{g:02}"))).unwrap().count();
         }
         run(&mut Command::new("sync"));
-        let s = stats(&BtrfsLayer { subvolume: container, parent: init });
+        let s = search_stats(&BtrfsLayer { subvolume: container, parent: init });
         eprintln!("k={k}: {s:?}; {:.1} items/candidate", s.parent_items as f64 / s.candidates as f64);
         assert_eq!(s.access_only, s.candidates, "reads only: {s:?}");
         assert!(s.parent_items <= s.candidates * 20, "k={k}: {s:?}");

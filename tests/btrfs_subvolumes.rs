@@ -9,7 +9,7 @@ mod common;
 use std::fs;
 use std::process::Command;
 
-use common::btrfs::BtrfsFs;
+use common::btrfs::{read_everything, BtrfsFs};
 use common::*;
 use rodiff::layer::{BtrfsLayer, Collect, Layer, ScanOptions};
 use rodiff::model::ChangeKind;
@@ -101,20 +101,6 @@ fn engine_counting(layer: &BtrfsLayer) -> (Vec<rodiff::Change>, u64) {
 
 fn kinds(changes: &[rodiff::Change]) -> Vec<(char, String)> {
     changes.iter().map(|c| (c.kind.letter(), c.path.display().to_string())).collect()
-}
-
-/// Reads every file and lists every directory below `dir`, as an application, a backup or
-/// `docker diff` does (each first read updates the access time under `relatime`).
-fn read_everything(dir: &std::path::Path) {
-    for entry in fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let ty = entry.file_type().unwrap();
-        if ty.is_dir() {
-            read_everything(&entry.path());
-        } else if ty.is_file() {
-            fs::read(entry.path()).unwrap();
-        }
-    }
 }
 
 /// Replaces the container subvolume of `layer` by a fresh snapshot of its parent.

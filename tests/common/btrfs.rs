@@ -70,6 +70,36 @@ pub fn leaked_helper_snapshots(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// What the b-tree searches of a diff of `layer` see (without freezing: the tests change nothing
+/// meanwhile).
+pub fn search_stats(layer: &rodiff::layer::BtrfsLayer) -> rodiff::layer::btrfs::changed::SearchStats {
+    use std::os::fd::AsFd;
+    let container = std::fs::File::open(&layer.subvolume).unwrap();
+    let parent = std::fs::File::open(&layer.parent).unwrap();
+    let created = generation_at_creation(&layer.subvolume);
+    rodiff::layer::btrfs::changed::ChangedSet::collect(container.as_fd(), parent.as_fd(), created).unwrap().stats
+}
+
+/// `Gen at creation` of a subvolume, from `btrfs subvolume show`.
+pub fn generation_at_creation(subvolume: &Path) -> u64 {
+    let show = run(Command::new("btrfs").args(["subvolume", "show"]).arg(subvolume));
+    show.lines().find_map(|l| l.trim().strip_prefix("Gen at creation:")).unwrap().trim().parse().unwrap()
+}
+
+/// Reads every file and lists every directory below `dir`, as an application, a backup or
+/// `docker diff` does (each first read updates the access time under `relatime`).
+pub fn read_everything(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let ty = entry.file_type().unwrap();
+        if ty.is_dir() {
+            read_everything(&entry.path());
+        } else if ty.is_file() {
+            std::fs::read(entry.path()).unwrap();
+        }
+    }
+}
+
 impl Drop for BtrfsFs {
     fn drop(&mut self) {
         let ok = Command::new("umount").arg(&self.mnt).status().is_ok_and(|s| s.success());
