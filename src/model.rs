@@ -2,11 +2,20 @@
 //!
 //! Paths are bytes (Linux file names are not UTF-8 in general); everything a renderer needs is
 //! here, and nothing here knows about runtimes or filesystems.
+//!
+//! [`Change`] and its parts implement `serde::Serialize` in the form of `rodiff diff --format
+//! json`: paths as `path_json` encodes them (a string when UTF-8, else an array of byte values),
+//! kinds as their letters, types and evidence as their names, `mtime` as seconds with nanoseconds.
+
+pub(crate) mod path_json;
 
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use serde::ser::{Error as _, SerializeStruct};
+use serde::{Serialize, Serializer};
 
 /// How a path differs between the image and the container.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,6 +53,14 @@ impl ChangeKind {
 impl fmt::Display for ChangeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.letter())
+    }
+}
+
+/// Serializes as the letter (`"A"`, `"C"`, `"D"`, `"T"`).
+impl Serialize for ChangeKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let letter = self.letter();
+        s.serialize_str(letter.encode_utf8(&mut [0; 4]))
     }
 }
 
@@ -101,6 +118,13 @@ impl fmt::Display for FileType {
     }
 }
 
+/// Serializes as the name (`"file"`, `"dir"`, …).
+impl Serialize for FileType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 /// Inode metadata of the entry a change describes (the container's entry; the image's for a
 /// deletion).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -119,7 +143,43 @@ pub struct Metadata {
     pub mtime_nsec: u32,
 }
 
+impl Metadata {
+    fn serialize_fields<S: SerializeStruct>(&self, st: &mut S) -> Result<(), S::Error> {
+        st.serialize_field("mode", &self.mode)?;
+        st.serialize_field("uid", &self.uid)?;
+        st.serialize_field("gid", &self.gid)?;
+        st.serialize_field("size", &self.size)?;
+        st.serialize_field("mtime", &Mtime(self.mtime_sec, self.mtime_nsec))
+    }
+}
+
+/// Serializes as `{"mode", "uid", "gid", "size", "mtime"}`, `mtime` as [`Change`]'s.
+impl Serialize for Metadata {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Metadata", 5)?;
+        self.serialize_fields(&mut st)?;
+        st.end()
+    }
+}
+
+/// A modification time as a JSON number of seconds with all nine digits of nanoseconds
+/// (`1700000000.123456789`), exact: an `f64` would round it to about a microsecond.
+///
+/// It goes through `serde_json`'s raw value: other serializers see its wrapper, not a number.
+struct Mtime(i64, u32);
+
+impl Serialize for Mtime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw = serde_json::value::RawValue::from_string(format!("{}.{:09}", self.0, self.1)).map_err(S::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
 /// One change to a container's root filesystem relative to its image.
+///
+/// Serializes as one change object of `rodiff diff --format json`, fields in this order: `path`
+/// (a string when UTF-8, else an array of byte values), `kind`, `type`, then, with metadata, `mode`, `uid`, `gid`, `size`, `mtime`,
+/// then `"mountpoint": true` only for a mount point, `container` and `evidence` only when set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     /// Absolute path inside the container (`/etc/passwd`), as raw bytes.
@@ -154,6 +214,40 @@ impl Evidence {
         match self {
             Evidence::OpenDeleted => "open-deleted",
         }
+    }
+}
+
+/// Serializes as the name (`"open-deleted"`).
+impl Serialize for Evidence {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl Serialize for Change {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let len = 3
+            + if self.metadata.is_some() { 5 } else { 0 }
+            + usize::from(self.mountpoint)
+            + usize::from(self.container.is_some())
+            + usize::from(self.evidence.is_some());
+        let mut st = s.serialize_struct("Change", len)?;
+        st.serialize_field("path", &path_json::Bytes(self.path_bytes()))?;
+        st.serialize_field("kind", &self.kind)?;
+        st.serialize_field("type", &self.file_type)?;
+        if let Some(m) = &self.metadata {
+            m.serialize_fields(&mut st)?;
+        }
+        if self.mountpoint {
+            st.serialize_field("mountpoint", &true)?;
+        }
+        if let Some(container) = &self.container {
+            st.serialize_field("container", container)?;
+        }
+        if let Some(evidence) = &self.evidence {
+            st.serialize_field("evidence", evidence)?;
+        }
+        st.end()
     }
 }
 

@@ -31,32 +31,13 @@ pub fn write_docker_line(out: &mut impl Write, change: &Change) -> io::Result<()
     out.write_all(b"\n")
 }
 
-/// Writes one change as a JSON object (no trailing newline).
+/// Writes one change as a JSON object (no trailing newline): the change's `Serialize` form.
 ///
 /// `path` is a string when the path is UTF-8, otherwise an array of its byte values (the
-/// convention of `journalctl -o json`), so that every name survives the round trip.
+/// convention of `journalctl -o json`), so that every name survives the round trip; see
+/// [`Change`] for the fields.
 pub fn write_json_object(out: &mut impl Write, change: &Change) -> io::Result<()> {
-    out.write_all(b"{\"path\":")?;
-    write_json_path(out, change.path_bytes())?;
-    write!(out, ",\"kind\":\"{}\",\"type\":\"{}\"", change.kind.letter(), change.file_type.name())?;
-    if let Some(m) = &change.metadata {
-        write!(
-            out,
-            ",\"mode\":{},\"uid\":{},\"gid\":{},\"size\":{},\"mtime\":{}.{:09}",
-            m.mode, m.uid, m.gid, m.size, m.mtime_sec, m.mtime_nsec
-        )?;
-    }
-    if change.mountpoint {
-        out.write_all(b",\"mountpoint\":true")?;
-    }
-    if let Some(container) = &change.container {
-        out.write_all(b",\"container\":")?;
-        write_json_path(out, container.as_bytes())?;
-    }
-    if let Some(evidence) = change.evidence {
-        write!(out, ",\"evidence\":\"{}\"", evidence.name())?;
-    }
-    out.write_all(b"}")
+    serde_json::to_writer(out, change).map_err(io::Error::from)
 }
 
 /// Writes changes in `format` (a whole document: the JSON array is opened and closed).
@@ -144,40 +125,6 @@ fn write_escaped(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn write_json_path(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        out.write_all(b"[")?;
-        for (i, b) in bytes.iter().enumerate() {
-            if i > 0 {
-                out.write_all(b",")?;
-            }
-            write!(out, "{b}")?;
-        }
-        return out.write_all(b"]");
-    };
-    out.write_all(b"\"")?;
-    let mut start = 0;
-    for (i, &b) in text.as_bytes().iter().enumerate() {
-        let escape: Option<&[u8]> = match b {
-            b'"' => Some(b"\\\""),
-            b'\\' => Some(b"\\\\"),
-            b'\n' => Some(b"\\n"),
-            b'\r' => Some(b"\\r"),
-            b'\t' => Some(b"\\t"),
-            0..=0x1f | 0x7f => None,
-            _ => continue,
-        };
-        out.write_all(&text.as_bytes()[start..i])?;
-        match escape {
-            Some(e) => out.write_all(e)?,
-            None => write!(out, "\\u{b:04x}")?,
-        }
-        start = i + 1;
-    }
-    out.write_all(&text.as_bytes()[start..])?;
-    out.write_all(b"\"")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +186,89 @@ mod tests {
         let mut out = Vec::new();
         write_json_object(&mut out, &touched).unwrap();
         assert_eq!(serde_json::from_slice::<serde_json::Value>(&out).unwrap()["evidence"], "open-deleted");
+    }
+
+    fn full() -> Change {
+        let mut c = change(b"/var/a\xffb", ChangeKind::Changed);
+        c.metadata = Some(crate::model::Metadata {
+            mode: 0o644,
+            uid: 1000,
+            gid: 50,
+            size: 12,
+            mtime_sec: 1_700_000_000,
+            mtime_nsec: 5,
+        });
+        c.mountpoint = true;
+        c.container = Some("web \"1\"".into());
+        c.evidence = Some(crate::model::Evidence::OpenDeleted);
+        c
+    }
+
+    #[test]
+    fn json_object_fields_order_and_mtime_are_exact() {
+        let mut out = Vec::new();
+        write_json_object(&mut out, &full()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"path":[47,118,97,114,47,97,255,98],"kind":"C","type":"file","mode":420,"uid":1000,"gid":50,"size":12,"mtime":1700000000.000000005,"mountpoint":true,"container":"web \"1\"","evidence":"open-deleted"}"#
+        );
+        let mut out = Vec::new();
+        write_all(&mut out, Format::Jsonl, &[change(b"/a", ChangeKind::Added), change(b"/b", ChangeKind::Deleted)]).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"path\":\"/a\",\"kind\":\"A\",\"type\":\"file\"}\n{\"path\":\"/b\",\"kind\":\"D\",\"type\":\"file\"}\n"
+        );
+        assert_eq!(serde_json::to_string(&full()).unwrap().as_bytes(), &json_bytes(&full())[..], "one encoding");
+    }
+
+    fn json_bytes(c: &Change) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_json_object(&mut out, c).unwrap();
+        out
+    }
+
+    /// The JSON of a change, read back, gives the same fields.
+    #[test]
+    fn json_round_trips_a_change() {
+        use crate::model::path_json;
+        use serde::Deserialize;
+        use std::path::PathBuf;
+
+        #[derive(Deserialize)]
+        struct Back {
+            #[serde(with = "path_json")]
+            path: PathBuf,
+            kind: String,
+            #[serde(rename = "type")]
+            file_type: String,
+            mode: u32,
+            uid: u32,
+            gid: u32,
+            size: u64,
+            mtime: Box<serde_json::value::RawValue>,
+            #[serde(default)]
+            mountpoint: bool,
+            container: Option<String>,
+            evidence: Option<String>,
+        }
+
+        let mut changes = vec![full(), full()];
+        changes[1].path = "/tmp/caf\u{e9}\n\u{1}\u{7f}".into();
+        changes[1].mountpoint = false;
+        changes[1].container = None;
+        changes[1].evidence = None;
+        for c in changes {
+            let back: Back = serde_json::from_slice(&json_bytes(&c)).unwrap();
+            let m = c.metadata.unwrap();
+            assert_eq!(back.path, c.path);
+            assert_eq!(back.kind, c.kind.letter().to_string());
+            assert_eq!(back.file_type, c.file_type.name());
+            assert_eq!((back.mode, back.uid, back.gid, back.size), (m.mode, m.uid, m.gid, m.size));
+            let (sec, nsec) = back.mtime.get().split_once('.').unwrap();
+            assert_eq!((sec.parse(), nsec.parse()), (Ok(m.mtime_sec), Ok(m.mtime_nsec)));
+            assert_eq!(back.mountpoint, c.mountpoint);
+            assert_eq!(back.container, c.container);
+            assert_eq!(back.evidence.as_deref(), c.evidence.map(|e| e.name()));
+        }
     }
 }

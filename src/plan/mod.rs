@@ -17,7 +17,6 @@
 
 mod cover;
 pub mod names;
-mod paths;
 pub mod render;
 pub mod rules;
 mod writes;
@@ -55,7 +54,7 @@ pub struct Plan {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedMount {
     /// Where it is mounted, inside the container.
-    #[serde(with = "paths::one")]
+    #[serde(with = "crate::model::path_json")]
     pub path: PathBuf,
     /// What Docker mounts there.
     pub kind: MountKind,
@@ -79,7 +78,7 @@ pub struct PlannedMount {
     /// Why this mount, and why this kind, in words.
     pub reason: String,
     /// The changes that need it (the roots of added trees, changed files, written directories).
-    #[serde(with = "paths::many")]
+    #[serde(with = "crate::model::path_json::many")]
     pub covers: Vec<PathBuf>,
 }
 
@@ -107,7 +106,7 @@ impl MountKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ignored {
     /// The changed path.
-    #[serde(with = "paths::one")]
+    #[serde(with = "crate::model::path_json")]
     pub path: PathBuf,
     /// Why it needs no mount.
     pub reason: String,
@@ -117,7 +116,7 @@ pub struct Ignored {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Uncovered {
     /// The changed path.
-    #[serde(with = "paths::one")]
+    #[serde(with = "crate::model::path_json")]
     pub path: PathBuf,
     /// Why no mount covers it.
     pub reason: String,
