@@ -46,7 +46,7 @@ impl<'a> MountPoints<'a> {
 }
 
 impl ChangeSink for MountPoints<'_> {
-    fn emit(&self, mut batch: Vec<Change>) -> io::Result<()> {
+    fn emit(&self, mut batch: Vec<Change>) -> io::Result<crate::layer::Flow> {
         if !self.destinations.is_empty() {
             for change in &mut batch {
                 change.mountpoint = self.is_mountpoint(change);
@@ -71,7 +71,7 @@ impl<'a> Tagged<'a> {
 }
 
 impl ChangeSink for Tagged<'_> {
-    fn emit(&self, mut batch: Vec<Change>) -> io::Result<()> {
+    fn emit(&self, mut batch: Vec<Change>) -> io::Result<crate::layer::Flow> {
         for change in &mut batch {
             change.container = Some(self.container.to_string());
         }
@@ -105,7 +105,7 @@ mod tests {
             Change::new("/etc".into(), ChangeKind::Changed, FileType::Dir),
             Change::new("/srv/other".into(), ChangeKind::Added, FileType::File),
         ];
-        sink.emit(batch).unwrap();
+        let _ = sink.emit(batch).unwrap();
         let marked: Vec<(String, bool)> =
             collect.into_sorted().into_iter().map(|c| (c.path.display().to_string(), c.mountpoint)).collect();
         assert_eq!(

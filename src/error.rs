@@ -110,9 +110,22 @@ pub enum Error {
         /// The runtime's answer.
         cause: String,
     },
-    /// The operation was interrupted (a signal arrived) and stopped before making anything more.
-    #[error("interrupted")]
-    Interrupted,
+    /// The operation was cancelled through its [`crate::Cancel`] token (the CLI cancels on
+    /// SIGINT, SIGTERM and SIGHUP) and stopped at the next check, having removed what it made.
+    #[error("cancelled")]
+    Cancelled,
+    /// The sink asked the scan to stop ([`crate::layer::Flow::Break`]): what it received is a part
+    /// of the diff. [`crate::Client::diff_into`] reports this as an incomplete
+    /// [`crate::client::Outcome`], not as an error.
+    #[error("stopped by the receiver of the changes: the result is incomplete")]
+    Stopped,
+    /// The operation's deadline ([`crate::ScanOptions::stop`]) passed; it stopped at the next
+    /// check, having removed what it made.
+    #[error("deadline passed: not done within {} s", after.as_secs_f64())]
+    Timeout {
+        /// How long the operation had from its start.
+        after: std::time::Duration,
+    },
     /// The sink the changes were sent to refused a batch, and the scan stopped there. Its error
     /// is kept as it is (a closed pipe; a binding's callback that asks to stop wraps its own error
     /// in [`io::Error::other`] and gets it back from [`io::Error::into_inner`]).
@@ -152,10 +165,14 @@ pub enum ErrorKind {
     InvalidPlan = 10,
     /// A runtime call made for the container (create, start, inspect …) failed.
     RuntimeCall = 11,
-    /// The operation was interrupted by a signal.
-    Interrupted = 12,
+    /// The operation was cancelled (its cancel token; a signal in the CLI).
+    Cancelled = 12,
     /// The sink the changes were sent to refused them; the scan stopped.
     Sink = 13,
+    /// The operation's deadline passed before it was done.
+    Timeout = 14,
+    /// The sink stopped the scan early; its result is incomplete.
+    Stopped = 15,
 }
 
 impl ErrorKind {
@@ -191,7 +208,9 @@ impl Error {
             Error::Unrepresentable { .. } => ErrorKind::Unrepresentable,
             Error::InvalidPlan { .. } => ErrorKind::InvalidPlan,
             Error::RuntimeCall { .. } => ErrorKind::RuntimeCall,
-            Error::Interrupted => ErrorKind::Interrupted,
+            Error::Cancelled => ErrorKind::Cancelled,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Stopped => ErrorKind::Stopped,
             Error::Sink { .. } => ErrorKind::Sink,
         }
     }
@@ -209,7 +228,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 mod tests {
     use super::*;
 
-    const ALL: [ErrorKind; 13] = [
+    const ALL: [ErrorKind; 15] = [
         ErrorKind::RuntimeUnavailable,
         ErrorKind::ContainerNotFound,
         ErrorKind::UnsupportedStorage,
@@ -221,14 +240,16 @@ mod tests {
         ErrorKind::Unrepresentable,
         ErrorKind::InvalidPlan,
         ErrorKind::RuntimeCall,
-        ErrorKind::Interrupted,
+        ErrorKind::Cancelled,
         ErrorKind::Sink,
+        ErrorKind::Timeout,
+        ErrorKind::Stopped,
     ];
 
     #[test]
     fn codes_are_the_documented_ones_and_unique() {
         let codes: Vec<u32> = ALL.iter().map(|k| k.code()).collect();
-        assert_eq!(codes, (1..=13).collect::<Vec<u32>>(), "codes never change meaning");
+        assert_eq!(codes, (1..=15).collect::<Vec<u32>>(), "codes never change meaning");
     }
 
     #[test]

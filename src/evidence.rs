@@ -88,12 +88,16 @@ impl<'a> LiveTouched<'a> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.inner.emit(batch).map_err(|source| Error::Sink { source })
+        match self.inner.emit(batch) {
+            Ok(crate::layer::Flow::Continue(())) => Ok(()),
+            Ok(crate::layer::Flow::Break(())) => Err(Error::Stopped),
+            Err(source) => Err(Error::Sink { source }),
+        }
     }
 }
 
 impl ChangeSink for LiveTouched<'_> {
-    fn emit(&self, batch: Vec<Change>) -> io::Result<()> {
+    fn emit(&self, batch: Vec<Change>) -> io::Result<crate::layer::Flow> {
         let hits: Vec<PathBuf> = batch.iter().filter(|c| self.watched.contains(&c.path)).map(|c| c.path.clone()).collect();
         if !hits.is_empty() {
             self.reported.lock().unwrap_or_else(|e| e.into_inner()).extend(hits);
@@ -140,7 +144,7 @@ mod tests {
         let mounts: Vec<PathBuf> = mounts.iter().map(PathBuf::from).collect();
         let touched = LiveTouched::new(written.iter().map(PathBuf::from), &image, &mounts, metadata, &collect).unwrap();
         let batch = scanned.iter().map(|p| Change::new(p.into(), ChangeKind::Changed, FileType::Dir)).collect();
-        touched.emit(batch).unwrap();
+        let _ = touched.emit(batch).unwrap();
         touched.finish().unwrap();
         collect.into_sorted()
     }

@@ -16,19 +16,29 @@
 //! - [`plan`](mod@plan) turns changes into the mounts a read-only root filesystem needs, and
 //!   [`verify`](mod@verify) proves them by re-running the container read-only (Docker).
 //!
+//! Everything goes through a [`Client`]: it holds explicit options (nothing is read from the
+//! environment), reuses its runtime connections and shares one bounded pool of walker threads
+//! between all its scans, from any number of threads; it has blocking and async methods, and every
+//! operation can be cancelled or given a deadline ([`ScanOptions::stop`]).
+//!
 //! ```no_run
-//! let changes = rodiff::diff("my-container", &rodiff::RuntimeOptions::default()).unwrap();
-//! for change in changes {
+//! use rodiff::{Client, ClientOptions};
+//!
+//! let client = Client::new(ClientOptions::default())?; // Docker at /var/run/docker.sock
+//! for change in client.diff("my-container")? {
 //!     println!("{} {}", change.kind, change.path.display());
 //! }
+//! # Ok::<(), rodiff::Error>(())
 //! ```
 //!
-//! Embedding: the library changes no process-wide setting. A walk keeps one descriptor open per
-//! directory level, and a container can make its tree as deep as it likes: a program that diffs
-//! layers it does not control should raise its open-file limit once ([`fs::raise_fd_limit`]), as
-//! the CLI does.
+//! Embedding: the library changes no process-wide setting and reads no environment variable. A
+//! walk keeps one descriptor open per directory level, and a container can make its tree as deep
+//! as it likes: a program that diffs layers it does not control should raise its open-file limit
+//! once ([`fs::raise_fd_limit`]), as the CLI does.
 
 pub mod annotate;
+pub mod cancel;
+pub mod client;
 pub mod error;
 pub mod evidence;
 pub mod fs;
@@ -41,96 +51,10 @@ pub mod render;
 pub mod resolve;
 pub mod verify;
 
+pub use cancel::{Cancel, Deadline, Stop};
+pub use client::{Client, Outcome};
 pub use error::{Error, ErrorKind, Result};
-pub use layer::{ChangeSink, Collect, Layer, ScanOptions};
+pub use layer::{ChangeSink, Collect, Flow, Layer, ScanOptions, Walkers};
 pub use model::{Change, ChangeKind, Evidence, FileType, Metadata};
 pub use plan::{Plan, PlannedMount, Rules};
-pub use resolve::{PodSelector, Processes, ResolvedContainer, Runtime, RuntimeOptions};
-
-/// Resolves `container` through the runtime, blocking the calling thread.
-pub fn resolve_blocking(container: &str, options: &RuntimeOptions) -> Result<ResolvedContainer> {
-    block_on(resolve::resolve(options, container))
-}
-
-/// Resolves what `options` and `container` select (a pod's containers when `options.pod` is set,
-/// see [`resolve::resolve_all`]), blocking the calling thread.
-pub fn resolve_all_blocking(container: Option<&str>, options: &RuntimeOptions) -> Result<Vec<ResolvedContainer>> {
-    block_on(resolve::resolve_all(options, container))
-}
-
-fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("<tokio runtime>", e))?;
-    runtime.block_on(future)
-}
-
-/// Diffs a resolved container's layer into `sink`, marking mount points, and adds what its
-/// running processes show: directories where they hold deleted files open are `T` when the layer
-/// does not tell (see [`evidence`]), sent after the layer's changes.
-pub fn diff_resolved(resolved: &ResolvedContainer, scan: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
-    let held = live::open_deleted(&resolved.processes)?;
-    let written: Vec<std::path::PathBuf> = held.iter().filter_map(|f| f.path.parent().map(|p| p.to_path_buf())).collect();
-    if written.is_empty() {
-        let annotated = annotate::MountPoints::new(&resolved.mount_destinations, sink);
-        return resolved.layer.diff(scan, &annotated);
-    }
-    let image = resolved.layer.image()?;
-    let touched = evidence::LiveTouched::new(written, image.as_ref(), &resolved.mount_destinations, scan.metadata, sink)?;
-    drop(image);
-    let annotated = annotate::MountPoints::new(&resolved.mount_destinations, &touched);
-    resolved.layer.diff(scan, &annotated)?;
-    touched.finish()
-}
-
-/// Diffs several resolved containers (a pod's) one after the other into `sink`, each change
-/// tagged with its container's name ([`Change::container`]).
-pub fn diff_tagged(resolved: &[ResolvedContainer], scan: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
-    resolved.iter().try_for_each(|r| diff_resolved(r, scan, &annotate::Tagged::new(&r.name, sink)))
-}
-
-/// Resolves `container` and returns all its changes with metadata, sorted by path. With
-/// `options.pod` set, diffs the pod's containers (`container`, if not empty, names one of them),
-/// each change tagged with its container.
-pub fn diff(container: &str, options: &RuntimeOptions) -> Result<Vec<Change>> {
-    let collect = Collect::default();
-    let scan = ScanOptions { metadata: true, ..Default::default() };
-    if options.pod.is_some() {
-        diff_tagged(&resolve_all_blocking(Some(container), options)?, &scan, &collect)?;
-    } else {
-        diff_resolved(&resolve_blocking(container, options)?, &scan, &collect)?;
-    }
-    Ok(collect.into_sorted())
-}
-
-/// Plans the mounts a resolved container needs to run with a read-only root filesystem: diffs it,
-/// asks its layer what the image ships, and applies `rules` (see [`plan`](mod@plan)). `image` is the
-/// container's image reference, when known (Kubernetes seeding names it).
-pub fn plan_resolved(resolved: &ResolvedContainer, image: Option<String>, rules: &Rules) -> Result<Plan> {
-    let collect = Collect::default();
-    diff_resolved(resolved, &ScanOptions { metadata: true, ..Default::default() }, &collect)?;
-    let changes = collect.into_sorted();
-    let view = resolved.layer.image()?;
-    let input = plan::PlanInput {
-        container: resolved.name.clone(),
-        image,
-        mount_destinations: resolved.mount_destinations.clone(),
-    };
-    plan::plan(&changes, view.as_ref(), &input, rules)
-}
-
-/// Resolves `container` and plans the mounts it needs to run read-only (see [`plan_resolved`]).
-pub fn plan(container: &str, options: &RuntimeOptions, rules: &Rules) -> Result<Plan> {
-    let resolved = resolve_blocking(container, options)?;
-    let image = image_reference(options, &resolved)?;
-    plan_resolved(&resolved, image, rules)
-}
-
-/// The image reference a container was created from, when the runtime keeps one (Docker).
-pub fn image_reference(options: &RuntimeOptions, resolved: &ResolvedContainer) -> Result<Option<String>> {
-    if options.runtime != Runtime::Docker {
-        return Ok(None);
-    }
-    block_on(verify::image_reference(options, &resolved.id))
-}
+pub use resolve::{ClientOptions, PodSelector, Processes, ResolvedContainer, Runtime, Target};

@@ -2,14 +2,14 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rodiff::plan::render::PlanFormat;
 use rodiff::render::{self, Format};
 use rodiff::verify::VerifyOptions;
-use rodiff::{Collect, Error, Runtime, RuntimeOptions, ScanOptions};
+use rodiff::{Cancel, Client, ClientOptions, Collect, Error, Runtime, ScanOptions, Stop, Target};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -43,11 +43,13 @@ struct RuntimeArgs {
     #[arg(long, global = true, value_enum, default_value_t = RuntimeArg::Docker)]
     runtime: RuntimeArg,
     /// Docker endpoint: unix:///path/docker.sock or tcp://host:port.
-    #[arg(short = 'H', long = "host", global = true, env = "DOCKER_HOST", value_name = "URI")]
-    host: Option<String>,
-    /// containerd socket [default: /run/containerd/containerd.sock].
-    #[arg(long, global = true, env = "CONTAINERD_ADDRESS", value_name = "PATH")]
-    address: Option<String>,
+    #[arg(short = 'H', long = "host", global = true, env = "DOCKER_HOST", value_name = "URI",
+          default_value = rodiff::resolve::DEFAULT_DOCKER_HOST, hide_env_values = true)]
+    host: String,
+    /// containerd socket.
+    #[arg(long, global = true, env = "CONTAINERD_ADDRESS", value_name = "PATH",
+          default_value = rodiff::resolve::DEFAULT_CONTAINERD_ADDRESS, hide_env_values = true)]
+    address: String,
     /// containerd namespace: $CONTAINERD_NAMESPACE, else `default` (`k8s.io` with --pod).
     #[arg(short = 'n', long, global = true, value_name = "NS")]
     namespace: Option<String>,
@@ -79,24 +81,42 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 }
 
 impl RuntimeArgs {
-    /// The library's runtime options.
-    fn options(&self) -> RuntimeOptions {
-        let pod = self.pod.clone().map(|mut pod| {
-            pod.container = self.pod_container.clone();
-            pod
+    /// The library's client options. The environment is read here, not in the library:
+    /// `$DOCKER_HOST` and `$CONTAINERD_ADDRESS` through clap, `$CONTAINERD_NAMESPACE` for a
+    /// container (a pod is looked for in `k8s.io` unless `-n` says otherwise).
+    fn options(&self) -> ClientOptions {
+        let namespace = self.namespace.clone().filter(|n| !n.is_empty()).or_else(|| match self.pod {
+            Some(_) => None,
+            None => std::env::var("CONTAINERD_NAMESPACE").ok().filter(|n| !n.is_empty()),
         });
-        RuntimeOptions {
+        ClientOptions {
             runtime: match self.runtime {
-                _ if pod.is_some() => Runtime::Containerd,
+                _ if self.pod.is_some() => Runtime::Containerd,
                 RuntimeArg::Docker => Runtime::Docker,
                 RuntimeArg::Containerd => Runtime::Containerd,
             },
             docker_host: self.host.clone(),
             containerd_address: self.address.clone(),
-            namespace: self.namespace.clone(),
-            pod,
+            namespace,
             host_root: self.host_root.clone(),
             timeout: self.timeout,
+            walkers: 0,
+        }
+    }
+
+    /// What CONTAINER and --pod select; a usage error (exit 2) when they select nothing.
+    fn target(&self, container: Option<&str>) -> Target {
+        if let Some(pod) = &self.pod {
+            let mut pod = pod.clone();
+            pod.container = self.pod_container.clone();
+            return Target::pod(pod, container);
+        }
+        match container {
+            Some(c) => Target::from(c),
+            None => {
+                use clap::CommandFactory;
+                Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, "CONTAINER is required (or --pod NAMESPACE/NAME)").exit()
+            }
         }
     }
 }
@@ -249,26 +269,28 @@ impl From<FormatArg> for Format {
 }
 
 fn main() -> ExitCode {
-    remove_helpers_on_signals();
+    let stop = Stop::default();
+    let signal = cancel_on_signals(stop.cancel.clone());
     // Deep trees keep a descriptor per level open; the library leaves process-wide limits alone.
     rodiff::fs::raise_fd_limit();
     let cli = Cli::parse();
-    let options = cli.runtime.options();
-    let result = match &cli.command {
-        Command::Diff(args) => run_diff(&options, args),
-        Command::Plan(args) => run_plan(&options, args),
-        Command::Verify(args) => run_verify(&options, args),
-    };
+    let result = Client::new(cli.runtime.options()).map_err(anyhow::Error::new).and_then(|client| {
+        let run = Run { client, args: &cli.runtime, stop };
+        match &cli.command {
+            Command::Diff(args) => run.diff(args),
+            Command::Plan(args) => run.plan(args),
+            Command::Verify(args) => run.verify(args),
+        }
+    });
+    // A signal cancelled the work, which removed what it made on its way out: end as the signal
+    // asked, whatever the work returned.
+    let received = signal.load(Ordering::SeqCst);
+    if received != 0 {
+        std::process::exit(128 + received);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            if matches!(err.downcast_ref::<Error>(), Some(Error::Interrupted)) || rodiff::layer::btrfs::helper::closed() {
-                // The signal thread is cleaning up (it may have deleted the snapshot this scan
-                // read) and ends the process with the signal's status.
-                loop {
-                    std::thread::park();
-                }
-            }
             if let Some(Error::Io { source, .. } | Error::Sink { source }) = err.downcast_ref::<Error>() {
                 if source.kind() == io::ErrorKind::BrokenPipe {
                     return ExitCode::SUCCESS;
@@ -280,11 +302,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// On SIGINT, SIGTERM or SIGHUP, deletes the btrfs helper snapshots this process made, then exits
-/// with 128 + the signal number. (The library removes them on every return path; a signal ends
-/// the process without unwinding.) The signals are blocked here, before any other thread exists,
-/// so every thread inherits the mask and only the dedicated thread receives them.
-fn remove_helpers_on_signals() {
+/// On SIGINT, SIGTERM or SIGHUP, cancels `cancel`: the work stops at its next check and removes
+/// what it made (btrfs helper snapshots, verification containers) as it returns, and `main` then
+/// exits with 128 + the signal number, which the returned cell holds. Should the work not return
+/// within a minute (a hung syscall), the process exits anyway. The signals are blocked here, before
+/// any other thread exists, so every thread inherits the mask and only this thread receives them.
+fn cancel_on_signals(cancel: Cancel) -> &'static AtomicI32 {
+    static RECEIVED: AtomicI32 = AtomicI32::new(0);
     // SAFETY: plain libc signal-mask calls on a set we own; sigwait only writes `sig`.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -296,12 +320,14 @@ fn remove_helpers_on_signals() {
         std::thread::spawn(move || {
             let mut sig = 0;
             if libc::sigwait(&set, &mut sig) == 0 {
-                rodiff::layer::btrfs::helper::remove_all();
-                rodiff::verify::remove_all();
+                RECEIVED.store(sig, Ordering::SeqCst);
+                cancel.cancel();
+                std::thread::sleep(Duration::from_secs(60));
                 std::process::exit(128 + sig);
             }
         });
     }
+    &RECEIVED
 }
 
 /// Exit status for an error, per the interface contract ([`rodiff::ErrorKind::exit_code`]).
@@ -309,117 +335,101 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     err.downcast_ref::<Error>().map_or(1, |e| e.kind().exit_code())
 }
 
-/// What CONTAINER and --pod select, resolved; a usage error (exit 2) when they select nothing.
-fn resolve_targets(options: &RuntimeOptions, container: Option<&str>) -> anyhow::Result<Vec<rodiff::ResolvedContainer>> {
-    if options.pod.is_none() && container.is_none() {
-        use clap::CommandFactory;
-        Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, "CONTAINER is required (or --pod NAMESPACE/NAME)").exit();
-    }
-    Ok(rodiff::resolve_all_blocking(container, options)?)
+/// One command's run: the client, the runtime arguments, and the stop signals cancel.
+struct Run<'a> {
+    client: Client,
+    args: &'a RuntimeArgs,
+    stop: Stop,
 }
 
-/// Diffs what [`resolve_targets`] found: one container as it is, a pod's containers tagged.
-fn diff_targets(
-    options: &RuntimeOptions,
-    resolved: &[rodiff::ResolvedContainer],
-    scan: &ScanOptions,
-    sink: &dyn rodiff::ChangeSink,
-) -> rodiff::Result<()> {
-    match resolved {
-        [one] if options.pod.is_none() => rodiff::diff_resolved(one, scan, sink),
-        several => rodiff::diff_tagged(several, scan, sink),
-    }
-}
-
-fn run_diff(options: &RuntimeOptions, args: &DiffArgs) -> anyhow::Result<()> {
-    let resolved = resolve_targets(options, args.container.as_deref())?;
-    let format = Format::from(args.format);
-    let scan = ScanOptions { metadata: format != Format::Docker, ..Default::default() };
-    let context = || match (&options.pod, &args.container) {
-        (Some(pod), _) => pod.to_string(),
-        (None, container) => format!("container {}", container.as_deref().unwrap_or_default()),
-    };
-    let out = io::BufWriter::with_capacity(256 * 1024, io::stdout());
-
-    with_progress(&scan, || match format {
-        Format::Docker | Format::Jsonl => {
-            let sink = render::Streaming::new(format, out);
-            diff_targets(options, &resolved, &scan, &sink)?;
-            sink.finish().map_err(|e| Error::io("<stdout>", e))?;
-            Ok(())
-        }
-        Format::Json => {
-            let collect = Collect::default();
-            diff_targets(options, &resolved, &scan, &collect)?;
-            let mut out = out;
-            let changes = collect.into_sorted();
-            let written = render::write_all(&mut out, format, &changes).and_then(|()| out.flush());
-            // The process ends next: let the OS reclaim the changes instead of freeing each one.
-            std::mem::forget(changes);
-            written.map_err(|e| Error::io("<stdout>", e))
-        }
-    })
-    .map_err(|e| anyhow::Error::new(e).context(context()))
-}
-
-fn run_plan(options: &RuntimeOptions, args: &PlanArgs) -> anyhow::Result<()> {
-    let resolved = resolve_targets(options, args.container.as_deref())?;
-    let rules = args.rules.rules();
-    let plans = resolved
-        .iter()
-        .map(|r| {
-            let plan = rodiff::image_reference(options, r).and_then(|image| rodiff::plan_resolved(r, image, &rules));
-            plan.map_err(|e| anyhow::Error::new(e).context(format!("container {}", r.name)))
+impl Run<'_> {
+    fn diff(&self, args: &DiffArgs) -> anyhow::Result<()> {
+        let target = self.args.target(args.container.as_deref());
+        let format = Format::from(args.format);
+        let scan = ScanOptions { metadata: format != Format::Docker, stop: self.stop.clone(), ..Default::default() };
+        let out = io::BufWriter::with_capacity(256 * 1024, io::stdout());
+        with_progress(&scan, || match format {
+            Format::Docker | Format::Jsonl => {
+                let sink = render::Streaming::new(format, out);
+                self.client.diff_into(&target, &scan, &sink)?;
+                sink.finish().map_err(|e| Error::io("<stdout>", e))?;
+                Ok(())
+            }
+            Format::Json => {
+                let collect = Collect::default();
+                self.client.diff_into(&target, &scan, &collect)?;
+                let mut out = out;
+                let changes = collect.into_sorted();
+                let written = render::write_all(&mut out, format, &changes).and_then(|()| out.flush());
+                // The process ends next: let the OS reclaim the changes instead of freeing each one.
+                std::mem::forget(changes);
+                written.map_err(|e| Error::io("<stdout>", e))
+            }
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let format = match args.format {
-        PlanFormatArg::Docker => PlanFormat::Docker,
-        PlanFormatArg::Compose => PlanFormat::Compose,
-        PlanFormatArg::K8s => PlanFormat::K8s,
-        PlanFormatArg::Json => PlanFormat::Json,
-    };
-    let text = rodiff::plan::render::render(&plans, format)?;
-    for plan in &plans {
-        for u in &plan.uncovered {
-            eprintln!("rodiff: container {}: {}: {}", plan.container, u.path.display(), u.reason);
-        }
+        .map_err(|e| anyhow::Error::new(e).context(target.to_string()))
     }
-    io::stdout().write_all(text.as_bytes()).map_err(|e| Error::io("<stdout>", e))?;
-    Ok(())
-}
 
-fn run_verify(options: &RuntimeOptions, args: &VerifyArgs) -> anyhow::Result<()> {
-    if options.runtime != Runtime::Docker {
-        use clap::CommandFactory;
-        Cli::command().error(clap::error::ErrorKind::ArgumentConflict, "verify runs containers through Docker only (--runtime docker)").exit();
+    fn plan(&self, args: &PlanArgs) -> anyhow::Result<()> {
+        let target = self.args.target(args.container.as_deref());
+        let rules = args.rules.rules();
+        let resolved = self.client.resolve(&target, &self.stop).map_err(|e| anyhow::Error::new(e).context(target.to_string()))?;
+        let plans = resolved
+            .iter()
+            .map(|r| self.client.plan_resolved(r, &rules, &self.stop).map_err(|e| anyhow::Error::new(e).context(format!("container {}", r.name))))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let format = match args.format {
+            PlanFormatArg::Docker => PlanFormat::Docker,
+            PlanFormatArg::Compose => PlanFormat::Compose,
+            PlanFormatArg::K8s => PlanFormat::K8s,
+            PlanFormatArg::Json => PlanFormat::Json,
+        };
+        let text = rodiff::plan::render::render(&plans, format)?;
+        for plan in &plans {
+            for u in &plan.uncovered {
+                eprintln!("rodiff: container {}: {}: {}", plan.container, u.path.display(), u.reason);
+            }
+        }
+        io::stdout().write_all(text.as_bytes()).map_err(|e| Error::io("<stdout>", e))?;
+        Ok(())
     }
-    if !(args.wait.is_finite() && args.wait >= 0.0) {
-        use clap::CommandFactory;
-        Cli::command().error(clap::error::ErrorKind::ValueValidation, "--wait takes a number of seconds").exit();
+
+    fn verify(&self, args: &VerifyArgs) -> anyhow::Result<()> {
+        if self.client.options().runtime != Runtime::Docker {
+            use clap::CommandFactory;
+            Cli::command().error(clap::error::ErrorKind::ArgumentConflict, "verify runs containers through Docker only (--runtime docker)").exit();
+        }
+        if !(args.wait.is_finite() && args.wait >= 0.0) {
+            use clap::CommandFactory;
+            Cli::command().error(clap::error::ErrorKind::ValueValidation, "--wait takes a number of seconds").exit();
+        }
+        let context = || format!("container {}", args.container);
+        let plan = match &args.plan {
+            Some(file) => read_plan(file)?,
+            None => {
+                let target = Target::from(args.container.as_str());
+                let plans = self.client.plan(&target, &args.rules.rules(), &self.stop).map_err(|e| anyhow::Error::new(e).context(context()))?;
+                plans.into_iter().next().ok_or_else(|| anyhow::anyhow!("no plan").context(context()))?
+            }
+        };
+        let verify = VerifyOptions { probe: args.probe.clone(), wait: Duration::from_secs_f64(args.wait) };
+        let flags = rodiff::plan::render::render(std::slice::from_ref(&plan), PlanFormat::Docker).unwrap_or_default();
+        println!("rodiff verify: running {} again, read-only, with the plan (volumes are throw-away copies):", args.container);
+        println!("  {}", flags.trim_end());
+        let report = self.client.verify(&args.container, &plan, &verify, &self.stop).map_err(|e| anyhow::Error::new(e).context(context()))?;
+        print_report(&report);
+        for left in &report.leftovers {
+            eprintln!("rodiff: warning: could not remove {left}");
+        }
+        if report.passed() {
+            return Ok(());
+        }
+        let paths: Vec<&str> = report.failures.iter().filter_map(|f| f.path.as_deref()).collect();
+        let mut why = String::from("verification failed");
+        if !paths.is_empty() {
+            why.push_str(&format!(": writes refused at {}", paths.join(", ")));
+        }
+        Err(anyhow::anyhow!(why).context(context()))
     }
-    let context = || format!("container {}", args.container);
-    let plan = match &args.plan {
-        Some(file) => read_plan(file)?,
-        None => rodiff::plan(&args.container, options, &args.rules.rules()).map_err(|e| anyhow::Error::new(e).context(context()))?,
-    };
-    let verify = VerifyOptions { probe: args.probe.clone(), wait: Duration::from_secs_f64(args.wait) };
-    let flags = rodiff::plan::render::render(std::slice::from_ref(&plan), PlanFormat::Docker).unwrap_or_default();
-    println!("rodiff verify: running {} again, read-only, with the plan (volumes are throw-away copies):", args.container);
-    println!("  {}", flags.trim_end());
-    let report = rodiff::verify::verify(&args.container, &plan, options, &verify)?;
-    print_report(&report);
-    for left in &report.leftovers {
-        eprintln!("rodiff: warning: could not remove {left}");
-    }
-    if report.passed() {
-        return Ok(());
-    }
-    let paths: Vec<&str> = report.failures.iter().filter_map(|f| f.path.as_deref()).collect();
-    let mut why = String::from("verification failed");
-    if !paths.is_empty() {
-        why.push_str(&format!(": writes refused at {}", paths.join(", ")));
-    }
-    Err(anyhow::anyhow!(why).context(context()))
 }
 
 /// A plan saved with `rodiff plan --format json`.

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::sync::Mutex;
 
-use crate::layer::ChangeSink;
+use crate::layer::{ChangeSink, Flow};
 use crate::model::Change;
 
 /// An output format for a diff.
@@ -81,11 +81,12 @@ impl<W: Write + Send> Streaming<W> {
 }
 
 impl<W: Write + Send> ChangeSink for Streaming<W> {
-    fn emit(&self, batch: Vec<Change>) -> io::Result<()> {
+    fn emit(&self, batch: Vec<Change>) -> io::Result<Flow> {
         // Format outside the lock; the lock only guards the copy into the writer.
         let mut text = Vec::with_capacity(batch.len() * 48);
         write_all(&mut text, self.format, &batch)?;
-        self.out.lock().unwrap_or_else(|e| e.into_inner()).write_all(&text)
+        self.out.lock().unwrap_or_else(|e| e.into_inner()).write_all(&text)?;
+        Ok(Flow::Continue(()))
     }
 }
 

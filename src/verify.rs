@@ -5,8 +5,10 @@
 //! working directory and labels ([`spec`]), with `--read-only` and the plan's tmpfs mounts and
 //! (new, throw-away) volumes. It is started, given `wait` to settle, and probed with `exec`. It
 //! passes when it is still running, the probe exits 0, and its log shows no `Read-only file
-//! system` error. The container and its volumes are removed on every path (`cleanup`; signal
-//! handlers call [`remove_all`]).
+//! system` error. The container and its volumes are removed on every path: each is recorded by the
+//! call before it is made and removed before the call returns — on success, on error, and when the
+//! call is cancelled (a cancel is seen between steps; a creation in flight is finished first, so
+//! that nothing is made behind the cleanup's back).
 
 mod cleanup;
 pub mod logs;
@@ -20,12 +22,11 @@ use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions,
 use bollard::Docker;
 use futures_util::StreamExt;
 
+use crate::cancel::Stop;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::resolve::docker::DockerResolver;
-use crate::resolve::{Runtime, RuntimeOptions};
 
-pub use cleanup::remove_all;
 pub use logs::ReadOnlyFailure;
 
 /// How long a probe may run.
@@ -99,29 +100,14 @@ impl ProbeOutcome {
     }
 }
 
-/// Verifies `plan` for Docker container `container` (name, id or id prefix), blocking.
-pub fn verify(container: &str, plan: &Plan, runtime: &RuntimeOptions, options: &VerifyOptions) -> Result<Report> {
-    if runtime.runtime != Runtime::Docker {
-        return Err(Error::RuntimeCall {
-            container: container.to_string(),
-            runtime: "containerd",
-            action: "verify a plan".into(),
-            cause: "verification runs containers through Docker only".into(),
-        });
-    }
-    crate::block_on(async {
-        let resolver = DockerResolver::connect(runtime).await?;
-        let original = inspect(&resolver, container).await?;
-        Verification { docker: resolver.client(), resolver: &resolver, endpoint: resolver.endpoint(), container, made: Vec::new() }
-            .run(&original, plan, options)
-            .await
-    })
-}
-
-/// The image reference (`postgres:15`) Docker container `id` was created from.
-pub async fn image_reference(runtime: &RuntimeOptions, id: &str) -> Result<Option<String>> {
-    let resolver = DockerResolver::connect(runtime).await?;
-    Ok(inspect(&resolver, id).await?.config.and_then(|c| c.image))
+/// Verifies `plan` for Docker container `container` (name, id or id prefix) through `docker`
+/// (see [`crate::Client::verify`]).
+pub(crate) async fn verify(docker: &DockerResolver, container: &str, plan: &Plan, options: &VerifyOptions, stop: &Stop) -> Result<Report> {
+    let original = stop.race(inspect(docker, container)).await?;
+    let mut verification = Verification { docker: docker.client(), resolver: docker, container, made: Vec::new(), stop };
+    let result = verification.attempt(&original, plan, options).await;
+    let leftovers = cleanup::remove(docker.client(), &verification.made).await;
+    result.map(|report| Report { leftovers, ..report })
 }
 
 async fn inspect(resolver: &DockerResolver, container: &str) -> Result<ContainerInspectResponse> {
@@ -140,24 +126,14 @@ struct Verification<'a> {
     docker: &'a Docker,
     /// Where `docker` came from: how its failures are reported.
     resolver: &'a DockerResolver,
-    endpoint: &'a str,
     /// The original container, as the user named it.
     container: &'a str,
+    /// What was made (or is being made), to remove at the end.
     made: Vec<cleanup::Made>,
+    stop: &'a Stop,
 }
 
 impl Verification<'_> {
-    /// Runs the verification, then removes what it made, whatever happened.
-    async fn run(mut self, original: &ContainerInspectResponse, plan: &Plan, options: &VerifyOptions) -> Result<Report> {
-        let result = self.attempt(original, plan, options).await;
-        let leftovers = cleanup::remove(self.docker, self.endpoint, &self.made).await;
-        if cleanup::interrupted() {
-            // A signal handler removed the container under us: whatever failed, that is why.
-            return Err(Error::Interrupted);
-        }
-        result.map(|report| Report { leftovers, ..report })
-    }
-
     async fn attempt(&mut self, original: &ContainerInspectResponse, plan: &Plan, options: &VerifyOptions) -> Result<Report> {
         let id = original.id.clone().unwrap_or_default();
         let prefix = format!("rodiff-verify-{}-{}", &id[..id.len().min(12)], std::process::id());
@@ -165,19 +141,18 @@ impl Verification<'_> {
         let mut report = Report { container: spec.name.clone(), ..Default::default() };
 
         for volume in &spec.volumes {
-            let _in_flight = self.begin(cleanup::Made::Volume(volume.clone()))?;
+            self.begin(cleanup::Made::Volume(volume.clone()))?;
             let labels = [(spec::LABEL.to_string(), id.clone())].into();
             let config = VolumeCreateOptions { name: Some(volume.clone()), labels: Some(labels), ..Default::default() };
             self.docker.create_volume(config).await.map_err(|e| self.failed(format!("create volume {volume}"), e))?;
         }
-        {
-            let _in_flight = self.begin(cleanup::Made::Container(spec.name.clone()))?;
-            let create = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
-            self.docker
-                .create_container(Some(create), spec.body)
-                .await
-                .map_err(|e| self.failed(format!("create the verification container {}", spec.name), e))?;
-        }
+        self.begin(cleanup::Made::Container(spec.name.clone()))?;
+        let create = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
+        self.docker
+            .create_container(Some(create), spec.body)
+            .await
+            .map_err(|e| self.failed(format!("create the verification container {}", spec.name), e))?;
+        self.stop.check()?;
         if let Err(e) = self.docker.start_container(&spec.name, None::<StartContainerOptions>).await {
             report.start_error = Some(docker_message(e));
             return Ok(report);
@@ -187,17 +162,17 @@ impl Verification<'_> {
         let started = Instant::now();
         let deadline = started + options.wait;
         while self.state(&spec.name, &mut report).await? && Instant::now() < deadline {
-            tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+            self.stop.sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await?;
         }
         report.ran_for = started.elapsed().min(options.wait);
         if report.running {
             if let Some(command) = &options.probe {
-                report.probe = Some(self.probe(&spec.name, command).await?);
+                report.probe = Some(self.stop.race(self.probe(&spec.name, command)).await?);
             }
             self.state(&spec.name, &mut report).await?;
         }
 
-        let log = self.log(&spec.name).await?;
+        let log = self.stop.race(self.log(&spec.name)).await?;
         report.failures = logs::failures(&log);
         if !report.running {
             let lines: Vec<&str> = log.lines().collect();
@@ -206,19 +181,20 @@ impl Verification<'_> {
         Ok(report)
     }
 
-    /// Registers something about to be made, both here and for signal handlers.
-    fn begin(&mut self, made: cleanup::Made) -> Result<cleanup::InFlight> {
-        let in_flight = cleanup::begin(self.endpoint, made.clone())?;
+    /// Records something about to be made (so that it is removed whatever happens next), unless
+    /// the verification must stop: then nothing more is made.
+    fn begin(&mut self, made: cleanup::Made) -> Result<()> {
+        self.stop.check()?;
         self.made.push(made);
-        Ok(in_flight)
+        Ok(())
     }
 
     /// Updates `running` and `exit_code`; returns `running`.
     async fn state(&self, name: &str, report: &mut Report) -> Result<bool> {
         let inspect = self
-            .docker
-            .inspect_container(name, None::<InspectContainerOptions>)
-            .await
+            .stop
+            .race(async { Ok(self.docker.inspect_container(name, None::<InspectContainerOptions>).await) })
+            .await?
             .map_err(|e| self.failed(format!("inspect the verification container {name}"), e))?;
         let state = inspect.state.unwrap_or_default();
         report.running = state.running == Some(true) && state.restarting != Some(true);

@@ -14,7 +14,7 @@ use rodiff::layer::{BtrfsLayer, Collect, Layer, ScanOptions};
 fn engine(layer: &BtrfsLayer) -> (Vec<rodiff::Change>, u64) {
     let collect = Collect::default();
     let scan = ScanOptions::default();
-    Layer::Btrfs(layer.clone()).diff(&scan, &collect).expect("btrfs diff");
+    Layer::Btrfs(layer.clone()).diff(common::walkers(), &scan, &collect).expect("btrfs diff");
     (collect.into_sorted(), scan.progress.get())
 }
 

@@ -73,7 +73,7 @@ fn lookups_answer_every_read_only_candidate() {
     eprintln!("reads only: {read} files read: {s:?}");
     assert_eq!(s.access_only, s.candidates, "every candidate is access-only: {s:?}");
     let collect = Collect::default();
-    Layer::Btrfs(layer.clone()).diff(&ScanOptions::default(), &collect).unwrap();
+    Layer::Btrfs(layer.clone()).diff(common::walkers(), &ScanOptions::default(), &collect).unwrap();
     assert!(collect.into_sorted().is_empty());
 
     // Now new inodes after the parent's last one, interleaved with more reads.
@@ -87,7 +87,7 @@ fn lookups_answer_every_read_only_candidate() {
     // new dir + 500 files + root (a new entry) are not access-only.
     assert_eq!(s2.access_only, s2.candidates - 502, "{s2:?}");
     let collect = Collect::default();
-    Layer::Btrfs(layer.clone()).diff(&ScanOptions::default(), &collect).unwrap();
+    Layer::Btrfs(layer.clone()).diff(common::walkers(), &ScanOptions::default(), &collect).unwrap();
     let got = docker_visible(&collect.into_sorted());
     assert_eq!(got, naive::diff(&layer.subvolume, &layer.parent));
     assert!(s.parent_items <= s.candidates * 40, "cost {s:?}");

@@ -16,7 +16,7 @@ use rodiff::model::ChangeKind;
 
 fn engine(layer: &BtrfsLayer) -> Vec<rodiff::Change> {
     let collect = Collect::default();
-    Layer::Btrfs(layer.clone()).diff(&ScanOptions { metadata: true, ..Default::default() }, &collect).expect("btrfs diff");
+    Layer::Btrfs(layer.clone()).diff(common::walkers(), &ScanOptions { metadata: true, ..Default::default() }, &collect).expect("btrfs diff");
     collect.into_sorted()
 }
 
@@ -95,7 +95,7 @@ fn stale_helper_snapshots_of_dead_processes_are_swept() {
 fn engine_counting(layer: &BtrfsLayer) -> (Vec<rodiff::Change>, u64) {
     let collect = Collect::default();
     let scan = ScanOptions { metadata: true, ..Default::default() };
-    Layer::Btrfs(layer.clone()).diff(&scan, &collect).expect("btrfs diff");
+    Layer::Btrfs(layer.clone()).diff(common::walkers(), &scan, &collect).expect("btrfs diff");
     (collect.into_sorted(), scan.progress.get())
 }
 
@@ -262,7 +262,7 @@ fn a_helper_snapshot_deleted_during_the_scan_is_an_error_never_a_shorter_list() 
     let mut errors = 0;
     for _ in 0..30 {
         let collect = Collect::default();
-        match Layer::Btrfs(layer.clone()).diff(&ScanOptions { metadata: true, ..Default::default() }, &collect) {
+        match Layer::Btrfs(layer.clone()).diff(common::walkers(), &ScanOptions { metadata: true, ..Default::default() }, &collect) {
             Ok(()) => assert_eq!(docker_visible(&collect.into_sorted()), expected, "a scan succeeded with a partial list"),
             Err(e) => {
                 assert!(matches!(e, rodiff::Error::SnapshotVanished { .. } | rodiff::Error::Io { .. }), "{e}");

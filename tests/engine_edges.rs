@@ -39,7 +39,7 @@ struct RemoveOnFirstBatch {
 }
 
 impl ChangeSink for RemoveOnFirstBatch {
-    fn emit(&self, batch: Vec<Change>) -> io::Result<()> {
+    fn emit(&self, batch: Vec<Change>) -> io::Result<rodiff::Flow> {
         if !self.done.swap(true, Ordering::SeqCst) {
             fs::remove_dir_all(&self.upper).unwrap();
         }
@@ -52,7 +52,7 @@ fn a_layer_removed_during_the_scan_is_an_error_not_a_partial_answer() {
     let dir = tree();
     let layer = layer(dir.path());
     let sink = RemoveOnFirstBatch { upper: layer.upper.clone(), done: AtomicBool::new(false), inner: Collect::default() };
-    let err = Layer::Overlay(layer.clone()).diff(&ScanOptions::default(), &sink).unwrap_err();
+    let err = Layer::Overlay(layer.clone()).diff(common::walkers(), &ScanOptions::default(), &sink).unwrap_err();
     assert!(matches!(&err, Error::LayerVanished { path } if *path == layer.upper), "{err}");
     assert!(err.to_string().contains("vanished"), "{err}");
 }
@@ -62,7 +62,7 @@ fn a_missing_layer_is_reported_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("lower")).unwrap();
     let layer = layer(dir.path());
-    let err = Layer::Overlay(layer.clone()).diff(&ScanOptions::default(), &Collect::default()).unwrap_err();
+    let err = Layer::Overlay(layer.clone()).diff(common::walkers(), &ScanOptions::default(), &Collect::default()).unwrap_err();
     assert!(err.to_string().contains(&layer.upper.display().to_string()), "{err}");
 }
 
@@ -102,7 +102,7 @@ struct WhiteoutOnFirstBatch {
 }
 
 impl ChangeSink for WhiteoutOnFirstBatch {
-    fn emit(&self, batch: Vec<Change>) -> io::Result<()> {
+    fn emit(&self, batch: Vec<Change>) -> io::Result<rodiff::Flow> {
         if !self.done.swap(true, Ordering::SeqCst) {
             for dir in &self.dirs {
                 fs::remove_dir_all(dir).unwrap();
@@ -129,7 +129,7 @@ fn a_directory_turned_into_a_whiteout_during_the_scan_is_deleted_not_a_char_devi
     // Something at the top level, so that the root's batch is not empty.
     fs::write(layer.upper.join("top"), "").unwrap();
     let sink = WhiteoutOnFirstBatch { dirs: vec![layer.upper.join("victim"), layer.upper.join("fresh")], done: AtomicBool::new(false), inner: Collect::default() };
-    Layer::Overlay(layer).diff(&ScanOptions::default(), &sink).unwrap();
+    Layer::Overlay(layer).diff(common::walkers(), &ScanOptions::default(), &sink).unwrap();
     assert!(sink.done.load(Ordering::SeqCst));
     let got: Vec<_> = sink.inner.into_sorted().into_iter().map(|c| (c.kind, c.file_type, c.path.to_string_lossy().into_owned())).collect();
     use rodiff::FileType::{Dir, File};
@@ -153,7 +153,7 @@ impl std::error::Error for StopAsked {}
 struct Refusing(std::sync::atomic::AtomicUsize);
 
 impl ChangeSink for Refusing {
-    fn emit(&self, _batch: Vec<Change>) -> io::Result<()> {
+    fn emit(&self, _batch: Vec<Change>) -> io::Result<rodiff::Flow> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Err(io::Error::other(StopAsked))
     }
@@ -163,10 +163,10 @@ impl ChangeSink for Refusing {
 fn a_sink_that_refuses_stops_the_scan_and_its_error_comes_back_as_itself() {
     let dir = tree();
     let all = Collect::default();
-    Layer::Overlay(layer(dir.path())).diff(&ScanOptions::default(), &all).unwrap();
+    Layer::Overlay(layer(dir.path())).diff(common::walkers(), &ScanOptions::default(), &all).unwrap();
     let batches_in_all = 20;
     let sink = Refusing::default();
-    let err = Layer::Overlay(layer(dir.path())).diff(&ScanOptions::default(), &sink).unwrap_err();
+    let err = Layer::Overlay(layer(dir.path())).diff(common::walkers(), &ScanOptions::default(), &sink).unwrap_err();
     let Error::Sink { source } = &err else { panic!("not a sink error: {err}") };
     assert!(source.get_ref().is_some_and(|e| e.is::<StopAsked>()), "the sink's own error is lost: {source:?}");
     assert_eq!(err.kind(), rodiff::ErrorKind::Sink);

@@ -35,7 +35,7 @@ fn a_helper_snapshot_of_another_namespace_with_the_same_name_is_never_deleted() 
     let lock = std::fs::File::open(&dir).unwrap();
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockShared).unwrap();
 
-    let result = Layer::Btrfs(BtrfsLayer { subvolume: container, parent: init }).diff(&ScanOptions::default(), &Collect::default());
+    let result = Layer::Btrfs(BtrfsLayer { subvolume: container, parent: init }).diff(common::walkers(), &ScanOptions::default(), &Collect::default());
     // Ours has a name of its own: the diff works.
     assert!(result.is_ok(), "{:?}", result.err().map(|e| e.to_string()));
     let survived = theirs.exists();

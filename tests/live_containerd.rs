@@ -12,8 +12,8 @@ use common::live::*;
 
 const IMAGE: &str = "docker.io/rodiff-test/busybox:latest";
 
-fn options() -> rodiff::RuntimeOptions {
-    rodiff::RuntimeOptions { runtime: rodiff::Runtime::Containerd, namespace: Some("default".into()), ..Default::default() }
+fn options() -> rodiff::ClientOptions {
+    rodiff::ClientOptions { runtime: rodiff::Runtime::Containerd, namespace: Some("default".into()), ..Default::default() }
 }
 
 fn rodiff_json(c: &CtrContainer) -> Vec<serde_json::Value> {

@@ -15,8 +15,8 @@ use std::process::Command;
 use common::docker::*;
 use common::live::*;
 
-fn docker_options() -> rodiff::RuntimeOptions {
-    rodiff::RuntimeOptions::default()
+fn docker_options() -> rodiff::ClientOptions {
+    rodiff::ClientOptions::default()
 }
 
 #[test]

@@ -192,7 +192,7 @@ fn hostile_redirects_fail_closed_without_looking_outside_the_layer() {
             }
             let watch = Watch::new(&outside);
             let collect = rodiff::layer::Collect::default();
-            let result = rodiff::layer::Layer::Overlay(m.layer()).diff(&Default::default(), &collect);
+            let result = rodiff::layer::Layer::Overlay(m.layer()).diff(common::walkers(), &Default::default(), &collect);
             let reported = collect.into_sorted();
             let leaked: Vec<_> = reported.iter().filter(|c| c.path_bytes().starts_with(b"/srv/evil/")).collect();
             assert!(leaked.is_empty(), "{ns} redirect {value:?}: reported {leaked:?}");

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod image;
 pub mod overlay;
 pub mod twotree;
+pub mod walkers;
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,7 @@ use crate::model::Change;
 
 pub use btrfs::BtrfsLayer;
 pub use overlay::{OverlayLayer, XattrNamespace};
+pub use walkers::Walkers;
 
 /// A container's writable layer, located on the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,11 +29,13 @@ pub enum Layer {
 }
 
 impl Layer {
-    /// Diffs the layer against its image, sending changes to `sink` as they are found.
-    pub fn diff(&self, options: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
+    /// Diffs the layer against its image on `walkers`' threads, sending changes to `sink` as they
+    /// are found. Stops at the next directory once `options.stop` says so.
+    pub fn diff(&self, walkers: &Walkers, options: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
+        options.stop.check()?;
         match self {
-            Layer::Overlay(layer) => overlay::diff(layer, options, sink),
-            Layer::Btrfs(layer) => btrfs::diff(layer, options, sink),
+            Layer::Overlay(layer) => overlay::diff(layer, walkers, options, sink),
+            Layer::Btrfs(layer) => btrfs::diff(layer, walkers, options, sink),
         }
     }
 
@@ -44,13 +48,17 @@ impl Layer {
     }
 }
 
-/// What a scan collects and reports while it runs.
+/// What a scan collects and reports while it runs, and when it must stop.
 #[derive(Debug, Default)]
 pub struct ScanOptions {
     /// Collect [`crate::model::Metadata`] for every change (costs a `stat` per new entry).
     pub metadata: bool,
     /// Counts directory entries visited, for a progress display on another thread.
     pub progress: Progress,
+    /// Cancels the scan, or bounds it in time: checked once per directory and around every
+    /// runtime call; a stopped scan fails with [`crate::Error::Cancelled`] or
+    /// [`crate::Error::Timeout`] (changes already sent to the sink stay sent).
+    pub stop: crate::cancel::Stop,
 }
 
 /// A counter of visited entries that a UI thread can read while a scan runs.
@@ -74,9 +82,15 @@ impl Progress {
 /// Order: a directory's own change comes after the changes below it when its kind depends on them
 /// (`C`/`T` of a directory the image has), before them otherwise (`A`).
 pub trait ChangeSink: Sync {
-    /// Takes a batch of changes. An error (e.g. a closed pipe) stops the scan.
-    fn emit(&self, batch: Vec<Change>) -> io::Result<()>;
+    /// Takes a batch of changes. [`Flow::Break`] stops the scan early and without error (a
+    /// caller that has seen enough; the result is then incomplete, see
+    /// [`crate::client::Outcome::complete`]); an error (a closed pipe, a binding's exception)
+    /// stops it with [`crate::Error::Sink`].
+    fn emit(&self, batch: Vec<Change>) -> io::Result<Flow>;
 }
+
+/// What a [`ChangeSink`] tells the scan after a batch: go on, or stop here.
+pub type Flow = std::ops::ControlFlow<()>;
 
 /// Runs `walk` on every item, in parallel when there are several, and combines the answers with
 /// `|` (e.g. `true` for a subtree with a change that counts for its parent directory).
@@ -93,16 +107,6 @@ where
         return Ok(any);
     }
     items.into_par_iter().map(&walk).try_reduce(R::default, |a, b| Ok(a | b))
-}
-
-/// Builds the thread pool engines walk in. Walks recurse once per directory level and trees
-/// deeper than `PATH_MAX` are legal, hence the large (lazily committed) stacks.
-pub(crate) fn walker_pool() -> std::io::Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new()
-        .stack_size(256 << 20)
-        .thread_name(|i| format!("rodiff-walk-{i}"))
-        .build()
-        .map_err(std::io::Error::other)
 }
 
 /// How an engine reports: builds changes (with metadata when the scan asks for it) and sends
@@ -122,12 +126,18 @@ impl Reporter<'_> {
         change
     }
 
-    /// Sends a batch (nothing for an empty one); a sink error stops the scan.
+    /// Sends a batch (nothing for an empty one); a sink error stops the scan, and so does the
+    /// scan's [`ScanOptions::stop`] (checked first, so once per directory).
     pub fn emit(&self, batch: Vec<Change>) -> Result<()> {
+        self.options.stop.check()?;
         if batch.is_empty() {
             return Ok(());
         }
-        self.sink.emit(batch).map_err(|source| crate::error::Error::Sink { source })
+        match self.sink.emit(batch) {
+            Ok(Flow::Continue(())) => Ok(()),
+            Ok(Flow::Break(())) => Err(crate::error::Error::Stopped),
+            Err(source) => Err(crate::error::Error::Sink { source }),
+        }
     }
 }
 
@@ -150,8 +160,8 @@ impl Collect {
 }
 
 impl ChangeSink for Collect {
-    fn emit(&self, mut batch: Vec<Change>) -> io::Result<()> {
+    fn emit(&self, mut batch: Vec<Change>) -> io::Result<Flow> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).append(&mut batch);
-        Ok(())
+        Ok(Flow::Continue(()))
     }
 }

@@ -16,12 +16,12 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::RuntimeOptions;
+use super::ClientOptions;
 
 /// Every pid in the cgroup of `pid` and the cgroups below it, in the first hierarchy whose path
 /// `is_own` accepts and whose directory can be read; `None` when there is no such hierarchy (the
 /// process is gone, the cgroup filesystem is not visible, no path is the container's own).
-pub fn members(options: &RuntimeOptions, pid: u32, is_own: impl Fn(&Path) -> bool) -> Option<Vec<u32>> {
+pub fn members(options: &ClientOptions, pid: u32, is_own: impl Fn(&Path) -> bool) -> Option<Vec<u32>> {
     let text = std::fs::read_to_string(options.host_path(format!("/proc/{pid}/cgroup"))).ok()?;
     let root = options.host_path("/sys/fs/cgroup");
     text.lines().filter_map(parse_line).filter(|(_, _, path)| is_own(path)).find_map(|(hierarchy, controllers, path)| {
@@ -103,7 +103,7 @@ mod tests {
         std::fs::write(at("sys/fs/cgroup/pids/docker/c0ffee/sub/cgroup.procs"), "50\n").unwrap();
         std::fs::create_dir_all(at("sys/fs/cgroup/unified")).unwrap();
         std::fs::write(at("sys/fs/cgroup/unified/cgroup.procs"), "1\n2\n42\n").unwrap();
-        let options = RuntimeOptions { host_root: host.path().to_path_buf(), ..Default::default() };
+        let options = ClientOptions { host_root: host.path().to_path_buf(), ..Default::default() };
 
         let mut got = members(&options, 42, |p| p.ends_with("c0ffee")).unwrap();
         got.sort();

@@ -8,7 +8,7 @@ use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::InspectContainerOptions;
 use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 
-use super::{cgroup, Processes, ResolvedContainer, RuntimeOptions};
+use super::{cgroup, Processes, ResolvedContainer, ClientOptions};
 use crate::error::{Error, Result};
 use crate::layer::{BtrfsLayer, Layer, OverlayLayer, XattrNamespace};
 
@@ -16,7 +16,7 @@ use crate::layer::{BtrfsLayer, Layer, OverlayLayer, XattrNamespace};
 pub struct DockerResolver {
     docker: Docker,
     endpoint: String,
-    options: RuntimeOptions,
+    options: ClientOptions,
 }
 
 impl DockerResolver {
@@ -26,9 +26,9 @@ impl DockerResolver {
     /// dockerd 20.10 speaks 1.41 and refuses requests for newer versions.
     ///
     /// The ping (connect, request, response) and every later request each have
-    /// [`RuntimeOptions::timeout`]: a daemon that does not answer in time is
+    /// [`ClientOptions::timeout`]: a daemon that does not answer in time is
     /// [`Error::RuntimeUnavailable`], "no answer within N s".
-    pub async fn connect(options: &RuntimeOptions) -> Result<DockerResolver> {
+    pub async fn connect(options: &ClientOptions) -> Result<DockerResolver> {
         let endpoint = options.docker_endpoint();
         let server = match tokio::time::timeout(options.timeout, ping::api_version(&endpoint)).await {
             Err(_) => return Err(unavailable(&endpoint, options.no_answer())),
@@ -48,7 +48,7 @@ impl DockerResolver {
     }
 
     /// The bollard client, for callers that need more of the Docker API (its requests time out
-    /// after [`RuntimeOptions::timeout`]).
+    /// after [`ClientOptions::timeout`]).
     pub fn client(&self) -> &Docker {
         &self.docker
     }
@@ -117,7 +117,8 @@ impl DockerResolver {
         }
         let pid = inspect.state.as_ref().and_then(|s| s.pid).and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
         let processes = self.processes(&id, pid);
-        Ok(ResolvedContainer { id, name, layer, mount_destinations, processes })
+        let image = inspect.config.as_ref().and_then(|c| c.image.clone()).filter(|i| !i.is_empty());
+        Ok(ResolvedContainer { id, name, image, layer, mount_destinations, processes })
     }
 
     /// The processes of a container whose init process is `pid` (`State.Pid`, 0 when it is not

@@ -8,7 +8,6 @@ pub mod docker;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::Result;
 use crate::layer::Layer;
 
 /// The default Docker endpoint when neither `--host` nor `$DOCKER_HOST` is given.
@@ -21,7 +20,7 @@ pub const DEFAULT_CONTAINERD_ADDRESS: &str = "/run/containerd/containerd.sock";
 /// given.
 pub const DEFAULT_CONTAINERD_NAMESPACE: &str = "default";
 
-/// How long a runtime request waits for an answer when [`RuntimeOptions::timeout`] is left at its
+/// How long a runtime request waits for an answer when [`ClientOptions::timeout`] is left at its
 /// default (and `--timeout` is not given).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -74,23 +73,20 @@ impl std::fmt::Display for PodSelector {
     }
 }
 
-/// How to reach the runtime and where the host's filesystem is.
+/// How a [`crate::Client`] reaches the runtime, where the host's filesystem is, and how many
+/// threads its walks may use. Explicit: the library reads no environment variable (the CLI maps
+/// `$DOCKER_HOST`, `$CONTAINERD_ADDRESS` and `$CONTAINERD_NAMESPACE` onto these fields).
 #[derive(Clone, Debug)]
-pub struct RuntimeOptions {
+pub struct ClientOptions {
     /// The runtime to ask.
     pub runtime: Runtime,
-    /// Docker endpoint (`unix:///path` or `tcp://host:port`); `None` means `$DOCKER_HOST`, else
-    /// [`DEFAULT_DOCKER_HOST`].
-    pub docker_host: Option<String>,
-    /// containerd socket (a path, or `unix://` + path); `None` means `$CONTAINERD_ADDRESS`, else
-    /// [`DEFAULT_CONTAINERD_ADDRESS`].
-    pub containerd_address: Option<String>,
-    /// containerd namespace; `None` means `$CONTAINERD_NAMESPACE`, else
-    /// [`DEFAULT_CONTAINERD_NAMESPACE`] (for a pod: [`KUBERNETES_NAMESPACE`], whatever the
-    /// environment says).
+    /// Docker endpoint: `unix:///path` or `tcp://host:port`. Default [`DEFAULT_DOCKER_HOST`].
+    pub docker_host: String,
+    /// containerd socket: a path, or `unix://` + path. Default [`DEFAULT_CONTAINERD_ADDRESS`].
+    pub containerd_address: String,
+    /// containerd namespace; `None` means [`DEFAULT_CONTAINERD_NAMESPACE`] for a container, and
+    /// [`KUBERNETES_NAMESPACE`] for a pod.
     pub namespace: Option<String>,
-    /// Select a Kubernetes pod's containers instead of one container by reference (containerd).
-    pub pod: Option<PodSelector>,
     /// Where the host's `/` is visible (an agent running in a container mounts it elsewhere).
     pub host_root: PathBuf,
     /// How long each request to the runtime may take before it counts as unanswered
@@ -98,40 +94,36 @@ pub struct RuntimeOptions {
     /// request and response under one deadline) and every Engine API call (bollard's client
     /// timeout, in whole seconds, rounded up; for streams, until the response starts), containerd's
     /// connect and each of its RPCs. Each request has the whole timeout, so a diff that makes
-    /// several may take longer in all. Default [`DEFAULT_TIMEOUT`] (30 s); it should be more than
-    /// zero (zero fails every request at once).
+    /// several may take longer in all (bound the whole with [`crate::ScanOptions::stop`]). Default
+    /// [`DEFAULT_TIMEOUT`] (30 s); it should be more than zero (zero fails every request at once).
     pub timeout: Duration,
+    /// Threads of the client's walker pool, shared by all its scans (0: one per CPU).
+    pub walkers: usize,
 }
 
-impl Default for RuntimeOptions {
+impl Default for ClientOptions {
     fn default() -> Self {
-        RuntimeOptions {
+        ClientOptions {
             runtime: Runtime::Docker,
-            docker_host: None,
-            containerd_address: None,
+            docker_host: DEFAULT_DOCKER_HOST.to_string(),
+            containerd_address: DEFAULT_CONTAINERD_ADDRESS.to_string(),
             namespace: None,
-            pod: None,
             host_root: PathBuf::from("/"),
             timeout: DEFAULT_TIMEOUT,
+            walkers: 0,
         }
     }
 }
 
-impl RuntimeOptions {
+impl ClientOptions {
     /// The Docker endpoint these options select.
     pub fn docker_endpoint(&self) -> String {
-        self.docker_host
-            .clone()
-            .filter(|h| !h.is_empty())
-            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string())
+        non_empty(Some(self.docker_host.clone())).unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string())
     }
 
     /// The containerd socket path these options select (any `unix://` prefix removed).
     pub fn containerd_socket(&self) -> String {
-        let address = non_empty(self.containerd_address.clone())
-            .or_else(|| non_empty(std::env::var("CONTAINERD_ADDRESS").ok()))
-            .unwrap_or_else(|| DEFAULT_CONTAINERD_ADDRESS.to_string());
+        let address = non_empty(Some(self.containerd_address.clone())).unwrap_or_else(|| DEFAULT_CONTAINERD_ADDRESS.to_string());
         match address.strip_prefix("unix://") {
             Some(path) => path.to_string(),
             None => address,
@@ -140,9 +132,7 @@ impl RuntimeOptions {
 
     /// The containerd namespace these options select for a container reference.
     pub fn containerd_namespace(&self) -> String {
-        non_empty(self.namespace.clone())
-            .or_else(|| non_empty(std::env::var("CONTAINERD_NAMESPACE").ok()))
-            .unwrap_or_else(|| DEFAULT_CONTAINERD_NAMESPACE.to_string())
+        non_empty(self.namespace.clone()).unwrap_or_else(|| DEFAULT_CONTAINERD_NAMESPACE.to_string())
     }
 
     /// The containerd namespace to look for a pod in: `namespace` if set, else
@@ -178,6 +168,8 @@ pub struct ResolvedContainer {
     pub id: String,
     /// The container's name, without Docker's leading `/`.
     pub name: String,
+    /// The image reference it was created from (`postgres:15`), when the runtime keeps one.
+    pub image: Option<String>,
     /// Its writable layer on the host.
     pub layer: Layer,
     /// Destinations of the container's mounts (volumes, binds, tmpfs): the runtime creates these
@@ -208,7 +200,7 @@ pub struct Processes {
 impl Processes {
     /// The init process `init` and the other processes `pids` (in any order, maybe repeated, with
     /// or without `init`), read from `<host-root>/proc` as `options` say.
-    pub fn new(options: &RuntimeOptions, init: Option<u32>, mut pids: Vec<u32>) -> Processes {
+    pub fn new(options: &ClientOptions, init: Option<u32>, mut pids: Vec<u32>) -> Processes {
         pids.extend(init);
         pids.sort_unstable();
         pids.dedup();
@@ -216,37 +208,56 @@ impl Processes {
     }
 
     /// No processes: the container is not running.
-    pub fn none(options: &RuntimeOptions) -> Processes {
+    pub fn none(options: &ClientOptions) -> Processes {
         Processes::new(options, None, Vec::new())
     }
 }
 
-/// Resolves `container` with the runtime the options select (`options.pod` is not consulted:
-/// see [`resolve_all`]).
-pub async fn resolve(options: &RuntimeOptions, container: &str) -> Result<ResolvedContainer> {
-    match options.runtime {
-        Runtime::Docker => docker::DockerResolver::connect(options).await?.resolve(container).await,
-        Runtime::Containerd => containerd::ContainerdResolver::connect(options).await?.resolve(container).await,
+/// What to diff: one container, or the containers of a Kubernetes pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A container by name, id or unique id prefix, running or stopped.
+    Container(String),
+    /// A pod's containers (containerd, CRI labels), or one of them ([`PodSelector::container`]).
+    Pod(PodSelector),
+}
+
+impl Target {
+    /// A pod, or the container `container` of it when given.
+    pub fn pod(pod: PodSelector, container: Option<&str>) -> Target {
+        let mut pod = pod;
+        if let Some(c) = container.filter(|c| !c.is_empty()) {
+            pod.container = Some(c.to_string());
+        }
+        Target::Pod(pod)
     }
 }
 
-/// Resolves what the options and `container` select: the containers of `options.pod` (where
-/// `container`, if given, names one of them, like [`PodSelector::container`]), else the one
-/// container `container`.
-pub async fn resolve_all(options: &RuntimeOptions, container: Option<&str>) -> Result<Vec<ResolvedContainer>> {
-    let container = container.filter(|c| !c.is_empty());
-    match &options.pod {
-        Some(pod) => {
-            let mut pod = pod.clone();
-            if pod.container.is_none() {
-                pod.container = container.map(str::to_string);
-            }
-            containerd::ContainerdResolver::connect_namespace(options, &options.pod_namespace())
-                .await?
-                .resolve_pod(&pod)
-                .await
+impl From<&str> for Target {
+    fn from(container: &str) -> Target {
+        Target::Container(container.to_string())
+    }
+}
+
+impl From<String> for Target {
+    fn from(container: String) -> Target {
+        Target::Container(container)
+    }
+}
+
+impl From<PodSelector> for Target {
+    fn from(pod: PodSelector) -> Target {
+        Target::Pod(pod)
+    }
+}
+
+impl std::fmt::Display for Target {
+    /// `container web` or `pod shop/web-0 container app`: how errors name what was asked for.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Container(c) => write!(f, "container {c}"),
+            Target::Pod(pod) => pod.fmt(f),
         }
-        None => Ok(vec![resolve(options, container.unwrap_or_default()).await?]),
     }
 }
 

@@ -2,7 +2,7 @@
 //! busybox image's `/bin/tmpfile-holder` (`tests/tools/tmpfile-holder.c`), waiting until its files
 //! are held, and what rodiff reports.
 
-use rodiff::{Processes, RuntimeOptions};
+use rodiff::{Processes, ClientOptions};
 
 use super::docker::json_path;
 
@@ -17,8 +17,10 @@ pub fn wait_held_script(n: usize) -> String {
 
 /// The container's processes as rodiff resolves them, and the former paths of the deleted files
 /// they hold open on the root filesystem (rodiff's `live` module), sorted.
-pub fn held(container: &str, options: &RuntimeOptions) -> (Processes, Vec<Vec<u8>>) {
-    let resolved = rodiff::resolve_blocking(container, options).unwrap_or_else(|e| panic!("resolve {container}: {e}"));
+pub fn held(container: &str, options: &ClientOptions) -> (Processes, Vec<Vec<u8>>) {
+    let client = rodiff::Client::new(options.clone()).expect("client");
+    let resolved = client.resolve(&container.into(), &Default::default()).unwrap_or_else(|e| panic!("resolve {container}: {e}"));
+    let resolved = resolved.into_iter().next().expect("one container");
     let files = rodiff::live::open_deleted(&resolved.processes)
         .unwrap_or_else(|e| panic!("live evidence of {container}: {e}"));
     let mut paths: Vec<Vec<u8>> = files.iter().map(|f| std::os::unix::ffi::OsStrExt::as_bytes(f.path.as_os_str()).to_vec()).collect();

@@ -47,11 +47,17 @@ pub fn bpath(bytes: &[u8]) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(bytes))
 }
 
+/// One walker pool for all the engine calls of a test binary.
+pub fn walkers() -> &'static rodiff::Walkers {
+    static WALKERS: std::sync::OnceLock<rodiff::Walkers> = std::sync::OnceLock::new();
+    WALKERS.get_or_init(|| rodiff::Walkers::new(0).expect("walker threads"))
+}
+
 /// Runs the overlay engine on a layer and returns every change, sorted by path.
 pub fn engine_diff(layer: &OverlayLayer) -> Vec<Change> {
     let collect = Collect::default();
     Layer::Overlay(layer.clone())
-        .diff(&ScanOptions { metadata: true, ..Default::default() }, &collect)
+        .diff(walkers(), &ScanOptions { metadata: true, ..Default::default() }, &collect)
         .expect("engine diff");
     collect.into_sorted()
 }

@@ -3,8 +3,9 @@
 //! They live in `<mount point of the filesystem>/.rodiff-snapshots/` — on the same filesystem (a
 //! snapshot cannot cross filesystems) but outside Docker's and containerd's directories — and are
 //! named `rodiff-<pid>-<process start time>-<n>` (for people; ownership is not read from names).
-//! Every path deletes them: `Drop` on success and error, [`remove_all`] from the CLI's signal
-//! handler, and a sweep of those left by a crash or `kill -9` at a later freeze.
+//! Every path deletes them: `Drop` on success, error and cancellation (the CLI turns a signal into
+//! a cancel, so that the scan unwinds), and a sweep of those left by a crash or `kill -9` at a
+//! later freeze.
 //!
 //! Ownership is a lock, not a pid: a pid check cannot see across PID namespaces (a node agent runs
 //! in its own), and deleting a snapshot that another rodiff is reading makes its scan fail. Every
@@ -16,8 +17,7 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::ioctl;
 use crate::fs;
@@ -26,18 +26,6 @@ use crate::mountinfo::{self, Mount};
 /// Name of the directory helper snapshots live in, at the top of the filesystem's mount.
 pub const HELPER_DIR: &str = ".rodiff-snapshots";
 const PREFIX: &str = "rodiff-";
-
-/// Helper snapshots that exist right now, for [`remove_all`].
-static LIVE: Mutex<Vec<(PathBuf, CString)>> = Mutex::new(Vec::new());
-
-/// Held for reading while a helper snapshot is being made (the ioctl cannot be interrupted and
-/// may take a transaction commit); [`remove_all`] takes it for writing, so that it deletes only
-/// after the snapshots being made exist, and no new one is started after it.
-static MAKING: RwLock<()> = RwLock::new(());
-
-/// Set by [`remove_all`]: the process is on its way out, and scans that lose their snapshot now
-/// fail because of it.
-static CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// A read-only snapshot of a subvolume, deleted on drop.
 pub struct Frozen {
@@ -63,7 +51,7 @@ impl Frozen {
     }
 }
 
-/// Deletes a helper snapshot (if it was made) and forgets it.
+/// Deletes a helper snapshot (if it was made).
 struct Guard {
     /// The helper directory, with our shared lock on it (released when it closes, after the
     /// snapshot is deleted).
@@ -79,7 +67,6 @@ impl Drop for Guard {
         if self.made {
             let _ = ioctl::delete_subvolume(self.dir.as_fd(), &self.name);
         }
-        LIVE.lock().unwrap_or_else(|e| e.into_inner()).retain(|(d, n)| !(d == &self.dir_path && n == &self.name));
     }
 }
 
@@ -98,15 +85,9 @@ pub fn freeze(subvolume: &OwnedFd, path: &Path) -> io::Result<Frozen> {
     }
     rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared)?;
 
-    let name = unique_name();
-    let making = MAKING.read().unwrap_or_else(|e| e.into_inner());
-    // Registered before it exists, so that a signal arriving mid-ioctl still removes it once the
-    // ioctl is done (the name is unique, so it can only be ours).
-    LIVE.lock().unwrap_or_else(|e| e.into_inner()).push((dir_path.clone(), name.clone()));
-    let mut guard = Guard { dir, dir_path, name, made: false };
+    let mut guard = Guard { dir, dir_path, name: unique_name(), made: false };
     ioctl::snapshot_readonly(subvolume.as_fd(), guard.dir.as_fd(), &guard.name)?;
     guard.made = true;
-    drop(making);
     let root = fs::open_dir_at(guard.dir.as_fd(), &guard.name)?;
     Ok(Frozen { root, guard })
 }
@@ -130,29 +111,6 @@ fn unique_name() -> CString {
         u64::from_le_bytes(random)
     );
     CString::new(name).expect("no NUL")
-}
-
-/// Deletes every helper snapshot this process holds. For signal handlers: the process is about to
-/// exit and `Drop` will not run. Waits for snapshots being made (an ioctl in another thread cannot
-/// be interrupted), and from then on no freeze can start: call it only on the way out, from a
-/// thread that makes no snapshot itself.
-pub fn remove_all() {
-    CLOSED.store(true, Ordering::SeqCst);
-    let closed = MAKING.write().unwrap_or_else(|e| e.into_inner());
-    let live = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
-    for (dir, name) in live {
-        if let Ok(fd) = fs::open_dir(&dir) {
-            let _ = ioctl::delete_subvolume(fd.as_fd(), &name);
-        }
-    }
-    // Never released: a freeze that would start now blocks until the process exits.
-    std::mem::forget(closed);
-}
-
-/// Whether [`remove_all`] has started: an error a scan returns from now on may be its doing (its
-/// snapshot deleted under it), and the process is about to exit with the signal's status.
-pub fn closed() -> bool {
-    CLOSED.load(Ordering::SeqCst)
 }
 
 /// `<outermost mount point of the filesystem holding path>/.rodiff-snapshots`.

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::fs;
-use crate::layer::{twotree, walker_pool, ChangeSink, ScanOptions};
+use crate::layer::{twotree, ChangeSink, ScanOptions, Walkers};
 
 /// A btrfs layer: the container's writable subvolume and the subvolume it was snapshotted from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub struct BtrfsLayer {
 }
 
 /// Diffs a btrfs layer against its parent subvolume.
-pub fn diff(layer: &BtrfsLayer, options: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
+pub fn diff(layer: &BtrfsLayer, walkers: &Walkers, options: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
     fn at(path: &PathBuf) -> impl Fn(std::io::Error) -> Error + '_ {
         move |e| Error::io(path, e)
     }
@@ -51,10 +51,11 @@ pub fn diff(layer: &BtrfsLayer, options: &ScanOptions, sink: &dyn ChangeSink) ->
     let parent = fs::open_dir(&layer.parent).map_err(at(&layer.parent))?;
     let created = ioctl::subvol_info(subvolume.as_fd()).map_err(at(&layer.subvolume))?.otransid;
     let frozen = helper::freeze(&subvolume, &layer.subvolume).map_err(at(&layer.subvolume))?;
-    let pool = walker_pool().map_err(at(&layer.subvolume))?;
-    let changes = pool.install(|| changed::ChangedSet::collect(frozen.root.as_fd(), parent.as_fd(), created));
+    options.stop.check()?;
+    let changes = walkers.install(|| changed::ChangedSet::collect(frozen.root.as_fd(), parent.as_fd(), created));
     let changes = changes.map_err(|e| Error::io(frozen.path(), e))?;
-    pool.install(|| twotree::diff(&frozen.root, &parent, &changes, options, sink, &layer.subvolume, &frozen.path()))?;
+    options.stop.check()?;
+    walkers.install(|| twotree::diff(&frozen.root, &parent, &changes, options, sink, &layer.subvolume, &frozen.path()))?;
     match frozen.intact() {
         Ok(true) => Ok(()),
         Ok(false) => Err(Error::SnapshotVanished { path: frozen.path() }),

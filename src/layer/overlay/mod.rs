@@ -59,6 +59,6 @@ impl XattrNamespace {
 }
 
 /// Diffs an overlay layer against its lower stack.
-pub fn diff(layer: &OverlayLayer, options: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
-    walk::Walker::new(layer, options, sink)?.run()
+pub fn diff(layer: &OverlayLayer, walkers: &super::Walkers, options: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
+    walk::Walker::new(layer, options, sink)?.run(walkers)
 }

@@ -20,7 +20,7 @@ use super::OverlayLayer;
 use crate::error::{Error, Result};
 use crate::fs::{self, Stat};
 use crate::layer::compare::{capabilities_differ, copied_up_dir_kind, dir_kind, entry_kind, is_dir, Below};
-use crate::layer::{walk_all, walker_pool, ChangeSink, Reporter, ScanOptions};
+use crate::layer::{walk_all, ChangeSink, Reporter, ScanOptions, Walkers};
 use crate::model::{join_path, Change, ChangeKind, FileType};
 
 /// One overlay diff in progress.
@@ -82,7 +82,7 @@ impl<'a> Walker<'a> {
         })
     }
 
-    pub(super) fn run(self) -> Result<()> {
+    pub(super) fn run(self, walkers: &Walkers) -> Result<()> {
         let upper_path = &self.layer.upper;
         let upper = fs::open_dir(upper_path).map_err(|e| match e.raw_os_error() {
             Some(libc::ENOENT) => Error::LayerVanished { path: upper_path.clone() },
@@ -94,8 +94,7 @@ impl<'a> Walker<'a> {
             image: LowerView::root(&self.lower_roots, self.opaque_attr).map_err(|e| Error::io(&self.layer.lowers[0], e))?,
             content: Content::Image,
         };
-        let pool = walker_pool().map_err(|e| Error::io(upper_path, e))?;
-        pool.install(|| self.walk_dir(root))?;
+        walkers.install(|| self.walk_dir(root))?;
         // A directory deleted while we held it open has no links left: the container (and with it
         // the layer) was removed during the scan, and what we reported is not its diff.
         match fs::stat_fd(upper.as_fd()) {

@@ -28,7 +28,7 @@ use containerd_client::tonic::metadata::MetadataValue;
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request, Status};
 
-use super::{PodSelector, Processes, ResolvedContainer, RuntimeOptions};
+use super::{PodSelector, Processes, ResolvedContainer, ClientOptions};
 use crate::error::{Error, Result};
 use crate::layer::{BtrfsLayer, Layer, OverlayLayer};
 use mounts::SnapshotFiles;
@@ -42,22 +42,22 @@ pub struct ContainerdResolver {
     socket: String,
     namespace: String,
     namespace_header: MetadataValue<containerd_client::tonic::metadata::Ascii>,
-    options: RuntimeOptions,
+    options: ClientOptions,
 }
 
 impl ContainerdResolver {
     /// Connects to the socket the options select, in the namespace they select.
-    pub async fn connect(options: &RuntimeOptions) -> Result<ContainerdResolver> {
+    pub async fn connect(options: &ClientOptions) -> Result<ContainerdResolver> {
         Self::connect_namespace(options, &options.containerd_namespace()).await
     }
 
     /// Connects to the socket the options select, in `namespace`.
-    pub async fn connect_namespace(options: &RuntimeOptions, namespace: &str) -> Result<ContainerdResolver> {
+    pub async fn connect_namespace(options: &ClientOptions, namespace: &str) -> Result<ContainerdResolver> {
         Self::connect_to(options, &options.containerd_socket(), namespace).await
     }
 
     /// Connects to the containerd at `socket` (a path, or `unix://` + path), in `namespace`.
-    pub async fn connect_to(options: &RuntimeOptions, socket: &str, namespace: &str) -> Result<ContainerdResolver> {
+    pub async fn connect_to(options: &ClientOptions, socket: &str, namespace: &str) -> Result<ContainerdResolver> {
         let socket = socket.strip_prefix("unix://").unwrap_or(socket).to_string();
         let unavailable = |cause: String| Error::RuntimeUnavailable { runtime: "containerd", endpoint: socket.clone(), cause };
         // Connecting is lazy in spirit but not in tonic: a missing socket is reported here, with
@@ -71,6 +71,22 @@ impl ContainerdResolver {
         let namespace_header = MetadataValue::try_from(namespace)
             .map_err(|_| unavailable(format!("namespace {namespace:?} cannot be sent in a request header")))?;
         Ok(ContainerdResolver { channel, socket, namespace: namespace.to_string(), namespace_header, options: options.clone() })
+    }
+
+    /// The same connection, looking in `namespace`.
+    pub fn in_namespace(&self, namespace: &str) -> Result<ContainerdResolver> {
+        let namespace_header = MetadataValue::try_from(namespace).map_err(|_| Error::RuntimeUnavailable {
+            runtime: "containerd",
+            endpoint: self.socket.clone(),
+            cause: format!("namespace {namespace:?} cannot be sent in a request header"),
+        })?;
+        Ok(ContainerdResolver {
+            channel: self.channel.clone(),
+            socket: self.socket.clone(),
+            namespace: namespace.to_string(),
+            namespace_header,
+            options: self.options.clone(),
+        })
     }
 
     /// The socket this resolver talks to.
@@ -165,7 +181,8 @@ impl ContainerdResolver {
         let mount_destinations = c.spec.as_ref().map(|spec| record::mount_destinations(&spec.value)).unwrap_or_default();
         let name = record::display_name(&c.labels, &c.id).to_string();
         let processes = self.task_processes(container, &c.id).await?;
-        Ok(ResolvedContainer { id: c.id, name, layer, mount_destinations, processes })
+        let image = Some(c.image).filter(|i| !i.is_empty());
+        Ok(ResolvedContainer { id: c.id, name, image, layer, mount_destinations, processes })
     }
 
     /// The processes of the container's task: its pid (the init, from `Get`) and every process of

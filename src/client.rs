@@ -1,0 +1,299 @@
+//! The embeddable core: a [`Client`] holds explicit options, its connections to the runtime and
+//! one bounded pool of walker threads, and serves diffs, plans and verifications to any number of
+//! threads at once — the CLI, the C and Python bindings and the node agent all go through it.
+//!
+//! - **Blocking** methods ([`Client::diff`], [`Client::diff_into`], [`Client::plan`], …) run the
+//!   runtime calls on the client's own I/O thread (one tokio runtime per client, made once) and the
+//!   walk on its walker pool. They work from any thread, including a thread that is itself running
+//!   another tokio runtime; they block it, so an async caller should use the async methods.
+//! - **Async** methods ([`Client::diff_async`], …) return futures that any executor can poll: the
+//!   runtime calls run on the client's I/O thread and the walk on its pool, never on the caller's.
+//! - Every operation takes a [`Stop`] (in [`ScanOptions::stop`]): a cancel token and an optional
+//!   deadline, checked between directories and raced against every runtime call.
+//!
+//! A client is `Send + Sync` and cheap to clone (clones share everything). Connections are made on
+//! first use and kept; a runtime that restarts is reconnected to by the next request.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::annotate;
+use crate::cancel::Stop;
+use crate::error::{Error, Result};
+use crate::evidence;
+use crate::layer::{ChangeSink, Collect, ScanOptions, Walkers};
+use crate::live;
+use crate::model::Change;
+use crate::plan::{self, Plan, Rules};
+use crate::resolve::containerd::ContainerdResolver;
+use crate::resolve::docker::DockerResolver;
+use crate::resolve::{ClientOptions, ResolvedContainer, Runtime, Target};
+use crate::verify::{self, Report, VerifyOptions};
+
+/// A handle on rodiff's engines and a container runtime. See the [module docs](self).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: ClientOptions,
+    /// Runs every runtime call (one worker thread); `None` only while dropping.
+    io: Option<tokio::runtime::Runtime>,
+    walkers: Walkers,
+    docker: tokio::sync::OnceCell<DockerResolver>,
+    containerd: tokio::sync::OnceCell<ContainerdResolver>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A runtime may not be dropped from async code (the last clone of a client may go away in
+        // a task): let its thread wind down on its own.
+        if let Some(io) = self.io.take() {
+            io.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("options", &self.inner.options).field("walkers", &self.inner.walkers.threads()).finish()
+    }
+}
+
+/// How a streaming diff ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// Every change was sent to the sink: `false` when the sink stopped the scan early
+    /// ([`crate::layer::Flow::Break`]).
+    pub complete: bool,
+    /// How many containers were diffed (more than one for a pod).
+    pub containers: usize,
+}
+
+impl Client {
+    /// A client with these options. Starts its I/O thread and its walker pool; connects to the
+    /// runtime on first use.
+    pub fn new(options: ClientOptions) -> Result<Client> {
+        let io = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("rodiff-io")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("<rodiff-io thread>", e))?;
+        let walkers = Walkers::new(options.walkers)?;
+        let inner = Inner {
+            options,
+            io: Some(io),
+            walkers,
+            docker: tokio::sync::OnceCell::new(),
+            containerd: tokio::sync::OnceCell::new(),
+        };
+        Ok(Client { inner: Arc::new(inner) })
+    }
+
+    /// The options the client was made with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    /// The walker pool all of this client's scans share.
+    pub fn walkers(&self) -> &Walkers {
+        &self.inner.walkers
+    }
+
+    // ---- blocking ----
+
+    /// Resolves what `target` names: one container, or a pod's containers (sorted by name).
+    pub fn resolve(&self, target: &Target, stop: &Stop) -> Result<Vec<ResolvedContainer>> {
+        let (client, target, stop) = (self.clone(), target.clone(), stop.clone());
+        self.block(async move { client.resolve_io(&target, &stop).await })
+    }
+
+    /// All changes of `target` (a container, or a pod's containers each change tagged with its
+    /// container), with metadata, sorted by path.
+    pub fn diff(&self, target: impl Into<Target>) -> Result<Vec<Change>> {
+        let collect = Collect::default();
+        self.diff_into(&target.into(), &ScanOptions { metadata: true, ..Default::default() }, &collect)?;
+        Ok(self.walkers().install(|| collect.into_sorted()))
+    }
+
+    /// Diffs `target` into `sink` as the walk finds changes (see [`Client::diff_resolved`]).
+    pub fn diff_into(&self, target: &Target, scan: &ScanOptions, sink: &dyn ChangeSink) -> Result<Outcome> {
+        let resolved = self.resolve(target, &scan.stop)?;
+        self.diff_resolved(&resolved, matches!(target, Target::Pod(_)), scan, sink)
+    }
+
+    /// Diffs resolved containers into `sink`, one after the other on the walker pool, marking mount
+    /// points; with `tag`, every change carries its container's name ([`Change::container`]).
+    /// Directories where a container's processes hold deleted files open are `T` when the layer
+    /// does not tell (see [`evidence`]), sent after the layer's changes.
+    pub fn diff_resolved(&self, resolved: &[ResolvedContainer], tag: bool, scan: &ScanOptions, sink: &dyn ChangeSink) -> Result<Outcome> {
+        for r in resolved {
+            let result = match tag {
+                true => self.diff_one(r, scan, &annotate::Tagged::new(&r.name, sink)),
+                false => self.diff_one(r, scan, sink),
+            };
+            match result {
+                Ok(()) => {}
+                Err(Error::Stopped) => return Ok(Outcome { complete: false, containers: resolved.len() }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Outcome { complete: true, containers: resolved.len() })
+    }
+
+    fn diff_one(&self, resolved: &ResolvedContainer, scan: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
+        let walkers = self.walkers();
+        let held = live::open_deleted(&resolved.processes)?;
+        let written: Vec<PathBuf> = held.iter().filter_map(|f| f.path.parent().map(|p| p.to_path_buf())).collect();
+        if written.is_empty() {
+            let annotated = annotate::MountPoints::new(&resolved.mount_destinations, sink);
+            return resolved.layer.diff(walkers, scan, &annotated);
+        }
+        let image = resolved.layer.image()?;
+        let touched = evidence::LiveTouched::new(written, image.as_ref(), &resolved.mount_destinations, scan.metadata, sink)?;
+        drop(image);
+        let annotated = annotate::MountPoints::new(&resolved.mount_destinations, &touched);
+        resolved.layer.diff(walkers, scan, &annotated)?;
+        touched.finish()
+    }
+
+    /// Plans the mounts each container of `target` needs to run with a read-only root filesystem
+    /// (see [`plan`](mod@plan)), one plan per container.
+    pub fn plan(&self, target: &Target, rules: &Rules, stop: &Stop) -> Result<Vec<Plan>> {
+        self.resolve(target, stop)?.iter().map(|r| self.plan_resolved(r, rules, stop)).collect()
+    }
+
+    /// Plans the mounts a resolved container needs: diffs it, asks its layer what the image ships,
+    /// and applies `rules`.
+    pub fn plan_resolved(&self, resolved: &ResolvedContainer, rules: &Rules, stop: &Stop) -> Result<Plan> {
+        let collect = Collect::default();
+        let scan = ScanOptions { metadata: true, stop: stop.clone(), ..Default::default() };
+        self.diff_one(resolved, &scan, &collect)?;
+        let changes = self.walkers().install(|| collect.into_sorted());
+        let view = resolved.layer.image()?;
+        let input = plan::PlanInput {
+            container: resolved.name.clone(),
+            image: resolved.image.clone(),
+            mount_destinations: resolved.mount_destinations.clone(),
+        };
+        plan::plan(&changes, view.as_ref(), &input, rules)
+    }
+
+    /// Proves `plan` by running Docker container `container` again, read-only, with the plan's
+    /// mounts (see [`verify`](mod@verify)). What it makes is removed before it returns, also when
+    /// `stop` cancels it.
+    pub fn verify(&self, container: &str, plan: &Plan, options: &VerifyOptions, stop: &Stop) -> Result<Report> {
+        if self.options().runtime != Runtime::Docker {
+            return Err(Error::RuntimeCall {
+                container: container.to_string(),
+                runtime: "containerd",
+                action: "verify a plan".into(),
+                cause: "verification runs containers through Docker only".into(),
+            });
+        }
+        let (client, container, plan, options, stop) = (self.clone(), container.to_string(), plan.clone(), options.clone(), stop.clone());
+        self.block(async move {
+            let docker = client.docker(&stop).await?;
+            verify::verify(docker, &container, &plan, &options, &stop).await
+        })
+    }
+
+    // ---- async ----
+
+    /// [`Client::resolve`] for async callers.
+    pub async fn resolve_async(&self, target: &Target, stop: &Stop) -> Result<Vec<ResolvedContainer>> {
+        let (client, target, stop) = (self.clone(), target.clone(), stop.clone());
+        self.spawn_io(async move { client.resolve_io(&target, &stop).await }).await
+    }
+
+    /// [`Client::diff`] for async callers, with the caller's scan options (`scan.metadata` as
+    /// they say): the walk runs on the walker pool, not on the caller's executor.
+    pub async fn diff_async(&self, target: &Target, scan: ScanOptions) -> Result<Vec<Change>> {
+        let resolved = self.resolve_async(target, &scan.stop).await?;
+        let tag = matches!(target, Target::Pod(_));
+        self.on_walkers(move |client| {
+            let collect = Collect::default();
+            client.diff_resolved(&resolved, tag, &scan, &collect)?;
+            Ok(collect.into_sorted())
+        })
+        .await
+    }
+
+    /// [`Client::diff_into`] for async callers: `sink` is called on walker threads.
+    pub async fn diff_into_async(&self, target: &Target, scan: Arc<ScanOptions>, sink: Arc<dyn ChangeSink + Send>) -> Result<Outcome> {
+        let resolved = self.resolve_async(target, &scan.stop).await?;
+        let tag = matches!(target, Target::Pod(_));
+        self.on_walkers(move |client| client.diff_resolved(&resolved, tag, &scan, sink.as_ref())).await
+    }
+
+    /// [`Client::plan`] for async callers.
+    pub async fn plan_async(&self, target: &Target, rules: Rules, stop: Stop) -> Result<Vec<Plan>> {
+        let resolved = self.resolve_async(target, &stop).await?;
+        self.on_walkers(move |client| resolved.iter().map(|r| client.plan_resolved(r, &rules, &stop)).collect()).await
+    }
+
+    // ---- plumbing ----
+
+    fn io(&self) -> &tokio::runtime::Runtime {
+        self.inner.io.as_ref().expect("the runtime is only taken on drop")
+    }
+
+    /// Runs `work` on the I/O thread and blocks the calling thread for its result. A std channel,
+    /// not `Runtime::block_on`: this works on a thread that runs another runtime.
+    fn block<T: Send + 'static>(&self, work: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.io().spawn(async move {
+            let _ = tx.send(work.await);
+        });
+        rx.recv().unwrap_or(Err(Error::Cancelled))
+    }
+
+    /// Runs `work` on the I/O thread; the returned future can be awaited on any executor.
+    async fn spawn_io<T: Send + 'static>(&self, work: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+        self.io().spawn(work).await.unwrap_or(Err(Error::Cancelled))
+    }
+
+    /// Runs blocking `work` on the walker pool; the returned future can be awaited on any executor.
+    async fn on_walkers<T: Send + 'static>(&self, work: impl FnOnce(&Client) -> Result<T> + Send + 'static) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let client = self.clone();
+        self.walkers().spawn(move || {
+            let _ = tx.send(work(&client));
+        });
+        rx.await.unwrap_or(Err(Error::Cancelled))
+    }
+
+    /// Resolves on the I/O thread, raced against `stop`.
+    async fn resolve_io(&self, target: &Target, stop: &Stop) -> Result<Vec<ResolvedContainer>> {
+        stop.race(async {
+            match (target, self.options().runtime) {
+                (Target::Pod(pod), _) => {
+                    let namespace = self.options().pod_namespace();
+                    self.containerd(stop).await?.in_namespace(&namespace)?.resolve_pod(pod).await
+                }
+                (Target::Container(c), Runtime::Docker) => Ok(vec![self.docker(stop).await?.resolve(c).await?]),
+                (Target::Container(c), Runtime::Containerd) => {
+                    let namespace = self.options().containerd_namespace();
+                    Ok(vec![self.containerd(stop).await?.in_namespace(&namespace)?.resolve(c).await?])
+                }
+            }
+        })
+        .await
+    }
+
+    /// The Docker connection, made on first use (a failed attempt is retried next time).
+    async fn docker(&self, stop: &Stop) -> Result<&DockerResolver> {
+        stop.race(self.inner.docker.get_or_try_init(|| DockerResolver::connect(&self.inner.options))).await
+    }
+
+    /// The containerd connection, made on first use (a failed attempt is retried next time).
+    async fn containerd(&self, stop: &Stop) -> Result<&ContainerdResolver> {
+        let options = &self.inner.options;
+        let connect = || async move { ContainerdResolver::connect_namespace(options, &options.containerd_namespace()).await };
+        stop.race(self.inner.containerd.get_or_try_init(connect)).await
+    }
+}
