@@ -13,7 +13,7 @@ use common::live::*;
 const IMAGE: &str = "docker.io/rodiff-test/busybox:latest";
 
 fn options() -> rodiff::ClientOptions {
-    rodiff::ClientOptions { runtime: rodiff::Runtime::Containerd, namespace: Some("default".into()), ..Default::default() }
+    rodiff::ClientOptions { namespace: Some("default".into()), ..common::client_options(rodiff::Runtime::Containerd) }
 }
 
 fn rodiff_json(c: &CtrContainer) -> Vec<serde_json::Value> {

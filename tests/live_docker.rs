@@ -16,7 +16,7 @@ use common::docker::*;
 use common::live::*;
 
 fn docker_options() -> rodiff::ClientOptions {
-    rodiff::ClientOptions::default()
+    common::client_options(rodiff::Runtime::Docker)
 }
 
 #[test]

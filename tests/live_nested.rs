@@ -52,7 +52,7 @@ fn run_held(name: &str, options: &[&str], script: &str) -> (Container, Vec<Vec<u
 /// The held files rodiff's live evidence finds in the running container `c` (its init is
 /// `State.Pid`, with at least one other process) and its JSON diff.
 fn observe(c: Container) -> (Container, Vec<Vec<u8>>, Vec<serde_json::Value>) {
-    let (processes, files) = held(&c.name, &rodiff::ClientOptions::default());
+    let (processes, files) = held(&c.name, &common::client_options(rodiff::Runtime::Docker));
     let state_pid: u32 = docker(&["inspect", "-f", "{{.State.Pid}}", &c.name]).parse().unwrap();
     assert_eq!(processes.init, Some(state_pid), "{processes:?}");
     assert!(processes.pids.len() >= 2, "PID 1 and the holder: {processes:?}");
@@ -69,7 +69,7 @@ fn held_without_sys_admin(container: &str) -> Vec<Vec<u8>> {
         let mut caps = rustix::thread::capabilities(None).unwrap();
         caps.effective.remove(rustix::thread::CapabilitySet::SYS_ADMIN);
         rustix::thread::set_capabilities(None, caps).unwrap();
-        held(&container, &rodiff::ClientOptions::default()).1
+        held(&container, &common::client_options(rodiff::Runtime::Docker)).1
     })
     .join()
     .unwrap()

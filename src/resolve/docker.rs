@@ -47,9 +47,9 @@ impl DockerResolver {
         &self.endpoint
     }
 
-    /// The bollard client, for callers that need more of the Docker API (its requests time out
-    /// after [`ClientOptions::timeout`]).
-    pub fn client(&self) -> &Docker {
+    /// The bollard client, for the rest of the library (its requests time out after
+    /// [`ClientOptions::timeout`]).
+    pub(crate) fn client(&self) -> &Docker {
         &self.docker
     }
 

@@ -74,8 +74,12 @@ impl Container {
     pub fn docker_changes(&self) -> BTreeSet<(char, String)> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let client = rodiff::resolve::docker::DockerResolver::connect(&Default::default()).await.unwrap();
-            let changes = client.client().container_changes(&self.name).await.unwrap().unwrap_or_default();
+            let host = super::client_options(rodiff::Runtime::Docker).docker_host;
+            let socket = host.strip_prefix("unix://").expect("a unix socket");
+            // Debian's dockerd 20.10 speaks API 1.41 at most; ask for no more.
+            let version = bollard::ClientVersion { major_version: 1, minor_version: 41 };
+            let client = bollard::Docker::connect_with_unix(socket, 120, &version).unwrap();
+            let changes = client.container_changes(&self.name).await.unwrap().unwrap_or_default();
             changes
                 .into_iter()
                 .map(|c| {

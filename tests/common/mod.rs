@@ -47,6 +47,19 @@ pub fn bpath(bytes: &[u8]) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(bytes))
 }
 
+/// Client options for `runtime` the way the CLI makes them: the endpoints from `$DOCKER_HOST` and
+/// `$CONTAINERD_ADDRESS` (the sandbox sets them), else the defaults. The library reads neither.
+pub fn client_options(runtime: rodiff::Runtime) -> rodiff::ClientOptions {
+    let mut options = rodiff::ClientOptions { runtime, ..Default::default() };
+    if let Ok(host) = std::env::var("DOCKER_HOST") {
+        options.docker_host = host;
+    }
+    if let Ok(address) = std::env::var("CONTAINERD_ADDRESS") {
+        options.containerd_address = address;
+    }
+    options
+}
+
 /// One walker pool for all the engine calls of a test binary.
 pub fn walkers() -> &'static rodiff::Walkers {
     static WALKERS: std::sync::OnceLock<rodiff::Walkers> = std::sync::OnceLock::new();
