@@ -95,18 +95,6 @@ fn read_xattr(mut get: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>) -> io
     }
 }
 
-/// One entry of a directory listing: name bytes (no NUL) and the type from `d_type`, if the
-/// filesystem filled it in.
-#[derive(Debug, Clone)]
-pub struct DirEntry {
-    /// The entry's name, NUL-terminated for direct use in `*at` calls.
-    pub name: Box<CStr>,
-    /// The type reported by `getdents`; `None` for `DT_UNKNOWN`.
-    pub file_type: Option<FileType>,
-    /// The inode number (`d_ino`).
-    pub ino: u64,
-}
-
 /// Calls `visit` with the name, `d_type` and `d_ino` of every entry of a directory except `.` and `..`,
 /// straight from the `getdents64` buffer (no allocation per entry). Returns the number of entries.
 /// Reads from the descriptor's current offset: pass a freshly opened directory, and list it once.
@@ -129,11 +117,12 @@ pub fn for_each_entry(
     Ok(count)
 }
 
-/// Lists a directory into owned entries (see [`for_each_entry`] for the offset rule).
-pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<DirEntry>> {
+/// The names in a directory, NUL-terminated for `*at` calls (see [`for_each_entry`] for the
+/// offset rule).
+pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<Box<CStr>>> {
     let mut entries = Vec::new();
-    for_each_entry(dir, |name, file_type, ino| {
-        entries.push(DirEntry { name: name.into(), file_type, ino });
+    for_each_entry(dir, |name, _, _| {
+        entries.push(name.into());
         Ok(())
     })?;
     Ok(entries)

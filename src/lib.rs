@@ -34,14 +34,14 @@
 //! Embedding: the library changes no process-wide setting and reads no environment variable. A
 //! walk keeps one descriptor open per directory level, and a container can make its tree as deep
 //! as it likes: a program that diffs layers it does not control should raise its open-file limit
-//! once ([`fs::raise_fd_limit`]), as the CLI does.
+//! once ([`raise_fd_limit`]), as the CLI does.
 
 pub mod annotate;
 pub mod cancel;
 pub mod client;
 pub mod error;
 pub mod evidence;
-pub mod fs;
+pub(crate) mod fs;
 pub mod layer;
 pub mod live;
 pub mod model;
@@ -54,6 +54,7 @@ pub mod verify;
 pub use cancel::{Cancel, Deadline, Stop};
 pub use client::{Client, Outcome};
 pub use error::{Error, ErrorKind, Result};
+pub use fs::raise_fd_limit;
 pub use layer::{ChangeSink, Collect, Flow, Layer, ScanOptions, Walkers};
 pub use model::{Change, ChangeKind, Evidence, FileType, Metadata};
 pub use plan::{Plan, PlannedMount, Rules};

@@ -272,7 +272,7 @@ fn main() -> ExitCode {
     let stop = Stop::default();
     let signal = cancel_on_signals(stop.cancel.clone());
     // Deep trees keep a descriptor per level open; the library leaves process-wide limits alone.
-    rodiff::fs::raise_fd_limit();
+    rodiff::raise_fd_limit();
     let cli = Cli::parse();
     let result = Client::new(cli.runtime.options()).map_err(anyhow::Error::new).and_then(|client| {
         let run = Run { client, args: &cli.runtime, stop };

@@ -193,7 +193,7 @@ fn a_tree_deeper_than_path_max_is_diffed() {
         return;
     }
     // A descriptor per level is open during the walk: as an embedder must, raise the limit.
-    rodiff::fs::raise_fd_limit();
+    rodiff::raise_fd_limit();
     use rustix::fs::{mkdirat, openat, Mode, OFlags};
     let fs = BtrfsFs::new();
     let layer = layers(&fs, 0);

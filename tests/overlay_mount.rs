@@ -108,7 +108,7 @@ fn deeper_than_path_max() {
         return;
     }
     // A descriptor per level is open during the walk: as an embedder must, raise the limit.
-    rodiff::fs::raise_fd_limit();
+    rodiff::raise_fd_limit();
     let mut m = OverlayMount::new(1, |l| fs::create_dir(l[0].join("deep")).unwrap());
     m.mount("");
     // 3000 levels of 2-byte names: 6000 bytes, more than PATH_MAX; built with relative steps.

@@ -2,10 +2,10 @@
 //! image. Engines know filesystems and nothing about runtimes; a resolver hands them a [`Layer`].
 
 pub mod btrfs;
-pub mod compare;
+pub(crate) mod compare;
 pub mod image;
 pub mod overlay;
-pub mod twotree;
+pub(crate) mod twotree;
 pub mod walkers;
 
 use std::io;

@@ -138,9 +138,9 @@ fn helper_dir(path: &Path) -> io::Result<PathBuf> {
 /// no process holds one, and all are left over from runs that ended without cleaning up.
 fn sweep(dir: &OwnedFd) -> io::Result<()> {
     let listing = fs::open_dir_at(dir.as_fd(), c".")?;
-    for entry in fs::read_dir(listing.as_fd())? {
-        if is_helper(&entry.name) {
-            let _ = ioctl::delete_subvolume(dir.as_fd(), &entry.name);
+    for name in fs::read_dir(listing.as_fd())? {
+        if is_helper(&name) {
+            let _ = ioctl::delete_subvolume(dir.as_fd(), &name);
         }
     }
     Ok(())

@@ -108,18 +108,18 @@ impl LowerView {
         for dir in &self.dirs {
             // Listing needs a fresh offset; the view's descriptors are also used for look-ups.
             let listing = fs::open_dir_at(dir.as_fd(), c".")?;
-            for entry in fs::read_dir(listing.as_fd())? {
-                if seen.contains(&entry.name) {
+            for name in fs::read_dir(listing.as_fd())? {
+                if seen.contains(&name) {
                     continue;
                 }
-                let st = match fs::stat_at(dir.as_fd(), &entry.name) {
+                let st = match fs::stat_at(dir.as_fd(), &name) {
                     Ok(st) => st,
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                     Err(e) => return Err(e),
                 };
-                seen.insert(entry.name.clone());
+                seen.insert(name.clone());
                 if !fs::is_whiteout(&st) {
-                    out.push((entry.name, st));
+                    out.push((name, st));
                 }
             }
         }
