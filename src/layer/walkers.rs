@@ -15,8 +15,13 @@ const STACK_SIZE: usize = 256 << 20;
 pub struct Walkers(Arc<rayon::ThreadPool>);
 
 impl Walkers {
-    /// A pool of `threads` walker threads (0: one per CPU this process may run on).
+    /// A pool of `threads` walker threads (0: one per CPU this process may run on, as
+    /// `std::thread::available_parallelism` counts them; rayon's `RAYON_NUM_THREADS` is not read).
     pub fn new(threads: usize) -> Result<Walkers> {
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .stack_size(STACK_SIZE)
