@@ -16,7 +16,7 @@
 //! (`INODE_REF`/`INODE_EXTREF`, read completely even when some sit in leaves the container did not
 //! rewrite) name the directories to look in. Directories are keyed by inode number, never by path:
 //! a tree deeper than `PATH_MAX` needs no path look-up. The two-tree walk then compares those
-//! places only ([`crate::layer::twotree`]).
+//! places only (`layer::twotree`).
 
 use std::collections::{HashMap, HashSet};
 use std::io;

@@ -6,7 +6,7 @@
 //! container cannot change it under the scan; ask the b-tree which inodes changed since the
 //! subvolume's creation ([`changed`], `BTRFS_IOC_TREE_SEARCH_V2` with `min_transid`); compare
 //! those places with the parent, entry by entry, with `docker diff`'s rules
-//! ([`crate::layer::twotree`]).
+//! (`layer::twotree`).
 //!
 //! Why the tree search and not `btrfs send --no-data -p parent`: send needs both subvolumes
 //! read-only, and Docker's `-init` parent is writable, so it would take a second helper snapshot.
