@@ -21,6 +21,8 @@ pub struct Cancel(Arc<State>);
 struct State {
     cancelled: AtomicBool,
     wake: tokio::sync::Notify,
+    /// A token whose cancel cancels this one too.
+    parent: Option<Cancel>,
 }
 
 impl Cancel {
@@ -36,22 +38,35 @@ impl Cancel {
         self.0.wake.notify_waiters();
     }
 
-    /// Whether [`cancel`](Self::cancel) was called.
+    /// A new token that is cancelled when this one is, and can also be cancelled alone (an
+    /// operation's own token under its caller's).
+    pub fn child(&self) -> Cancel {
+        Cancel(Arc::new(State { parent: Some(self.clone()), ..Default::default() }))
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called, on this token or on one it is a
+    /// [`child`](Self::child) of.
     pub fn is_cancelled(&self) -> bool {
-        self.0.cancelled.load(Ordering::SeqCst)
+        self.lineage().any(|c| c.0.cancelled.load(Ordering::SeqCst))
+    }
+
+    /// This token and its parents.
+    fn lineage(&self) -> impl Iterator<Item = &Cancel> {
+        std::iter::successors(Some(self), |c| c.0.parent.as_ref())
     }
 
     /// Completes when the token is cancelled.
     pub(crate) async fn cancelled(&self) {
         loop {
-            let notified = self.0.wake.notified();
-            tokio::pin!(notified);
-            // Registered before the flag is read, so a cancel in between is not missed.
-            notified.as_mut().enable();
+            let mut wakes: Vec<_> = self.lineage().map(|c| Box::pin(c.0.wake.notified())).collect();
+            // Registered before the flags are read, so a cancel in between is not missed.
+            for wake in &mut wakes {
+                wake.as_mut().enable();
+            }
             if self.is_cancelled() {
                 return;
             }
-            notified.await;
+            futures_util::future::select_all(wakes).await;
         }
     }
 }
@@ -147,6 +162,25 @@ mod tests {
         assert!(stop.check().is_ok());
         stop.cancel.clone().cancel();
         assert!(matches!(stop.check(), Err(Error::Cancelled)));
+    }
+
+    #[test]
+    fn a_child_is_cancelled_with_its_parent_and_alone() {
+        let parent = Cancel::new();
+        let (a, b) = (parent.child(), parent.child());
+        a.cancel();
+        assert!(a.is_cancelled() && !b.is_cancelled() && !parent.is_cancelled());
+        parent.cancel();
+        assert!(b.is_cancelled());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let grandchild = Cancel::new().child().child();
+        let root = grandchild.0.parent.as_ref().unwrap().0.parent.clone().unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            root.cancel();
+        });
+        rt.block_on(grandchild.cancelled());
+        t.join().unwrap();
     }
 
     #[test]

@@ -15,14 +15,18 @@
 //! first use and kept; a runtime that restarts is reconnected to by the next request.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use futures_util::FutureExt;
+
 use crate::annotate;
-use crate::cancel::Stop;
+use crate::cancel::{Cancel, Stop};
 use crate::error::{Error, Result};
 use crate::evidence;
-use crate::layer::{ChangeSink, Collect, ScanOptions, Walkers};
+use crate::layer::{ChangeSink, Collect, Flow, ScanOptions, Walkers};
 use crate::live;
 use crate::model::Change;
 use crate::plan::{self, Plan, Rules};
@@ -59,6 +63,54 @@ impl Drop for Inner {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client").field("options", &self.inner.options).field("walkers", &self.inner.walkers.threads()).finish()
+    }
+}
+
+/// The result of work run on another thread: its own, or its panic resumed here; `None` (the
+/// thread went away with the client's runtime) is a cancel.
+fn finish<T>(sent: Option<std::thread::Result<Result<T>>>) -> Result<T> {
+    match sent {
+        Some(Ok(result)) => result,
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
+        None => Err(Error::Cancelled),
+    }
+}
+
+/// A sink that, once its sink has returned [`Flow::Break`], answers `Break` itself without
+/// calling it again.
+struct Latch<'a> {
+    inner: &'a dyn ChangeSink,
+    broke: AtomicBool,
+}
+
+impl ChangeSink for Latch<'_> {
+    fn emit(&self, batch: Vec<Change>) -> std::io::Result<Flow> {
+        if self.broke.load(Ordering::SeqCst) {
+            return Ok(Flow::Break(()));
+        }
+        let flow = self.inner.emit(batch)?;
+        if flow.is_break() {
+            self.broke.store(true, Ordering::SeqCst);
+        }
+        Ok(flow)
+    }
+}
+
+/// Cancels an async operation's own token when its future is dropped (abandoned by its caller).
+struct CancelOnDrop(Cancel);
+
+impl CancelOnDrop {
+    /// `scan` with a token of its own under the caller's, and the guard that cancels it.
+    fn scan(mut scan: ScanOptions) -> (ScanOptions, CancelOnDrop) {
+        scan.stop.cancel = scan.stop.cancel.child();
+        let guard = CancelOnDrop(scan.stop.cancel.clone());
+        (scan, guard)
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }
 
@@ -130,7 +182,11 @@ impl Client {
     /// points; with `tag`, every change carries its container's name ([`Change::container`]).
     /// Directories where a container's processes hold deleted files open are `T` when the layer
     /// does not tell (see [`evidence`]), sent after the layer's changes.
+    ///
+    /// Once `sink` returns [`Flow::Break`] it is not called again (calls already under way on
+    /// other walker threads finish), and the outcome says the result is incomplete.
     pub fn diff_resolved(&self, resolved: &[ResolvedContainer], tag: bool, scan: &ScanOptions, sink: &dyn ChangeSink) -> Result<Outcome> {
+        let sink = &Latch { inner: sink, broke: AtomicBool::new(false) };
         for r in resolved {
             let result = match tag {
                 true => self.diff_one(r, scan, &annotate::Tagged::new(&r.name, sink)),
@@ -203,6 +259,9 @@ impl Client {
     }
 
     // ---- async ----
+    //
+    // Dropping one of these futures cancels its operation (a child of the caller's token), so
+    // that an abandoned walk stops at its next directory instead of occupying the pool.
 
     /// [`Client::resolve`] for async callers.
     pub async fn resolve_async(&self, target: &Target, stop: &Stop) -> Result<Vec<ResolvedContainer>> {
@@ -213,6 +272,7 @@ impl Client {
     /// [`Client::diff`] for async callers, with the caller's scan options (`scan.metadata` as
     /// they say): the walk runs on the walker pool, not on the caller's executor.
     pub async fn diff_async(&self, target: &Target, scan: ScanOptions) -> Result<Vec<Change>> {
+        let (scan, _abandon) = CancelOnDrop::scan(scan);
         let resolved = self.resolve_async(target, &scan.stop).await?;
         let tag = matches!(target, Target::Pod(_));
         self.on_walkers(move |client| {
@@ -223,8 +283,10 @@ impl Client {
         .await
     }
 
-    /// [`Client::diff_into`] for async callers: `sink` is called on walker threads.
-    pub async fn diff_into_async(&self, target: &Target, scan: Arc<ScanOptions>, sink: Arc<dyn ChangeSink + Send>) -> Result<Outcome> {
+    /// [`Client::diff_into`] for async callers: `sink` is called on walker threads. Keep a clone
+    /// of `scan.progress` to watch it.
+    pub async fn diff_into_async(&self, target: &Target, scan: ScanOptions, sink: Arc<dyn ChangeSink + Send>) -> Result<Outcome> {
+        let (scan, _abandon) = CancelOnDrop::scan(scan);
         let resolved = self.resolve_async(target, &scan.stop).await?;
         let tag = matches!(target, Target::Pod(_));
         self.on_walkers(move |client| client.diff_resolved(&resolved, tag, &scan, sink.as_ref())).await
@@ -232,8 +294,9 @@ impl Client {
 
     /// [`Client::plan`] for async callers.
     pub async fn plan_async(&self, target: &Target, rules: Rules, stop: Stop) -> Result<Vec<Plan>> {
-        let resolved = self.resolve_async(target, &stop).await?;
-        self.on_walkers(move |client| resolved.iter().map(|r| client.plan_resolved(r, &rules, &stop)).collect()).await
+        let (scan, _abandon) = CancelOnDrop::scan(ScanOptions { stop, ..Default::default() });
+        let resolved = self.resolve_async(target, &scan.stop).await?;
+        self.on_walkers(move |client| resolved.iter().map(|r| client.plan_resolved(r, &rules, &scan.stop)).collect()).await
     }
 
     // ---- plumbing ----
@@ -242,29 +305,36 @@ impl Client {
         self.inner.io.as_ref().expect("the runtime is only taken on drop")
     }
 
-    /// Runs `work` on the I/O thread and blocks the calling thread for its result. A std channel,
-    /// not `Runtime::block_on`: this works on a thread that runs another runtime.
+    /// Runs `work` on the I/O thread and blocks the calling thread for its result (a panic in it
+    /// resumes here). A std channel, not `Runtime::block_on`: this works on a thread that runs
+    /// another runtime.
     fn block<T: Send + 'static>(&self, work: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.io().spawn(async move {
-            let _ = tx.send(work.await);
+            let _ = tx.send(AssertUnwindSafe(work).catch_unwind().await);
         });
-        rx.recv().unwrap_or(Err(Error::Cancelled))
+        finish(rx.recv().ok())
     }
 
-    /// Runs `work` on the I/O thread; the returned future can be awaited on any executor.
+    /// Runs `work` on the I/O thread; the returned future can be awaited on any executor (a panic
+    /// in `work` resumes there).
     async fn spawn_io<T: Send + 'static>(&self, work: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
-        self.io().spawn(work).await.unwrap_or(Err(Error::Cancelled))
+        match self.io().spawn(work).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(Error::Cancelled),
+        }
     }
 
-    /// Runs blocking `work` on the walker pool; the returned future can be awaited on any executor.
+    /// Runs blocking `work` on the walker pool; the returned future can be awaited on any executor
+    /// (a panic in `work` — a sink's — resumes there, as it would in a blocking call).
     async fn on_walkers<T: Send + 'static>(&self, work: impl FnOnce(&Client) -> Result<T> + Send + 'static) -> Result<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let client = self.clone();
         self.walkers().spawn(move || {
-            let _ = tx.send(work(&client));
+            let _ = tx.send(std::panic::catch_unwind(AssertUnwindSafe(|| work(&client))));
         });
-        rx.await.unwrap_or(Err(Error::Cancelled))
+        finish(rx.await.ok())
     }
 
     /// Resolves on the I/O thread, raced against `stop`.

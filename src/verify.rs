@@ -12,7 +12,7 @@
 
 mod cleanup;
 pub mod logs;
-pub mod spec;
+pub(crate) mod spec;
 
 use std::time::{Duration, Instant};
 
@@ -106,7 +106,7 @@ pub(crate) async fn verify(docker: &DockerResolver, container: &str, plan: &Plan
     let original = stop.race(inspect(docker, container)).await?;
     let mut verification = Verification { docker: docker.client(), resolver: docker, container, made: Vec::new(), stop };
     let result = verification.attempt(&original, plan, options).await;
-    let leftovers = cleanup::remove(docker.client(), &verification.made).await;
+    let leftovers = cleanup::remove(docker, &verification.made).await;
     result.map(|report| Report { leftovers, ..report })
 }
 
@@ -136,7 +136,11 @@ struct Verification<'a> {
 impl Verification<'_> {
     async fn attempt(&mut self, original: &ContainerInspectResponse, plan: &Plan, options: &VerifyOptions) -> Result<Report> {
         let id = original.id.clone().unwrap_or_default();
-        let prefix = format!("rodiff-verify-{}-{}", &id[..id.len().min(12)], std::process::id());
+        // Unique per call: verifications of one container may run at once (threads of an
+        // embedder), and each removes everything under its own names.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let prefix = format!("rodiff-verify-{}-{}-{call}", &id[..id.len().min(12)], std::process::id());
         let spec = spec::spec(original, plan, &prefix);
         let mut report = Report { container: spec.name.clone(), ..Default::default() };
 
@@ -144,16 +148,16 @@ impl Verification<'_> {
             self.begin(cleanup::Made::Volume(volume.clone()))?;
             let labels = [(spec::LABEL.to_string(), id.clone())].into();
             let config = VolumeCreateOptions { name: Some(volume.clone()), labels: Some(labels), ..Default::default() };
-            self.docker.create_volume(config).await.map_err(|e| self.failed(format!("create volume {volume}"), e))?;
+            self.resolver.request(self.docker.create_volume(config)).await.map_err(|e| self.failed(format!("create volume {volume}"), e))?;
         }
         self.begin(cleanup::Made::Container(spec.name.clone()))?;
         let create = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
-        self.docker
-            .create_container(Some(create), spec.body)
+        self.resolver
+            .request(self.docker.create_container(Some(create), spec.body))
             .await
             .map_err(|e| self.failed(format!("create the verification container {}", spec.name), e))?;
         self.stop.check()?;
-        if let Err(e) = self.docker.start_container(&spec.name, None::<StartContainerOptions>).await {
+        if let Err(e) = self.resolver.request(self.docker.start_container(&spec.name, None::<StartContainerOptions>)).await {
             report.start_error = Some(docker_message(e));
             return Ok(report);
         }
@@ -193,7 +197,7 @@ impl Verification<'_> {
     async fn state(&self, name: &str, report: &mut Report) -> Result<bool> {
         let inspect = self
             .stop
-            .race(async { Ok(self.docker.inspect_container(name, None::<InspectContainerOptions>).await) })
+            .race(async { Ok(self.resolver.request(self.docker.inspect_container(name, None::<InspectContainerOptions>)).await) })
             .await?
             .map_err(|e| self.failed(format!("inspect the verification container {name}"), e))?;
         let state = inspect.state.unwrap_or_default();
@@ -212,8 +216,8 @@ impl Verification<'_> {
             ..Default::default()
         };
         let action = || format!("run the probe in {name}");
-        let exec = self.docker.create_exec(name, exec).await.map_err(|e| self.failed(action(), e))?;
-        let started = self.docker.start_exec(&exec.id, None).await.map_err(|e| self.failed(action(), e))?;
+        let exec = self.resolver.request(self.docker.create_exec(name, exec)).await.map_err(|e| self.failed(action(), e))?;
+        let started = self.resolver.request(self.docker.start_exec(&exec.id, None)).await.map_err(|e| self.failed(action(), e))?;
         if let StartExecResults::Attached { mut output, .. } = started {
             let collect = async {
                 while let Some(chunk) = output.next().await {
@@ -228,7 +232,7 @@ impl Verification<'_> {
                 return Ok(outcome);
             }
         }
-        let inspect = self.docker.inspect_exec(&exec.id).await.map_err(|e| self.failed(action(), e))?;
+        let inspect = self.resolver.request(self.docker.inspect_exec(&exec.id)).await.map_err(|e| self.failed(action(), e))?;
         outcome.exit_code = inspect.exit_code;
         Ok(outcome)
     }
@@ -236,12 +240,15 @@ impl Verification<'_> {
     /// The container's whole log, stdout and stderr.
     async fn log(&self, name: &str) -> Result<String> {
         let options = LogsOptions { stdout: true, stderr: true, ..Default::default() };
-        let mut stream = self.docker.logs(name, Some(options));
-        let mut log = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.failed(format!("read the log of {name}"), e))?;
-            log.extend_from_slice(&chunk.into_bytes());
-        }
+        let read = async {
+            let mut stream = self.docker.logs(name, Some(options));
+            let mut log = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                log.extend_from_slice(&chunk?.into_bytes());
+            }
+            Ok(log)
+        };
+        let log = self.resolver.request(read).await.map_err(|e| self.failed(format!("read the log of {name}"), e))?;
         Ok(String::from_utf8_lossy(&log).into_owned())
     }
 

@@ -49,7 +49,7 @@ impl Layer {
 }
 
 /// What a scan collects and reports while it runs, and when it must stop.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ScanOptions {
     /// Collect [`crate::model::Metadata`] for every change (costs a `stat` per new entry).
     pub metadata: bool,
@@ -61,9 +61,10 @@ pub struct ScanOptions {
     pub stop: crate::cancel::Stop,
 }
 
-/// A counter of visited entries that a UI thread can read while a scan runs.
-#[derive(Debug, Default)]
-pub struct Progress(AtomicU64);
+/// A counter of visited entries that a UI thread can read while a scan runs. Clones share the
+/// count: keep one to read while the scan owns the other.
+#[derive(Clone, Debug, Default)]
+pub struct Progress(std::sync::Arc<AtomicU64>);
 
 impl Progress {
     /// Adds `n` visited entries.

@@ -53,6 +53,14 @@ impl DockerResolver {
         &self.docker
     }
 
+    /// Runs one Engine API request under [`ClientOptions::timeout`] as a whole, body included:
+    /// bollard's own timeout ends when the response headers arrive, and a daemon that stalls in
+    /// the middle of a body would otherwise be waited for forever. Running out of time is bollard's
+    /// [`BollardError::RequestTimeoutError`], reported like its own ([`Self::unavailable`]).
+    pub(crate) async fn request<T>(&self, call: impl std::future::Future<Output = Result<T, BollardError>>) -> Result<T, BollardError> {
+        tokio::time::timeout(self.options.timeout, call).await.unwrap_or(Err(BollardError::RequestTimeoutError))
+    }
+
     /// Whether a bollard error is a request that got no answer in time.
     pub(crate) fn is_timeout(e: &BollardError) -> bool {
         matches!(e, BollardError::RequestTimeoutError)
@@ -67,7 +75,7 @@ impl DockerResolver {
 
     /// Finds a container by name, id or id prefix (running or stopped) and locates its layer.
     pub async fn resolve(&self, container: &str) -> Result<ResolvedContainer> {
-        let inspect = self.docker.inspect_container(container, None::<InspectContainerOptions>).await;
+        let inspect = self.request(self.docker.inspect_container(container, None::<InspectContainerOptions>)).await;
         let inspect = inspect.map_err(|e| match e {
             BollardError::DockerResponseServerError { status_code: 404, .. } => Error::ContainerNotFound {
                 container: container.to_string(),
@@ -225,7 +233,7 @@ impl DockerResolver {
     /// Containers`, else `moby`) of the containerd `/info` names (`Containerd.Address`, else the
     /// options' containerd socket).
     async fn containerd_store_layer(&self, container: &str, id: &str, snapshotter: &str) -> Result<Layer> {
-        let containerd = match self.docker.info().await {
+        let containerd = match self.request(self.docker.info()).await {
             Err(e) if Self::is_timeout(&e) => return Err(self.unavailable(e)),
             info => info.ok().and_then(|info| info.containerd),
         };
@@ -260,7 +268,7 @@ impl From<&str> for InfoError {
 impl DockerResolver {
     /// The daemon's `/info`; a timeout is [`InfoError::Unavailable`], other failures protocol.
     async fn info(&self) -> std::result::Result<bollard::models::SystemInfo, InfoError> {
-        self.docker.info().await.map_err(|e| match e {
+        self.request(self.docker.info()).await.map_err(|e| match e {
             e if Self::is_timeout(&e) => InfoError::Unavailable(self.unavailable(e)),
             e => InfoError::Protocol(format!("/info: {e}")),
         })

@@ -2,7 +2,7 @@
 //! volume before it asks Docker to make it, and removes the list at the end, whatever happened.
 
 use bollard::query_parameters::{RemoveContainerOptions, RemoveVolumeOptions};
-use bollard::Docker;
+use crate::resolve::docker::DockerResolver;
 
 /// Something verification made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,7 +15,7 @@ pub enum Made {
 
 /// Removes `things` (containers first, with their anonymous volumes); one already gone is fine.
 /// Returns the names that could not be removed.
-pub async fn remove(docker: &Docker, things: &[Made]) -> Vec<String> {
+pub async fn remove(docker: &DockerResolver, things: &[Made]) -> Vec<String> {
     let mut ordered: Vec<&Made> = things.iter().filter(|m| matches!(m, Made::Container(_))).collect();
     ordered.extend(things.iter().filter(|m| matches!(m, Made::Volume(_))));
     let mut left = Vec::new();
@@ -23,9 +23,9 @@ pub async fn remove(docker: &Docker, things: &[Made]) -> Vec<String> {
         let result = match thing {
             Made::Container(name) => {
                 let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
-                docker.remove_container(name, Some(options)).await
+                docker.request(docker.client().remove_container(name, Some(options))).await
             }
-            Made::Volume(name) => docker.remove_volume(name, Some(RemoveVolumeOptions { force: true })).await,
+            Made::Volume(name) => docker.request(docker.client().remove_volume(name, Some(RemoveVolumeOptions { force: true }))).await,
         };
         match result {
             Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
