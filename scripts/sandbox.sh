@@ -177,6 +177,8 @@ inside() {
     mkdir -p "$d"
     mount -t tmpfs -o mode=0711 rodiff-sb "$d"
   done
+  unset DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
+  export DOCKER_HOST=unix://$DIR/docker.sock RODIFF_SANDBOX=$DIR
   trap inside_teardown EXIT
   trap 'exit 143' TERM
   trap 'exit 130' INT
@@ -196,8 +198,6 @@ inside() {
 }
 
 setup() {
-  unset DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
-  export DOCKER_HOST=unix://$DIR/docker.sock RODIFF_SANDBOX=$DIR
   start_dockerd
   if [[ ${RODIFF_CONTAINERD:-0} == 1 ]]; then
     start_containerd
