@@ -190,10 +190,8 @@ inside() {
     unset RODIFF_CONTAINERD SB_IMAGES
     exec "$@"
   ) 0<&0 &
-  CHILD=$!
   local rc=0
-  wait "$CHILD" || rc=$?
-  CHILD=
+  wait "$!" || rc=$?
   exit "$rc"
 }
 
@@ -216,19 +214,22 @@ setup() {
   fi
 }
 
-# Before the kernel kills the rest: the child (set-up or CMD) gets TERM and 10 s to finish,
-# then the containers are stopped
+# Before the kernel kills the rest: CMD and whatever it started gets TERM and 20 s to finish
+# (a sandbox started by a test tears itself down), then KILL; then the containers are stopped
 # through the APIs, so that their runtimes remove their cgroups (the only thing of theirs that
-# lives on outside the namespaces).
+# outlives the namespaces).
 inside_teardown() {
   local rc=$? i ns id
   trap '' INT TERM
-  if [[ -n ${CHILD:-} ]]; then
-    kill -TERM "$CHILD" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-      kill -0 "$CHILD" 2>/dev/null || break
+  local -a pids
+  mapfile -t pids < <(session_pids)
+  if ((${#pids[@]})); then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for ((i = 0; i < 200 && ${#pids[@]}; i++)); do
       sleep 0.1
+      mapfile -t pids < <(session_pids)
     done
+    ((${#pids[@]} == 0)) || kill -KILL "${pids[@]}" 2>/dev/null || true
   fi
   if [[ -S $DIR/docker.sock ]]; then
     # shellcheck disable=SC2046 # one id a word
@@ -243,6 +244,21 @@ inside_teardown() {
     done
   fi
   exit "$rc"
+}
+
+# The live processes of this one's session but itself: set-up, CMD, what they started and what
+# was orphaned, not the daemons (setsid) nor their containers. The session began outside the
+# namespace, so its id reads 0 here.
+session_pids() {
+  local f pid line state sid
+  for f in /proc/[0-9]*/stat; do
+    pid=${f#/proc/}
+    pid=${pid%/stat}
+    ((pid != 1 && pid != BASHPID)) || continue
+    read -r line <"$f" 2>/dev/null || continue
+    read -r state _ _ sid _ <<<"${line##*) }"
+    [[ $sid != 0 || $state == Z ]] || printf '%s\n' "$pid"
+  done
 }
 
 # wait_up WHAT PID LOG SECONDS CMD...: wait until CMD succeeds; fail early if PID died.
