@@ -268,7 +268,7 @@ wait_up() {
   until "$@" >/dev/null 2>&1; do
     if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
       tail -n 40 "$logf" >&2 || true
-      die "$what did not come up (log above: $logf)"
+      die "$what did not come up (the end of its log is above)"
     fi
     sleep 0.2
   done
