@@ -1,7 +1,7 @@
 /*
  * tmpfile-holder: makes writes that leave no name in a directory, for rodiff's live-evidence
  * tests. Built statically into the sandbox's busybox test image as /bin/tmpfile-holder
- * (scripts/sandbox.sh, build_busybox).
+ * (scripts/images/busybox/build).
  *
  *   tmpfile-holder hold DIR [N]         open N (default 1) O_TMPFILE files in DIR, write to each,
  *                                       keep them open and sleep
