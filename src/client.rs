@@ -167,8 +167,13 @@ impl Client {
     /// All changes of `target` (a container, or a pod's containers each change tagged with its
     /// container), with metadata, sorted by path.
     pub fn diff(&self, target: impl Into<Target>) -> Result<Vec<Change>> {
+        self.changes(&target.into(), &Stop::default())
+    }
+
+    /// [`Client::diff`] that `stop` can cancel or bound in time.
+    pub fn changes(&self, target: &Target, stop: &Stop) -> Result<Vec<Change>> {
         let collect = Collect::default();
-        self.diff_into(&target.into(), &ScanOptions { metadata: true, ..Default::default() }, &collect)?;
+        self.diff_into(target, &ScanOptions { metadata: true, stop: stop.clone(), ..Default::default() }, &collect)?;
         Ok(self.walkers().install(|| collect.into_sorted()))
     }
 

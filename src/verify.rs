@@ -49,8 +49,8 @@ impl Default for VerifyOptions {
     }
 }
 
-/// What a verification found.
-#[derive(Clone, Debug, Default)]
+/// What a verification found. Serializes with `ran_for` in seconds.
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Report {
     /// The verification container's name (removed by now).
     pub container: String,
@@ -59,6 +59,7 @@ pub struct Report {
     /// It was still running after the wait and the probe.
     pub running: bool,
     /// How long it ran before it was found stopped, or the whole wait.
+    #[serde(serialize_with = "seconds")]
     pub ran_for: Duration,
     /// Its exit code, if it stopped.
     pub exit_code: Option<i64>,
@@ -72,6 +73,10 @@ pub struct Report {
     pub leftovers: Vec<String>,
 }
 
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
 impl Report {
     /// Whether the plan held: running, probe passed, no read-only errors in the log.
     pub fn passed(&self) -> bool {
@@ -83,7 +88,7 @@ impl Report {
 }
 
 /// The outcome of a probe.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ProbeOutcome {
     /// The command (run as `sh -c COMMAND`).
     pub command: String,

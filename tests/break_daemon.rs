@@ -14,32 +14,33 @@ use common::docker::*;
 use rodiff::verify::VerifyOptions;
 use rodiff::{Client, Runtime, Stop, Target};
 
-/// Verification containers and volumes (by label, and by name) left in the daemon.
-fn verify_leftovers() -> Vec<String> {
+/// Verification containers and volumes (by label, and by name) that verifications of container `c`
+/// left in the daemon. Scoped to `c` (its id is in both), so that tests running at once do not see
+/// each other's verifications in progress.
+fn verify_leftovers(c: &Container) -> Vec<String> {
+    let id = docker(&["inspect", "-f", "{{.Id}}", &c.name]);
+    let ours = |line: &str| line.starts_with(&format!("rodiff-verify-{}-", &id[..12])) || line.contains(&format!("rodiff.verify={id}"));
     let mut left = Vec::new();
     for line in docker(&["ps", "-a", "--format", "{{.Names}} {{.Labels}}"]).lines() {
-        if line.starts_with("rodiff-verify-") || line.contains("rodiff.verify=") {
+        if ours(line) {
             left.push(format!("container {line}"));
         }
     }
     for line in docker(&["volume", "ls", "--format", "{{.Name}} {{.Labels}}"]).lines() {
-        if line.starts_with("rodiff-verify-") || line.contains("rodiff.verify=") {
+        if ours(line) {
             left.push(format!("volume {line}"));
         }
     }
     left
 }
 
-fn remove_leftovers() {
-    for line in docker(&["ps", "-a", "--format", "{{.Names}}"]).lines() {
-        if line.starts_with("rodiff-verify-") {
-            let _ = Command::new("docker").args(["rm", "-f", "-v", line]).output();
-        }
-    }
-    for line in docker(&["volume", "ls", "--format", "{{.Name}}"]).lines() {
-        if line.starts_with("rodiff-verify-") {
-            let _ = Command::new("docker").args(["volume", "rm", "-f", line]).output();
-        }
+/// Removes what [`verify_leftovers`] lists, so that each leak is counted once.
+fn remove_leftovers(c: &Container) {
+    for line in verify_leftovers(c) {
+        let mut words = line.split_whitespace();
+        let (what, name) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+        let args: &[&str] = if what == "container" { &["rm", "-f", "-v", name] } else { &["volume", "rm", "-f", name] };
+        let _ = Command::new("docker").args(args).output();
     }
 }
 
@@ -64,14 +65,13 @@ fn signals_during_verify_leave_nothing_and_exit_128_plus_sig() {
     if !sandbox() {
         return;
     }
-    remove_leftovers();
     let c = writer();
     // One full run for the timing.
     let started = Instant::now();
     let out = rodiff(&["verify", &c.name, "--wait", "2"]);
     let full = started.elapsed();
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(verify_leftovers().is_empty(), "{:?}", verify_leftovers());
+    assert!(verify_leftovers(&c).is_empty(), "{:?}", verify_leftovers(&c));
     let mut seed = 99u64;
     let (mut leaks, mut odd) = (Vec::new(), Vec::new());
     let sigs = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
@@ -97,10 +97,10 @@ fn signals_during_verify_leave_nothing_and_exit_128_plus_sig() {
         if took > Duration::from_secs(10) {
             odd.push(format!("delay {delay:?} sig {sig}: took {took:?} to end after the signal"));
         }
-        let left = verify_leftovers();
+        let left = verify_leftovers(&c);
         if !left.is_empty() {
             leaks.push(format!("delay {delay:?} sig {sig}: {left:?}"));
-            remove_leftovers();
+            remove_leftovers(&c);
         }
     }
     assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
@@ -133,8 +133,8 @@ fn two_verifications_of_one_container_at_once() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let left = verify_leftovers();
-    remove_leftovers();
+    let left = verify_leftovers(&c);
+    remove_leftovers(&c);
     let described: Vec<String> = results
         .iter()
         .map(|r| match r {
@@ -247,7 +247,6 @@ fn a_verification_stopped_by_deadline_or_cancel_leaves_nothing() {
     if !sandbox() {
         return;
     }
-    remove_leftovers();
     let c = writer();
     let client = Client::new(common::client_options(Runtime::Docker)).unwrap();
     let plan = client.plan(&Target::from(c.name.as_str()), &rodiff::Rules::builtin(), &Stop::default()).unwrap().remove(0);
@@ -258,7 +257,7 @@ fn a_verification_stopped_by_deadline_or_cancel_leaves_nothing() {
         let r = client.verify(&c.name, &plan, &options, &stop);
         assert!(matches!(r, Err(rodiff::Error::Timeout { .. })), "deadline {after} ms: {:?}", r.map(|r| r.passed()));
         assert!(started.elapsed() < Duration::from_millis(after) + Duration::from_secs(5), "deadline {after} ms: took {:?}", started.elapsed());
-        assert!(verify_leftovers().is_empty(), "deadline {after} ms: {:?}", verify_leftovers());
+        assert!(verify_leftovers(&c).is_empty(), "deadline {after} ms: {:?}", verify_leftovers(&c));
         let stop = Stop::default();
         let cancel = stop.cancel.clone();
         std::thread::spawn(move || {
@@ -267,6 +266,6 @@ fn a_verification_stopped_by_deadline_or_cancel_leaves_nothing() {
         });
         let r = client.verify(&c.name, &plan, &options, &stop);
         assert!(matches!(r, Err(rodiff::Error::Cancelled)), "cancel at {after} ms: {:?}", r.map(|r| r.passed()));
-        assert!(verify_leftovers().is_empty(), "cancel at {after} ms: {:?}", verify_leftovers());
+        assert!(verify_leftovers(&c).is_empty(), "cancel at {after} ms: {:?}", verify_leftovers(&c));
     }
 }
