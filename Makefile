@@ -1,13 +1,22 @@
 # rodiff — the two commands a user needs:
 #   make demo   set up the sandbox and run rodiff on the built-in PostgreSQL example
 #   make test   run every test (unit, real overlayfs and btrfs, Docker oracle on overlay2 and
-#               btrfs dockerds) in sandboxes
+#               btrfs dockerds, the C ABI's tests) in sandboxes
 # Both install missing Debian packages first (as root) and clean up after themselves.
+#
+#   make install PREFIX=/usr/local [DESTDIR=] [PROFILE=release]
+#               the C library: PREFIX/lib/librodiff.so, PREFIX/lib/librodiff.a,
+#               PREFIX/include/rodiff.h, PREFIX/lib/pkgconfig/rodiff.pc (builds them if needed)
+#   make uninstall PREFIX=...   removes those four files
 
 SANDBOX := scripts/sandbox.sh
 CARGO   ?= cargo
+PREFIX  ?= /usr/local
+PROFILE ?= release
+# The C library's version (rodiff.pc), the C crate's.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' bindings/c/Cargo.toml | head -n 1)
 
-.PHONY: all build deps demo test bench clean
+.PHONY: all build deps demo test test-c bench clean install uninstall
 
 all: build
 
@@ -27,6 +36,27 @@ test: deps
 	# The Docker suites again on a dockerd whose storage driver is btrfs.
 	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox,postgres,nginx,redis -- \
 		$(CARGO) test --test docker_oracle --test plan_workloads --test live_docker --test live_nested --test helper_signals --test client --test break_daemon
+	$(MAKE) test-c
+
+# The C ABI (bindings/c/tests/run.sh): C11 tests with ASan and UBSan against the debug librodiff.a,
+# one run under valgrind, make install + pkg-config + the README's example. `cargo build` makes the
+# debug libraries and the CLI the tests compare with (the header's own check is in `cargo test`).
+test-c: deps
+	$(CARGO) build
+	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox -- bindings/c/tests/run.sh
+
+install:
+	$(CARGO) build $(if $(filter debug,$(PROFILE)),,--profile $(PROFILE))
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 0755 target/$(PROFILE)/librodiff.so $(DESTDIR)$(PREFIX)/lib/librodiff.so
+	install -m 0644 target/$(PROFILE)/librodiff.a $(DESTDIR)$(PREFIX)/lib/librodiff.a
+	install -m 0644 include/rodiff.h $(DESTDIR)$(PREFIX)/include/rodiff.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' bindings/c/rodiff.pc.in \
+		>$(DESTDIR)$(PREFIX)/lib/pkgconfig/rodiff.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/librodiff.so $(DESTDIR)$(PREFIX)/lib/librodiff.a \
+		$(DESTDIR)$(PREFIX)/include/rodiff.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/rodiff.pc
 
 bench: build
 	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox -- python3 bench/bench.py

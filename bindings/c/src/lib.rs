@@ -156,8 +156,7 @@ pub unsafe extern "C" fn rodiff_plan(
     boundary(error, || {
         let client = &null_check(client, "client")?.0;
         null_check(out, "out")?;
-        let call = options::Call::read(container, call.as_ref())?;
-        let plans = client.plan(&call.target, &Rules::builtin(), &call.stop).map_err(|e| call.context(e))?;
+        // Every argument is checked before the runtime is asked anything.
         let format = match format {
             RODIFF_PLAN_DOCKER => PlanFormat::Docker,
             RODIFF_PLAN_COMPOSE => PlanFormat::Compose,
@@ -165,6 +164,8 @@ pub unsafe extern "C" fn rodiff_plan(
             RODIFF_PLAN_JSON => PlanFormat::Json,
             other => return Err(FfiError::invalid(format!("unknown plan format {other}"))),
         };
+        let call = options::Call::read(container, call.as_ref())?;
+        let plans = client.plan(&call.target, &Rules::builtin(), &call.stop).map_err(|e| call.context(e))?;
         let text = core_lib::plan::render::render(&plans, format).map_err(|e| call.context(e))?;
         write_out(out, owned_string(text)?);
         Ok(())
