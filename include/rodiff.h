@@ -11,8 +11,10 @@
  *   freed with the matching _free function, never with free().
  * - A rodiff_client may be shared by any number of threads.
  * - No panic or unwind crosses into C: an internal failure is RODIFF_PANIC.
- * - Stability: within a major version, functions, struct layouts and result values are only
- *   added, never changed or removed; result values are never reused.
+ * - Stability: within a major version (RODIFF_VERSION_MAJOR), functions, types, constants and
+ *   result values are only added, never changed or removed, and result values are never reused;
+ *   the public structs keep their size and fields (new options come with new functions). Expect
+ *   result and file-type values newer than your header.
  */
 
 #ifndef RODIFF_H

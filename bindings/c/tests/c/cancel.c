@@ -123,5 +123,6 @@ int main(int argc, char **argv) {
   rodiff_changes_free(list);
   rodiff_cancel_free(token);
   rodiff_client_free(client);
+  check_threads_end(10);
   return check_done();
 }

@@ -12,11 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "rodiff.h"
 
 static _Atomic int check_failures; /* CHECK may run on several threads */
+static int check_own_threads = 1;  /* the test's threads when no client is left: 2 in check_in_thread */
 
 #define CHECK(cond, ...)                                                                      \
   do {                                                                                        \
@@ -90,6 +93,53 @@ static inline double check_now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* The threads of this process (the entries of /proc/self/task). */
+static inline int check_threads(void) {
+  DIR *d = opendir("/proc/self/task");
+  REQUIRE(d != NULL, "cannot list /proc/self/task");
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+/* Checks that every thread but the caller's ends within `seconds`: rodiff_client_free lets a
+ * client's I/O and walker threads wind down on their own (and valgrind would count the threads
+ * still running at exit as possibly lost memory). */
+static inline void check_threads_end(double seconds) {
+  double deadline = check_now() + seconds;
+  while (check_threads() > check_own_threads && check_now() < deadline) {
+    struct timespec t = {0, 10 * 1000 * 1000};
+    nanosleep(&t, NULL);
+  }
+  CHECK(check_threads() == check_own_threads, "%d threads still run %.0f s after the last client was freed", check_threads(), seconds);
+}
+
+/* Runs `body` on a thread of its own and returns its result, so that what the Rust runtime keeps
+ * per thread (its thread handle, a crossbeam-epoch registration) is freed when that thread ends:
+ * under valgrind, the main thread's would still be held at exit and counted as possibly lost. */
+struct check_thread_args {
+  int (*body)(int, char **);
+  int argc;
+  char **argv;
+  int result;
+};
+
+static inline void *check_thread_main(void *arg) {
+  struct check_thread_args *a = arg;
+  a->result = a->body(a->argc, a->argv);
+  return NULL;
+}
+
+static inline int check_in_thread(int (*body)(int, char **), int argc, char **argv) {
+  struct check_thread_args a = {body, argc, argv, 1};
+  check_own_threads = 2;
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, check_thread_main, &a) == 0, "pthread_create");
+  pthread_join(t, NULL);
+  return a.result;
 }
 
 static inline const char *check_type_name(rodiff_file_type t) {

@@ -106,5 +106,6 @@ int main(int argc, char **argv) {
   rodiff_error_free(error);
 
   rodiff_client_free(client);
+  check_threads_end(10);
   return check_done();
 }

@@ -51,7 +51,7 @@ static rodiff_client *client_for(rodiff_options *o) {
   return client;
 }
 
-int main(int argc, char **argv) {
+static int test_main(int argc, char **argv) {
   REQUIRE(argc == 2, "usage: errors CONTAINER");
   const char *name = argv[1];
 
@@ -171,5 +171,9 @@ int main(int argc, char **argv) {
   rodiff_changes_free(changes);
 
   rodiff_client_free(client);
+  check_threads_end(10);
   return check_done();
 }
+
+/* On a thread of its own: see check_in_thread. */
+int main(int argc, char **argv) { return check_in_thread(test_main, argc, argv); }

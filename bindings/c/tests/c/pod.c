@@ -78,5 +78,6 @@ int main(int argc, char **argv) {
   CHECK(list == NULL, "output written on failure");
 
   rodiff_client_free(client);
+  check_threads_end(10);
   return check_done();
 }

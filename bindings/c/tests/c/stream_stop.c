@@ -41,7 +41,7 @@ static void run(rodiff_client *client, const char *name, struct state *s, bool *
   rodiff_error_free(error);
 }
 
-int main(int argc, char **argv) {
+static int test_main(int argc, char **argv) {
   REQUIRE(argc == 2, "usage: stream_stop CONTAINER");
   const char *name = argv[1];
   rodiff_client *client = check_docker_client(2);
@@ -79,5 +79,9 @@ int main(int argc, char **argv) {
   }
 
   rodiff_client_free(client);
+  check_threads_end(10);
   return check_done();
 }
+
+/* On a thread of its own: see check_in_thread. */
+int main(int argc, char **argv) { return check_in_thread(test_main, argc, argv); }

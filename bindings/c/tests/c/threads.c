@@ -92,5 +92,6 @@ int main(int argc, char **argv) {
   rodiff_string_free(reference_plan);
   rodiff_changes_free(reference);
   rodiff_client_free(c);
+  check_threads_end(10);
   return check_done();
 }
