@@ -7,7 +7,10 @@ Run it through the sandbox (`make bench`), which sets DOCKER_HOST to an isolated
 
 Cases (chosen by the sandbox daemon's storage driver; `make bench` runs both)
   overlay2-100k   a container that wrote 100,000 files (200 directories x 500), stopped.
-                  rodiff diff (docker format), docker diff, and find over the upper directory.
+                  rodiff diff (docker format), docker diff, and find over the upper directory;
+                  the same diff through the C ABI (bench/c_diff.c, built with -O2 against
+                  target/release/librodiff.a): streamed and as the sorted list, without metadata
+                  (paths_only) as the docker format; streamed with metadata against the CLI's jsonl.
   btrfs-100k      an image of 100,000 files (400 directories x 250) and a running container
                   that changed 6 paths: rodiff diff, docker diff, btrfs subvolume find-new,
                   find over the subvolume; rodiff on the same changes over a 10,000-file image
@@ -41,6 +44,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RODIFF = os.environ.get("RODIFF_BIN", os.path.join(ROOT, "target", "release", "rodiff"))
 IMAGE = "rodiff-test/busybox:latest"
+LIBRODIFF = os.path.join(ROOT, "target", "release", "librodiff.a")
 
 
 def sh(*args, **kw):
@@ -84,9 +88,18 @@ def make_container(name, dirs, files):
     return sh("docker", "inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", name)
 
 
+def build_c_diff(outdir):
+    """bench/c_diff.c, linked statically against the release librodiff.a; its path."""
+    exe = os.path.join(outdir, "c_diff")
+    sh("gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-I", os.path.join(ROOT, "include"),
+       os.path.join(ROOT, "bench", "c_diff.c"), LIBRODIFF, "-lpthread", "-ldl", "-lm", "-o", exe)
+    return exe
+
+
 def overlay2_case(runs):
     name = f"rodiff-bench-{os.getpid()}"
     small = name + "-10k"
+    c_diff = build_c_diff(os.environ.get("RODIFF_SANDBOX", "/tmp"))
     try:
         print("bench: creating a container that writes 100,000 files …", file=sys.stderr)
         upper = make_container(name, 200, 500)
@@ -95,9 +108,16 @@ def overlay2_case(runs):
         entries = int(sh("sh", "-c", f"find {upper} | wc -l")) - 1
         results = {
             "rodiff diff": median_time([RODIFF, "diff", name], runs),
+            "C ABI, streamed (c_diff)": median_time([c_diff, name, "stream"], runs),
+            "C ABI, sorted list (c_diff)": median_time([c_diff, name, "list"], runs),
+            "rodiff diff --format jsonl": median_time([RODIFF, "diff", name, "--format", "jsonl"], runs),
+            "C ABI, streamed with metadata": median_time([c_diff, name, "stream-metadata"], runs),
             "docker diff": median_time(["docker", "diff", name], runs),
             "find upperdir": median_time(["find", upper], runs),
         }
+        # The C program sees the same changes as the CLI.
+        if sorted(sh(c_diff, name).splitlines()) != sorted(sh(RODIFF, "diff", name).splitlines()):
+            sys.exit("bench: c_diff and rodiff diff disagree")
         rss = {
             "docker format, 100k changes": peak_rss_kib([RODIFF, "diff", name]),
             "jsonl, 10k changes": peak_rss_kib([RODIFF, "diff", small, "--format", "jsonl"]),
@@ -115,6 +135,9 @@ def overlay2_case(runs):
         "ratios": [
             ["docker diff / rodiff", round(r["docker diff"] / r["rodiff diff"], 1), ">= 20"],
             ["rodiff / find", round(r["rodiff diff"] / r["find upperdir"], 2), "<= 1.0"],
+            ["C ABI streamed / CLI", round(r["C ABI, streamed (c_diff)"] / r["rodiff diff"], 2), "<= 1.2"],
+            ["C ABI sorted list / CLI", round(r["C ABI, sorted list (c_diff)"] / r["rodiff diff"], 2), "-"],
+            ["C ABI with metadata / CLI jsonl", round(r["C ABI, streamed with metadata"] / r["rodiff diff --format jsonl"], 2), "<= 1.2"],
         ],
         "rodiff_peak_rss_kib": rss,
     }
@@ -263,8 +286,9 @@ def main():
     args = parser.parse_args()
     if not os.environ.get("DOCKER_HOST"):
         sys.exit("bench: DOCKER_HOST is not set; run through `make bench` (scripts/sandbox.sh run -- …)")
-    if not os.access(RODIFF, os.X_OK):
-        sys.exit(f"bench: {RODIFF} missing; run `cargo build --release`")
+    for built in (RODIFF, LIBRODIFF):
+        if not os.path.exists(built):
+            sys.exit(f"bench: {built} missing; run `cargo build --release`")
     print(f"bench: {os.cpu_count()} CPUs, {sh('uname', '-r')}", file=sys.stderr)
     driver = sh("docker", "info", "-f", "{{.Driver}}")
     cases = {"overlay2": [overlay2_case], "btrfs": [btrfs_case]}.get(driver)

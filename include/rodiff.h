@@ -242,6 +242,12 @@ typedef struct {
    * deadline).
    */
   uint64_t deadline_ms;
+  /**
+   * rodiff_diff and rodiff_diff_stream: path, kind, type and mount point only, without the
+   * `stat` of every entry that mode, uid, gid, size and mtime take (`has_metadata` false) —
+   * several times faster on layers of many new files. false: with metadata.
+   */
+  bool paths_only;
 } rodiff_call;
 
 /**

@@ -172,8 +172,13 @@ impl Client {
 
     /// [`Client::diff`] that `stop` can cancel or bound in time.
     pub fn changes(&self, target: &Target, stop: &Stop) -> Result<Vec<Change>> {
+        self.changes_with(target, &ScanOptions { metadata: true, stop: stop.clone(), ..Default::default() })
+    }
+
+    /// The changes of `target` sorted by path, scanned with `scan` (e.g. without metadata).
+    pub fn changes_with(&self, target: &Target, scan: &ScanOptions) -> Result<Vec<Change>> {
         let collect = Collect::default();
-        self.diff_into(target, &ScanOptions { metadata: true, stop: stop.clone(), ..Default::default() }, &collect)?;
+        self.diff_into(target, scan, &collect)?;
         Ok(self.walkers().install(|| collect.into_sorted()))
     }
 

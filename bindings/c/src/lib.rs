@@ -102,7 +102,7 @@ pub unsafe extern "C" fn rodiff_diff(
         let client = &null_check(client, "client")?.0;
         null_check(out, "out")?;
         let call = options::Call::read(container, call.as_ref())?;
-        let list = client.changes(&call.target, &call.stop).map_err(|e| call.context(e))?;
+        let list = client.changes_with(&call.target, &call.scan()).map_err(|e| call.context(e))?;
         write_out(out, Box::into_raw(Box::new(rodiff_changes::new(list))));
         Ok(())
     })
@@ -131,8 +131,7 @@ pub unsafe extern "C" fn rodiff_diff_stream(
         let callback = callback.ok_or(FfiError::null("callback"))?;
         let call = options::Call::read(container, call.as_ref())?;
         let sink = changes::CallbackSink::new(callback, userdata);
-        let scan = core_lib::ScanOptions { metadata: true, stop: call.stop.clone(), ..Default::default() };
-        let outcome = client.diff_into(&call.target, &scan, &sink).map_err(|e| call.context(e))?;
+        let outcome = client.diff_into(&call.target, &call.scan(), &sink).map_err(|e| call.context(e))?;
         write_out(complete, outcome.complete);
         Ok(())
     })

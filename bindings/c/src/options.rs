@@ -49,6 +49,10 @@ pub struct rodiff_call {
     /// The call fails with RODIFF_TIMEOUT when not done within this many milliseconds (0: no
     /// deadline).
     pub deadline_ms: u64,
+    /// rodiff_diff and rodiff_diff_stream: path, kind, type and mount point only, without the
+    /// `stat` of every entry that mode, uid, gid, size and mtime take (`has_metadata` false) —
+    /// several times faster on layers of many new files. false: with metadata.
+    pub paths_only: bool,
 }
 
 /// A cancel token: rodiff_cancel_cancel, from any thread, makes the calls given it stop at their
@@ -124,6 +128,8 @@ pub(crate) fn client_options(options: Option<&rodiff_options>) -> Result<ClientO
 pub(crate) struct Call {
     pub target: Target,
     pub stop: Stop,
+    /// Whether diffs collect metadata (not `paths_only`).
+    pub metadata: bool,
 }
 
 impl Call {
@@ -153,7 +159,13 @@ impl Call {
                 stop.deadline = Some(Deadline::after(Duration::from_millis(c.deadline_ms)));
             }
         }
-        Ok(Call { target, stop })
+        let metadata = !call.is_some_and(|c| c.paths_only);
+        Ok(Call { target, stop, metadata })
+    }
+
+    /// The scan options of a diff.
+    pub(crate) fn scan(&self) -> core_lib::ScanOptions {
+        core_lib::ScanOptions { metadata: self.metadata, stop: self.stop.clone(), ..Default::default() }
     }
 
     /// The core's error, prefixed with what the call was about (`container web: …`).

@@ -2,6 +2,7 @@
  * cli_parity CONTAINER OUTDIR: what the C ABI says about CONTAINER, written for run.sh to compare
  * with the CLI's output:
  *   OUTDIR/list.txt      rodiff_diff, in the list's order (the CLI's json is sorted the same way)
+ *                        (and with paths_only, checked here: the same without metadata)
  *   OUTDIR/stream.txt    rodiff_diff_stream run to the end, in delivery order
  *   OUTDIR/plan-F.txt    rodiff_plan in each format F (docker, compose, k8s, json)
  * and checks here what the CLI cannot tell: list access, batch delivery, verify.
@@ -57,6 +58,22 @@ int main(int argc, char **argv) {
   fclose(f);
   CHECK(rodiff_changes_get(list, n) == NULL, "rodiff_changes_get past the end is not NULL");
   CHECK(rodiff_changes_get(NULL, 0) == NULL && rodiff_changes_len(NULL) == 0, "NULL list");
+
+  /* paths_only: the same changes in the same order, without metadata. */
+  rodiff_call paths_only = {0};
+  paths_only.paths_only = true;
+  rodiff_changes *bare = NULL;
+  r = rodiff_diff(client, name, &paths_only, &bare, &error);
+  REQUIRE(r == RODIFF_OK, "rodiff_diff paths_only: %d %s", (int)r, rodiff_error_message(error));
+  CHECK(rodiff_changes_len(bare) == n, "paths_only: %zu changes, with metadata %zu", rodiff_changes_len(bare), n);
+  for (size_t i = 0; i < n && i < rodiff_changes_len(bare); i++) {
+    const rodiff_change *a = rodiff_changes_get(list, i), *b = rodiff_changes_get(bare, i);
+    CHECK(a->path_len == b->path_len && memcmp(a->path, b->path, a->path_len) == 0 && a->kind == b->kind &&
+              a->file_type == b->file_type && a->mountpoint == b->mountpoint,
+          "paths_only: change %zu differs", i);
+    CHECK(!b->has_metadata && b->mode == 0 && b->size == 0 && b->mtime_sec == 0, "paths_only: change %zu has metadata", i);
+  }
+  rodiff_changes_free(bare);
   rodiff_changes_free(list);
 
   /* The stream. */
@@ -67,11 +84,12 @@ int main(int argc, char **argv) {
   CHECK(r == RODIFF_OK, "rodiff_diff_stream: %d %s", (int)r, rodiff_error_message(error));
   CHECK(complete, "a stream that was not stopped is not complete");
   CHECK(s.changes == n, "the stream delivered %zu changes, the list has %zu", s.changes, n);
-  /* complete may be NULL. */
+  /* complete may be NULL; paths_only streams the same number of changes. */
   s.out = fopen("/dev/null", "w");
-  r = rodiff_diff_stream(client, name, NULL, on_batch, &s, NULL, NULL);
+  s.changes = 0;
+  r = rodiff_diff_stream(client, name, &paths_only, on_batch, &s, NULL, NULL);
   fclose(s.out);
-  CHECK(r == RODIFF_OK, "rodiff_diff_stream with complete NULL: %d", (int)r);
+  CHECK(r == RODIFF_OK && s.changes == n, "rodiff_diff_stream paths_only, complete NULL: %d, %zu changes", (int)r, s.changes);
 
   /* The plan in each format. */
   static const struct { rodiff_plan_format format; const char *file; } formats[] = {
