@@ -12,13 +12,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Writes a batch as lines with one fwrite (stdio's lock once per batch, not per character). */
 static int32_t print_batch(void *out, const rodiff_change *changes, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    fputc(changes[i].kind, out);
-    fputc(' ', out);
-    fwrite(changes[i].path, 1, changes[i].path_len, out);
-    fputc('\n', out);
+  static char *buffer;
+  static size_t capacity;
+  size_t need = 0;
+  for (size_t i = 0; i < len; i++) need += changes[i].path_len + 3;
+  if (need > capacity) {
+    free(buffer);
+    capacity = need * 2;
+    buffer = malloc(capacity);
+    if (!buffer) return 1;
   }
+  char *p = buffer;
+  for (size_t i = 0; i < len; i++) {
+    *p++ = changes[i].kind;
+    *p++ = ' ';
+    memcpy(p, changes[i].path, changes[i].path_len);
+    p += changes[i].path_len;
+    *p++ = '\n';
+  }
+  fwrite(buffer, 1, (size_t)(p - buffer), out);
   return 0;
 }
 
