@@ -1,0 +1,135 @@
+package rodiff
+
+/*
+#include "rodiff.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/cgo"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// stream is the state of one DiffStream call, reached from rodiff's threads through a
+// cgo.Handle.
+type stream struct {
+	ctx context.Context
+	ref string
+	fn  func([]Change) error
+
+	mu       sync.Mutex  // rodiff calls one at a time; the lock orders memory for Go too
+	err      error       // why fn's scan stopped: fn's error, or the context's
+	panicked bool        // fn panicked with panicVal
+	panicVal interface{} // re-raised by result
+}
+
+// rodiffGoBatch receives a batch from rodiff_diff_stream (through rodiff_go_batch in client.go),
+// on one of rodiff's threads. It returns non-zero to stop the scan.
+//
+//export rodiffGoBatch
+func rodiffGoBatch(handle C.uintptr_t, changes *C.rodiff_change, n C.size_t) C.int32_t {
+	s := cgo.Handle(handle).Value().(*stream)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil || s.panicked {
+		return 1
+	}
+	if s.ctx.Err() != nil {
+		s.err = contextError(s.ctx, s.ref)
+		return 1
+	}
+	// A converter per batch: the container names' memory is the batch's, reused after it.
+	var conv converter
+	batch := conv.changes(unsafe.Slice(changes, int(n)))
+	if err := s.call(batch); err != nil {
+		s.err = err
+		return 1
+	}
+	if s.panicked {
+		return 1
+	}
+	return 0
+}
+
+// call runs fn, catching a panic: it must not unwind through rodiff's frames.
+func (s *stream) call(batch []Change) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.panicked, s.panicVal = true, v
+		}
+	}()
+	return s.fn(batch)
+}
+
+// result is DiffStream's answer once rodiff returned RODIFF_OK.
+func (s *stream) result(complete bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.panicked {
+		panic(fmt.Sprintf("rodiff: DiffStream's function panicked: %v", s.panicVal))
+	}
+	if complete || errors.Is(s.err, Stop) {
+		return nil
+	}
+	if s.err == nil {
+		// rodiff reported an incomplete scan that nothing here asked for.
+		return &Error{Code: CodeStopped, Message: "container " + s.ref + ": the scan stopped early"}
+	}
+	return s.err
+}
+
+// converter turns C's views of changes into Go Changes, keeping one string per container name.
+type converter struct {
+	names map[*C.char]string
+}
+
+func (cv *converter) changes(views []C.rodiff_change) []Change {
+	total := 0
+	for i := range views {
+		total += int(views[i].path_len)
+	}
+	// One allocation for all paths; each Path is capped so that appending to it copies.
+	arena := make([]byte, 0, total)
+	out := make([]Change, len(views))
+	for i := range views {
+		v := &views[i]
+		start := len(arena)
+		if v.path_len > 0 {
+			arena = append(arena, unsafe.Slice((*byte)(unsafe.Pointer(v.path)), int(v.path_len))...)
+		}
+		c := &out[i]
+		c.Path = arena[start:len(arena):len(arena)]
+		c.Kind = Kind(byte(v.kind))
+		c.Type = FileType(v.file_type)
+		c.Mountpoint = bool(v.mountpoint)
+		if v.has_metadata {
+			c.HasMetadata = true
+			c.Mode = uint32(v.mode)
+			c.UID = uint32(v.uid)
+			c.GID = uint32(v.gid)
+			c.Size = uint64(v.size)
+			c.MTime = time.Unix(int64(v.mtime_sec), int64(v.mtime_nsec))
+		}
+		if v.container != nil {
+			c.Container = cv.name(v.container)
+		}
+	}
+	return out
+}
+
+func (cv *converter) name(p *C.char) string {
+	if s, ok := cv.names[p]; ok {
+		return s
+	}
+	if cv.names == nil {
+		cv.names = make(map[*C.char]string)
+	}
+	s := C.GoString(p)
+	cv.names[p] = s
+	return s
+}
