@@ -193,6 +193,9 @@ func (c *Client) begin(ctx context.Context, ref string, opts []CallOption) (*cal
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if ref == "" && o.pod == "" {
+		return nil, nil, &Error{Code: CodeInvalidArgument, Message: "the container name is empty"}
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, contextError(ctx, ref)
 	}
