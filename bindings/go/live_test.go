@@ -366,7 +366,10 @@ func TestErrorsAreTyped(t *testing.T) {
 		"empty name":    func() error { _, err := client.Diff(ctx, ""); return err }(),
 		"bad pod":       func() error { _, err := client.Diff(ctx, "", rodiff.WithPod("no-slash")); return err }(),
 		"bad format":    func() error { _, err := client.Plan(ctx, fixture(t), rodiff.PlanFormat(99)); return err }(),
-		"verify a pod":  func() error { _, err := client.Verify(ctx, "", rodiff.VerifyOptions{}, rodiff.WithPod("ns/p")); return err }(),
+		"verify a pod": func() error {
+			_, err := client.Verify(ctx, "", rodiff.VerifyOptions{}, rodiff.WithPod("ns/p"))
+			return err
+		}(),
 	} {
 		if !errors.Is(err, rodiff.ErrInvalidArgument) {
 			t.Errorf("%s: %v", what, err)
