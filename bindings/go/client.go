@@ -2,8 +2,9 @@ package rodiff
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../../include
-#cgo !rodiff_dynamic LDFLAGS: ${SRCDIR}/../../target/release/librodiff.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
-#cgo rodiff_dynamic LDFLAGS: -L${SRCDIR}/../../target/release -lrodiff
+#cgo !rodiff_dynamic,!rodiff_debug LDFLAGS: ${SRCDIR}/../../target/release/librodiff.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
+#cgo rodiff_debug LDFLAGS: ${SRCDIR}/../../target/debug/librodiff.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
+#cgo rodiff_dynamic,!rodiff_debug LDFLAGS: -L${SRCDIR}/../../target/release -lrodiff
 #include <stdlib.h>
 #include "rodiff.h"
 

@@ -14,7 +14,8 @@
 //	go mod edit -require rodiff.dev/rodiff@v0.0.0 -replace rodiff.dev/rodiff=/path/to/rodiff/bindings/go
 //
 // Build with the tag rodiff_dynamic to link against librodiff.so instead (then set
-// LD_LIBRARY_PATH, or install the library where the dynamic linker finds it).
+// LD_LIBRARY_PATH, or install the library where the dynamic linker finds it), or with the tag
+// rodiff_debug to link against target/debug/librodiff.a (plain `cargo build`; the tests use it).
 //
 // # Clients, threads and handles
 //

@@ -1,8 +1,8 @@
 package rodiff_test
 
 // Tests against a real dockerd: run them through the sandbox (make test-go), which sets
-// DOCKER_HOST; without it they are skipped. The CLI they compare with is $RODIFF_BIN, or
-// target/release/rodiff.
+// DOCKER_HOST; without it they are skipped (they fail under CI=true). The CLI they compare with
+// is $RODIFF_BIN, or target/release/rodiff.
 
 import (
 	"bytes"
@@ -55,6 +55,9 @@ var (
 func dockerHost(t testing.TB) string {
 	t.Helper()
 	host := os.Getenv("DOCKER_HOST")
+	if host == "" && os.Getenv("CI") == "true" {
+		t.Fatal("DOCKER_HOST is not set (CI: a missing sandbox fails the test)")
+	}
 	if host == "" {
 		t.Skip("DOCKER_HOST is not set: run through make test-go (the sandbox)")
 	}
