@@ -19,6 +19,12 @@ Cases (chosen by the sandbox daemon's storage driver; `make bench` runs both)
                   directory; and rodiff on unchanged containers of both runtimes, i.e. process
                   start plus resolution (socket, RPCs) plus an empty walk.
 
+                  The same container through the Go package (bindings/go, bench program
+                  bindings/go/cmd/godiff, built here with `go build` against the release
+                  librodiff.a): Client.Diff (a sorted list with metadata) beside `rodiff diff
+                  --format json`, and Client.DiffStream (batches with metadata) beside `--format
+                  jsonl`; each whole process, printing "A /path" lines. Skipped without `go`.
+
 Every container is measured in the state users have it in: before anything is timed, `docker diff`
 and `find` have walked it (as backup tools and scanners do; on btrfs with `relatime` the first read
 of a file or listing of a directory rewrites its inode), so no figure depends on the order of the
@@ -41,6 +47,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RODIFF = os.environ.get("RODIFF_BIN", os.path.join(ROOT, "target", "release", "rodiff"))
 IMAGE = "rodiff-test/busybox:latest"
+GO_PACKAGE = os.path.join(ROOT, "bindings", "go")
+GODIFF = os.path.join(ROOT, "target", "release", "godiff")
 
 
 def sh(*args, **kw):
@@ -98,6 +106,14 @@ def overlay2_case(runs):
             "docker diff": median_time(["docker", "diff", name], runs),
             "find upperdir": median_time(["find", upper], runs),
         }
+        godiff = build_godiff()
+        if godiff:
+            results.update({
+                "rodiff diff --format json": median_time([RODIFF, "diff", name, "--format", "json"], runs),
+                "Go Client.Diff (godiff)": median_time([godiff, name], runs),
+                "rodiff diff --format jsonl": median_time([RODIFF, "diff", name, "--format", "jsonl"], runs),
+                "Go Client.DiffStream (godiff -stream)": median_time([godiff, "-stream", name], runs),
+            })
         rss = {
             "docker format, 100k changes": peak_rss_kib([RODIFF, "diff", name]),
             "jsonl, 10k changes": peak_rss_kib([RODIFF, "diff", small, "--format", "jsonl"]),
@@ -107,17 +123,35 @@ def overlay2_case(runs):
     finally:
         subprocess.run(["docker", "rm", "-f", name, small], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     r = results
+    ratios = [
+        ["docker diff / rodiff", round(r["docker diff"] / r["rodiff diff"], 1), ">= 20"],
+        ["rodiff / find", round(r["rodiff diff"] / r["find upperdir"], 2), "<= 1.0"],
+    ]
+    if "Go Client.Diff (godiff)" in r:
+        ratios += [
+            ["Go Diff / CLI json", round(r["Go Client.Diff (godiff)"] / r["rodiff diff --format json"], 2), "<= 1.2"],
+            ["Go DiffStream / CLI jsonl",
+             round(r["Go Client.DiffStream (godiff -stream)"] / r["rodiff diff --format jsonl"], 2), "<= 1.2"],
+            ["Go DiffStream / CLI docker format",
+             round(r["Go Client.DiffStream (godiff -stream)"] / r["rodiff diff"], 2), "-"],
+        ]
     return {
         "case": "overlay2-100k",
         "what": f"{entries} entries in the upper dir",
         "runs": runs,
         "median_seconds": {k: round(v, 4) for k, v in r.items()},
-        "ratios": [
-            ["docker diff / rodiff", round(r["docker diff"] / r["rodiff diff"], 1), ">= 20"],
-            ["rodiff / find", round(r["rodiff diff"] / r["find upperdir"], 2), "<= 1.0"],
-        ],
+        "ratios": ratios,
         "rodiff_peak_rss_kib": rss,
     }
+
+
+def build_godiff():
+    """Builds the Go benchmark program against the release librodiff.a; None without `go`."""
+    if subprocess.run(["sh", "-c", "command -v go"], stdout=subprocess.DEVNULL).returncode != 0:
+        print("bench: no `go`: the Go package is not measured", file=sys.stderr)
+        return None
+    sh("go", "build", "-o", GODIFF, "./cmd/godiff", cwd=GO_PACKAGE)
+    return GODIFF
 
 
 def report(result):

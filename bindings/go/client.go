@@ -109,8 +109,9 @@ func WithPod(pod string) CallOption {
 	return func(o *callOptions) { o.pod = pod }
 }
 
-// Client is a connection to a container runtime with its own threads. It is safe for use by
-// any number of goroutines at once. Close it when done.
+// Client is a connection to a container runtime with its own threads, made by NewClient (a zero
+// Client refuses every call with ErrClosed). It is safe for use by any number of goroutines at
+// once. Close it when done.
 type Client struct {
 	mu     sync.Mutex
 	ptr    *C.rodiff_client
@@ -223,7 +224,7 @@ func (c *Client) begin(ctx context.Context, ref string, opts []CallOption) (*cal
 		k.args.deadline_ms = C.uint64_t(ms)
 	}
 	c.mu.Lock()
-	if c.closed {
+	if c.closed || c.ptr == nil { // closed, or not made by NewClient
 		c.mu.Unlock()
 		C.free(unsafe.Pointer(k.args))
 		return fail(ErrClosed)

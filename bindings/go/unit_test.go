@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -42,4 +43,20 @@ func TestChangeForms(t *testing.T) {
 	if rodiff.FileType(42).String() != "unknown" {
 		t.Fatal("unknown file type")
 	}
+}
+
+func TestZeroAndForgottenClients(t *testing.T) {
+	var zero rodiff.Client
+	if _, err := zero.Diff(context.Background(), "web"); !errors.Is(err, rodiff.ErrClosed) {
+		t.Fatalf("zero Client: %v", err)
+	}
+	zero.Close()
+	// Clients nobody closes are freed by their finalizer.
+	for i := 0; i < 20; i++ {
+		if _, err := rodiff.NewClient(rodiff.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.GC()
 }
