@@ -23,7 +23,8 @@ Cases (chosen by the sandbox daemon's storage driver; `make bench` runs both)
                   bindings/go/cmd/godiff, built here with `go build` against the release
                   librodiff.a): Client.Diff (a sorted list with metadata) beside `rodiff diff
                   --format json`, and Client.DiffStream (batches with metadata) beside `--format
-                  jsonl`; each whole process, printing "A /path" lines. Skipped without `go`.
+                  jsonl`; both again with rodiff.PathsOnly (no stat per entry) beside `rodiff
+                  diff`; each a whole process, printing "A /path" lines. Skipped without `go`.
 
 Every container is measured in the state users have it in: before anything is timed, `docker diff`
 and `find` have walked it (as backup tools and scanners do; on btrfs with `relatime` the first read
@@ -113,6 +114,8 @@ def overlay2_case(runs):
                 "Go Client.Diff (godiff)": median_time([godiff, name], runs),
                 "rodiff diff --format jsonl": median_time([RODIFF, "diff", name, "--format", "jsonl"], runs),
                 "Go Client.DiffStream (godiff -stream)": median_time([godiff, "-stream", name], runs),
+                "Go DiffStream, PathsOnly (godiff -stream -paths)": median_time([godiff, "-stream", "-paths", name], runs),
+                "Go Diff, PathsOnly (godiff -paths)": median_time([godiff, "-paths", name], runs),
             })
         rss = {
             "docker format, 100k changes": peak_rss_kib([RODIFF, "diff", name]),
@@ -132,8 +135,10 @@ def overlay2_case(runs):
             ["Go Diff / CLI json", round(r["Go Client.Diff (godiff)"] / r["rodiff diff --format json"], 2), "<= 1.2"],
             ["Go DiffStream / CLI jsonl",
              round(r["Go Client.DiffStream (godiff -stream)"] / r["rodiff diff --format jsonl"], 2), "<= 1.2"],
-            ["Go DiffStream / CLI docker format",
-             round(r["Go Client.DiffStream (godiff -stream)"] / r["rodiff diff"], 2), "-"],
+            ["Go DiffStream PathsOnly / CLI (docker)",
+             round(r["Go DiffStream, PathsOnly (godiff -stream -paths)"] / r["rodiff diff"], 2), "<= 1.2"],
+            ["Go Diff PathsOnly / CLI (docker)",
+             round(r["Go Diff, PathsOnly (godiff -paths)"] / r["rodiff diff"], 2), "-"],
         ]
     return {
         "case": "overlay2-100k",
@@ -157,9 +162,9 @@ def build_godiff():
 def report(result):
     print(f"\n== {result['case']}: {result['what']}, median of {result['runs']} ==")
     for tool, secs in result["median_seconds"].items():
-        print(f"  {tool:<32} {secs * 1000:8.1f} ms")
+        print(f"  {tool:<48} {secs * 1000:8.1f} ms")
     for label, value, target in result.get("ratios", []):
-        print(f"  {label:<32} {value:>8}    (target {target})")
+        print(f"  {label:<48} {value:>8}    (target {target})")
     for what, kib in result.get("rodiff_peak_rss_kib", {}).items():
         print(f"  rodiff peak RSS, {what:<28} {kib / 1024:6.1f} MiB")
 

@@ -240,6 +240,12 @@ typedef struct {
    * deadline).
    */
   uint64_t deadline_ms;
+  /**
+   * rodiff_diff and rodiff_diff_stream: leave out mode, owner, size and mtime (`has_metadata`
+   * false), which cost a `stat` per new entry — paths, kinds and types only, as `rodiff diff`
+   * prints them. Other calls ignore it.
+   */
+  bool paths_only;
 } rodiff_call;
 
 /**

@@ -99,7 +99,15 @@ const (
 type CallOption func(*callOptions)
 
 type callOptions struct {
-	pod string
+	pod       string
+	pathsOnly bool
+}
+
+// PathsOnly makes Diff and DiffStream leave out the metadata (Mode, UID, GID, Size, MTime;
+// HasMetadata is false), which costs rodiff a stat per new entry: paths, kinds and types only, as
+// `rodiff diff` prints them, several times faster on large layers. Plan and Verify ignore it.
+func PathsOnly() CallOption {
+	return func(o *callOptions) { o.pathsOnly = true }
 }
 
 // WithPod makes the call cover the containers of a Kubernetes pod, "NAMESPACE/NAME" (containerd
@@ -216,6 +224,7 @@ func (c *Client) begin(ctx context.Context, ref string, opts []CallOption) (*cal
 	}
 	k.args = (*C.rodiff_call)(C.calloc(1, C.size_t(unsafe.Sizeof(C.rodiff_call{}))))
 	k.args.pod = pod
+	k.args.paths_only = C.bool(o.pathsOnly)
 	if deadline, ok := ctx.Deadline(); ok {
 		ms := (time.Until(deadline) + time.Millisecond - 1) / time.Millisecond
 		if ms < 1 {

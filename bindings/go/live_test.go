@@ -297,6 +297,35 @@ func TestDiffStreamDeliversEveryChange(t *testing.T) {
 	}
 }
 
+func TestPathsOnly(t *testing.T) {
+	name := fixture(t)
+	client := newClient(t)
+	full, err := client.Diff(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := client.Diff(context.Background(), name, rodiff.PathsOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streamed []rodiff.Change
+	err = client.DiffStream(context.Background(), name, func(b []rodiff.Change) error { streamed = append(streamed, b...); return nil }, rodiff.PathsOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(streamed, func(i, j int) bool { return bytes.Compare(streamed[i].Path, streamed[j].Path) < 0 })
+	if len(paths) != len(full) || len(streamed) != len(full) {
+		t.Fatalf("%d and %d changes paths only, %d with metadata", len(paths), len(streamed), len(full))
+	}
+	for i := range full {
+		for _, p := range []rodiff.Change{paths[i], streamed[i]} {
+			if p.String() != full[i].String() || p.Type != full[i].Type || p.HasMetadata || p.Mode != 0 || !p.MTime.IsZero() {
+				t.Errorf("paths only %+v, with metadata %+v", p, full[i])
+			}
+		}
+	}
+}
+
 func TestDiffStreamStopsEarly(t *testing.T) {
 	name := big(t)
 	client := newClient(t)

@@ -102,7 +102,14 @@ pub unsafe extern "C" fn rodiff_diff(
         let client = &null_check(client, "client")?.0;
         null_check(out, "out")?;
         let call = options::Call::read(container, call.as_ref())?;
-        let list = client.changes(&call.target, &call.stop).map_err(|e| call.context(e))?;
+        let list = if call.metadata {
+            client.changes(&call.target, &call.stop).map_err(|e| call.context(e))?
+        } else {
+            let collect = core_lib::Collect::default();
+            let scan = core_lib::ScanOptions { metadata: false, stop: call.stop.clone(), ..Default::default() };
+            client.diff_into(&call.target, &scan, &collect).map_err(|e| call.context(e))?;
+            collect.into_sorted()
+        };
         write_out(out, Box::into_raw(Box::new(rodiff_changes::new(list))));
         Ok(())
     })
@@ -131,7 +138,7 @@ pub unsafe extern "C" fn rodiff_diff_stream(
         let callback = callback.ok_or(FfiError::null("callback"))?;
         let call = options::Call::read(container, call.as_ref())?;
         let sink = changes::CallbackSink::new(callback, userdata);
-        let scan = core_lib::ScanOptions { metadata: true, stop: call.stop.clone(), ..Default::default() };
+        let scan = core_lib::ScanOptions { metadata: call.metadata, stop: call.stop.clone(), ..Default::default() };
         let outcome = client.diff_into(&call.target, &scan, &sink).map_err(|e| call.context(e))?;
         write_out(complete, outcome.complete);
         Ok(())

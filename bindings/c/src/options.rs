@@ -49,6 +49,10 @@ pub struct rodiff_call {
     /// The call fails with RODIFF_TIMEOUT when not done within this many milliseconds (0: no
     /// deadline).
     pub deadline_ms: u64,
+    /// rodiff_diff and rodiff_diff_stream: leave out mode, owner, size and mtime (`has_metadata`
+    /// false), which cost a `stat` per new entry — paths, kinds and types only, as `rodiff diff`
+    /// prints them. Other calls ignore it.
+    pub paths_only: bool,
 }
 
 /// A cancel token: rodiff_cancel_cancel, from any thread, makes the calls given it stop at their
@@ -124,6 +128,8 @@ pub(crate) fn client_options(options: Option<&rodiff_options>) -> Result<ClientO
 pub(crate) struct Call {
     pub target: Target,
     pub stop: Stop,
+    /// Collect metadata (not `paths_only`).
+    pub metadata: bool,
 }
 
 impl Call {
@@ -153,7 +159,8 @@ impl Call {
                 stop.deadline = Some(Deadline::after(Duration::from_millis(c.deadline_ms)));
             }
         }
-        Ok(Call { target, stop })
+        let metadata = !call.map_or(false, |c| c.paths_only);
+        Ok(Call { target, stop, metadata })
     }
 
     /// The core's error, prefixed with what the call was about (`container web: …`).
