@@ -6,19 +6,109 @@ package rodiff
 #cgo rodiff_debug LDFLAGS: ${SRCDIR}/../../target/debug/librodiff.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
 #cgo rodiff_dynamic,!rodiff_debug LDFLAGS: -L${SRCDIR}/../../target/release -lrodiff
 #include <stdlib.h>
+#include <string.h>
 #include "rodiff.h"
 
 // Defined in stream.go (//export rodiffGoBatch).
 extern int32_t rodiffGoBatch(uintptr_t handle, rodiff_change *changes, size_t len);
 
-static int32_t rodiff_go_batch(void *userdata, const rodiff_change *changes, size_t len) {
-	return rodiffGoBatch((uintptr_t)userdata, (rodiff_change *)changes, len);
+// rodiff calls back once per directory; a callback from one of its threads into Go costs an
+// extra M's set-up and tear-down each time. So rodiff_go_batch copies the batches it gets into a
+// buffer (changes and the bytes they point to) and calls Go once per RODIFF_GO_CHANGES changes
+// or RODIFF_GO_BYTES bytes; the rest is handed over by rodiff_go_flush after the scan.
+#define RODIFF_GO_CHANGES 8192
+#define RODIFF_GO_BYTES (1 << 20)
+
+typedef struct {
+	uintptr_t handle;       // the cgo.Handle of the Go stream
+	rodiff_change *views;   // while buffered, path and container hold offsets into bytes
+	size_t len, cap;
+	char *bytes;
+	size_t blen, bcap;
+	int failed;             // out of memory
+} rodiff_go_buf;
+
+static int rodiff_go_grow(void **p, size_t *cap, size_t need, size_t elem) {
+	if (need <= *cap) {
+		return 1;
+	}
+	size_t n = *cap ? *cap : 1024;
+	while (n < need) {
+		n *= 2;
+	}
+	void *q = realloc(*p, n * elem);
+	if (q == NULL) {
+		return 0;
+	}
+	*p = q;
+	*cap = n;
+	return 1;
 }
 
-// rodiff_diff_stream with the Go callback, the cgo.Handle passed as an integer.
+// Copies len bytes into the buffer; their offset plus one (so that no offset is 0), or 0.
+static size_t rodiff_go_keep(rodiff_go_buf *b, const void *data, size_t len) {
+	if (!rodiff_go_grow((void **)&b->bytes, &b->bcap, b->blen + len, 1)) {
+		return 0;
+	}
+	if (len > 0) {
+		memcpy(b->bytes + b->blen, data, len);
+	}
+	b->blen += len;
+	return b->blen - len + 1;
+}
+
+// Hands the buffered changes to Go; Go's answer (non-zero: stop).
+static int32_t rodiff_go_flush(rodiff_go_buf *b) {
+	if (b->len == 0) {
+		return 0;
+	}
+	for (size_t i = 0; i < b->len; i++) {
+		rodiff_change *v = &b->views[i];
+		v->path = (const uint8_t *)(b->bytes + ((uintptr_t)v->path - 1));
+		if (v->container != NULL) {
+			v->container = b->bytes + ((uintptr_t)v->container - 1);
+		}
+	}
+	int32_t answer = rodiffGoBatch(b->handle, b->views, b->len);
+	b->len = 0;
+	b->blen = 0;
+	return answer;
+}
+
+static int32_t rodiff_go_batch(void *userdata, const rodiff_change *changes, size_t len) {
+	rodiff_go_buf *b = userdata;
+	if (!rodiff_go_grow((void **)&b->views, &b->cap, b->len + len, sizeof(rodiff_change))) {
+		b->failed = 1;
+		return 1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		rodiff_change v = changes[i];
+		size_t path = rodiff_go_keep(b, v.path, v.path_len);
+		size_t container = v.container ? rodiff_go_keep(b, v.container, strlen(v.container) + 1) : 1;
+		if (path == 0 || container == 0) {
+			b->failed = 1;
+			return 1;
+		}
+		v.path = (const uint8_t *)(uintptr_t)path;
+		v.container = v.container ? (const char *)(uintptr_t)container : NULL;
+		b->views[b->len++] = v;
+	}
+	if (b->len >= RODIFF_GO_CHANGES || b->blen >= RODIFF_GO_BYTES) {
+		return rodiff_go_flush(b);
+	}
+	return 0;
+}
+
+static void rodiff_go_buf_free(rodiff_go_buf *b) {
+	free(b->views);
+	free(b->bytes);
+	free(b);
+}
+
+// rodiff_diff_stream with the Go callback behind the buffer.
 static rodiff_result rodiff_go_diff_stream(const rodiff_client *client, const char *container,
-		const rodiff_call *call, uintptr_t handle, bool *complete, rodiff_error **error) {
-	return rodiff_diff_stream(client, container, call, rodiff_go_batch, (void *)handle, complete, error);
+		const rodiff_call *call, rodiff_go_buf *buf, bool *complete, rodiff_error **error) {
+	return rodiff_diff_stream(client, container, call, rodiff_go_batch, buf, complete, error);
 }
 
 // Copies the list's n changes into dst, in one cgo call.
@@ -305,8 +395,9 @@ func (c *Client) Diff(ctx context.Context, ref string, opts ...CallOption) ([]Ch
 }
 
 // DiffStream diffs container ref (see Diff) and hands the changes to fn in batches as rodiff's
-// walk finds them (not sorted), for layers too large to hold at once. fn is called one call at a
-// time, on a goroutine other than the caller's; the batch and its changes belong to fn. fn
+// walk finds them (not sorted; up to 8192 changes or 1 MiB of paths a batch), for layers too
+// large to hold at once. fn is called one call at a time, mostly from rodiff's threads (the last
+// batch from the caller's goroutine); the batch and its changes belong to fn. fn
 // returns nil to go on, Stop to stop the scan (DiffStream then returns nil), or another error to
 // stop it and have DiffStream return that error. DiffStream also stops, with an error that
 // matches ErrCancelled or ErrTimeout, when ctx is done; a panic in fn stops the scan and is
@@ -318,12 +409,25 @@ func (c *Client) DiffStream(ctx context.Context, ref string, fn func(batch []Cha
 	}
 	s := &stream{ctx: ctx, ref: ref, fn: fn}
 	h := cgo.NewHandle(s)
+	defer h.Delete()
+	buf := (*C.rodiff_go_buf)(C.calloc(1, C.size_t(unsafe.Sizeof(C.rodiff_go_buf{}))))
+	if buf == nil {
+		k.end(C.RODIFF_OK, nil)
+		return &Error{Code: CodeOther, Message: "container " + ref + ": out of memory"}
+	}
+	defer C.rodiff_go_buf_free(buf)
+	buf.handle = C.uintptr_t(h)
 	var complete C.bool
 	var cerr *C.rodiff_error
-	r := C.rodiff_go_diff_stream(c.ptr, container, k.args, C.uintptr_t(h), &complete, &cerr)
-	h.Delete()
+	r := C.rodiff_go_diff_stream(c.ptr, container, k.args, buf, &complete, &cerr)
 	if err := k.end(r, cerr); err != nil {
 		return err
+	}
+	if buf.failed != 0 {
+		return &Error{Code: CodeOther, Message: "container " + ref + ": out of memory for the changes"}
+	}
+	if complete {
+		C.rodiff_go_flush(buf) // the last changes, on this goroutine
 	}
 	return s.result(bool(complete))
 }

@@ -515,7 +515,7 @@ func TestCloseCancelsRunningCalls(t *testing.T) {
 		var once sync.Once
 		result <- client.DiffStream(context.Background(), name, func([]rodiff.Change) error {
 			once.Do(func() { close(started) })
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // rodiff's walkers wait meanwhile: Close comes first
 			return nil
 		})
 	}()

@@ -1,6 +1,7 @@
 package rodiff
 
 /*
+#include <string.h>
 #include "rodiff.h"
 */
 import "C"
@@ -28,8 +29,9 @@ type stream struct {
 	panicVal interface{} // re-raised by result
 }
 
-// rodiffGoBatch receives a batch from rodiff_diff_stream (through rodiff_go_batch in client.go),
-// on one of rodiff's threads. It returns non-zero to stop the scan.
+// rodiffGoBatch receives a batch from rodiff_diff_stream, through the buffer of rodiff_go_batch in
+// client.go: on one of rodiff's threads, or (the last batch) on DiffStream's. It returns non-zero
+// to stop the scan.
 //
 //export rodiffGoBatch
 func rodiffGoBatch(handle C.uintptr_t, changes *C.rodiff_change, n C.size_t) C.int32_t {
@@ -43,7 +45,6 @@ func rodiffGoBatch(handle C.uintptr_t, changes *C.rodiff_change, n C.size_t) C.i
 		s.err = contextError(s.ctx, s.ref)
 		return 1
 	}
-	// A converter per batch: the container names' memory is the batch's, reused after it.
 	var conv converter
 	batch := conv.changes(unsafe.Slice(changes, int(n)))
 	if err := s.call(batch); err != nil {
@@ -73,19 +74,22 @@ func (s *stream) result(complete bool) error {
 	if s.panicked {
 		panic(fmt.Sprintf("rodiff: DiffStream's function panicked: %v", s.panicVal))
 	}
-	if complete || errors.Is(s.err, Stop) {
+	switch {
+	case errors.Is(s.err, Stop):
 		return nil
-	}
-	if s.err == nil {
+	case s.err != nil:
+		return s.err
+	case !complete:
 		// rodiff reported an incomplete scan that nothing here asked for.
 		return &Error{Code: CodeStopped, Message: "container " + s.ref + ": the scan stopped early"}
 	}
-	return s.err
+	return nil
 }
 
-// converter turns C's views of changes into Go Changes, keeping one string per container name.
+// converter turns C's views of changes into Go Changes, sharing one string among the changes of
+// a container.
 type converter struct {
-	names map[*C.char]string
+	name string
 }
 
 func (cv *converter) changes(views []C.rodiff_change) []Change {
@@ -116,20 +120,16 @@ func (cv *converter) changes(views []C.rodiff_change) []Change {
 			c.MTime = time.Unix(int64(v.mtime_sec), int64(v.mtime_nsec))
 		}
 		if v.container != nil {
-			c.Container = cv.name(v.container)
+			c.Container = cv.container(v.container)
 		}
 	}
 	return out
 }
 
-func (cv *converter) name(p *C.char) string {
-	if s, ok := cv.names[p]; ok {
-		return s
+func (cv *converter) container(p *C.char) string {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(p)), int(C.strlen(p)))
+	if string(b) != cv.name {
+		cv.name = string(b)
 	}
-	if cv.names == nil {
-		cv.names = make(map[*C.char]string)
-	}
-	s := C.GoString(p)
-	cv.names[p] = s
-	return s
+	return cv.name
 }
