@@ -111,10 +111,10 @@ static rodiff_result rodiff_go_diff_stream(const rodiff_client *client, const ch
 	return rodiff_diff_stream(client, container, call, rodiff_go_batch, buf, complete, error);
 }
 
-// Copies the list's n changes into dst, in one cgo call.
-static void rodiff_go_copy(const rodiff_changes *list, rodiff_change *dst, size_t n) {
+// Copies the list's changes start..start+n into dst, in one cgo call.
+static void rodiff_go_copy(const rodiff_changes *list, size_t start, rodiff_change *dst, size_t n) {
 	for (size_t i = 0; i < n; i++) {
-		const rodiff_change *c = rodiff_changes_get(list, i);
+		const rodiff_change *c = rodiff_changes_get(list, start + i);
 		if (c != NULL) {
 			dst[i] = *c;
 		}
@@ -388,10 +388,20 @@ func (c *Client) Diff(ctx context.Context, ref string, opts ...CallOption) ([]Ch
 	if n == 0 {
 		return []Change{}, nil
 	}
-	views := make([]C.rodiff_change, n)
-	C.rodiff_go_copy(list, &views[0], C.size_t(n))
+	// The views are copied and converted a chunk at a time: few cgo calls, little garbage.
+	const chunk = 4096
+	views := make([]C.rodiff_change, chunk)
+	out := make([]Change, 0, n)
 	var conv converter
-	return conv.changes(views), nil
+	for start := 0; start < n; start += chunk {
+		m := n - start
+		if m > chunk {
+			m = chunk
+		}
+		C.rodiff_go_copy(list, C.size_t(start), &views[0], C.size_t(m))
+		out = conv.appendChanges(out, views[:m])
+	}
+	return out, nil
 }
 
 // DiffStream diffs container ref (see Diff) and hands the changes to fn in batches as rodiff's

@@ -92,21 +92,29 @@ type converter struct {
 	name string
 }
 
+// changes converts views into new Changes.
 func (cv *converter) changes(views []C.rodiff_change) []Change {
+	return cv.appendChanges(make([]Change, 0, len(views)), views)
+}
+
+// appendChanges appends the Changes of views to out.
+func (cv *converter) appendChanges(out []Change, views []C.rodiff_change) []Change {
 	total := 0
 	for i := range views {
 		total += int(views[i].path_len)
 	}
-	// One allocation for all paths; each Path is capped so that appending to it copies.
+	// One allocation for the paths of views; each Path is capped so that appending to it copies.
 	arena := make([]byte, 0, total)
-	out := make([]Change, len(views))
+	first := len(out)
+	out = out[:first+len(views)]
 	for i := range views {
 		v := &views[i]
 		start := len(arena)
 		if v.path_len > 0 {
 			arena = append(arena, unsafe.Slice((*byte)(unsafe.Pointer(v.path)), int(v.path_len))...)
 		}
-		c := &out[i]
+		c := &out[first+i]
+		*c = Change{}
 		c.Path = arena[start:len(arena):len(arena)]
 		c.Kind = Kind(byte(v.kind))
 		c.Type = FileType(v.file_type)
