@@ -1,7 +1,7 @@
 # rodiff — the two commands a user needs:
 #   make demo   set up the sandbox and run rodiff on the built-in PostgreSQL example
 #   make test   run every test (unit, real overlayfs and btrfs, Docker oracle on overlay2 and
-#               btrfs dockerds, the C ABI's tests) in sandboxes
+#               btrfs dockerds, the C ABI's and the Go package's tests) in sandboxes
 # Both install missing Debian packages first (as root) and clean up after themselves.
 #
 #   make install PREFIX=/usr/local [DESTDIR=] [PROFILE=release]
@@ -15,8 +15,15 @@ PREFIX  ?= /usr/local
 PROFILE ?= release
 # The C library's version (rodiff.pc), the C crate's.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' bindings/c/Cargo.toml | head -n 1)
+GO      ?= go
 
-.PHONY: all build deps demo test test-c bench clean install uninstall
+# Go needs a writable build cache: under $HOME by default, in target/ when there is no $HOME.
+ifeq ($(HOME),)
+export GOCACHE := $(CURDIR)/target/go/cache
+export GOPATH  := $(CURDIR)/target/go/path
+endif
+
+.PHONY: all build deps demo test test-c test-go bench clean install uninstall
 
 all: build
 
@@ -37,6 +44,7 @@ test: deps
 	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox,postgres,nginx,redis -- \
 		$(CARGO) test --test docker_oracle --test plan_workloads --test live_docker --test live_nested --test helper_signals --test client --test break_daemon
 	$(MAKE) test-c
+	$(MAKE) test-go
 
 # The C ABI (bindings/c/tests/run.sh): C11 tests with ASan and UBSan against the debug librodiff.a,
 # one run under valgrind, make install + pkg-config + the README's example. `cargo build` makes the
@@ -44,6 +52,15 @@ test: deps
 test-c: deps
 	$(CARGO) build
 	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox -- bindings/c/tests/run.sh
+
+# The Go package (bindings/go): go vet and go test against a sandbox's dockerd. `cargo build` makes
+# the debug librodiff.a the tests link (tag rodiff_debug; users link the release one) and the CLI
+# they compare with.
+test-go: deps
+	$(CARGO) build
+	$(SANDBOX) run --images busybox -- sh -c 'cd bindings/go && \
+		export GOFLAGS=-tags=rodiff_debug RODIFF_BIN="$(CURDIR)/target/debug/rodiff" && \
+		$(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...'
 
 install:
 	$(CARGO) build $(if $(filter debug,$(PROFILE)),,--profile $(PROFILE))

@@ -11,6 +11,12 @@ Cases (chosen by the sandbox daemon's storage driver; `make bench` runs both)
                   the same diff through the C ABI (bench/c_diff.c, built with -O2 against
                   target/release/librodiff.a): streamed and as the sorted list, without metadata
                   (paths_only) as the docker format; streamed with metadata against the CLI's jsonl.
+                  The same container through the Go package (bindings/go, bench program
+                  bindings/go/cmd/godiff, built here with `go build` against the release
+                  librodiff.a): Client.Diff (a sorted list with metadata) beside `rodiff diff
+                  --format json`, and Client.DiffStream (batches with metadata) beside `--format
+                  jsonl`; both again with rodiff.PathsOnly (no stat per entry) beside `rodiff
+                  diff`; each a whole process, printing "A /path" lines. Skipped without `go`.
   btrfs-100k      an image of 100,000 files (400 directories x 250) and a running container
                   that changed 6 paths: rodiff diff, docker diff, btrfs subvolume find-new,
                   find over the subvolume; rodiff on the same changes over a 10,000-file image
@@ -45,6 +51,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RODIFF = os.environ.get("RODIFF_BIN", os.path.join(ROOT, "target", "release", "rodiff"))
 IMAGE = "rodiff-test/busybox:latest"
 LIBRODIFF = os.path.join(ROOT, "target", "release", "librodiff.a")
+GO_PACKAGE = os.path.join(ROOT, "bindings", "go")
+GODIFF = os.path.join(ROOT, "target", "release", "godiff")
 
 
 def sh(*args, **kw):
@@ -118,6 +126,15 @@ def overlay2_case(runs):
         # The C program sees the same changes as the CLI.
         if sorted(sh(c_diff, name).splitlines()) != sorted(sh(RODIFF, "diff", name).splitlines()):
             sys.exit("bench: c_diff and rodiff diff disagree")
+        godiff = build_godiff()
+        if godiff:
+            results.update({
+                "rodiff diff --format json": median_time([RODIFF, "diff", name, "--format", "json"], runs),
+                "Go Client.Diff (godiff)": median_time([godiff, name], runs),
+                "Go Client.DiffStream (godiff -stream)": median_time([godiff, "-stream", name], runs),
+                "Go DiffStream, PathsOnly (godiff -stream -paths)": median_time([godiff, "-stream", "-paths", name], runs),
+                "Go Diff, PathsOnly (godiff -paths)": median_time([godiff, "-paths", name], runs),
+            })
         rss = {
             "docker format, 100k changes": peak_rss_kib([RODIFF, "diff", name]),
             "jsonl, 10k changes": peak_rss_kib([RODIFF, "diff", small, "--format", "jsonl"]),
@@ -127,28 +144,48 @@ def overlay2_case(runs):
     finally:
         subprocess.run(["docker", "rm", "-f", name, small], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     r = results
+    ratios = [
+        ["docker diff / rodiff", round(r["docker diff"] / r["rodiff diff"], 1), ">= 20"],
+        ["rodiff / find", round(r["rodiff diff"] / r["find upperdir"], 2), "<= 1.0"],
+        ["C ABI streamed / CLI", round(r["C ABI, streamed (c_diff)"] / r["rodiff diff"], 2), "<= 1.2"],
+        ["C ABI sorted list / CLI", round(r["C ABI, sorted list (c_diff)"] / r["rodiff diff"], 2), "-"],
+        ["C ABI with metadata / CLI jsonl", round(r["C ABI, streamed with metadata"] / r["rodiff diff --format jsonl"], 2), "<= 1.2"],
+    ]
+    if "Go Client.Diff (godiff)" in r:
+        ratios += [
+            ["Go Diff / CLI json", round(r["Go Client.Diff (godiff)"] / r["rodiff diff --format json"], 2), "<= 1.2"],
+            ["Go DiffStream / CLI jsonl",
+             round(r["Go Client.DiffStream (godiff -stream)"] / r["rodiff diff --format jsonl"], 2), "<= 1.2"],
+            ["Go DiffStream PathsOnly / CLI (docker)",
+             round(r["Go DiffStream, PathsOnly (godiff -stream -paths)"] / r["rodiff diff"], 2), "<= 1.2"],
+            ["Go Diff PathsOnly / CLI (docker)",
+             round(r["Go Diff, PathsOnly (godiff -paths)"] / r["rodiff diff"], 2), "-"],
+        ]
     return {
         "case": "overlay2-100k",
         "what": f"{entries} entries in the upper dir",
         "runs": runs,
         "median_seconds": {k: round(v, 4) for k, v in r.items()},
-        "ratios": [
-            ["docker diff / rodiff", round(r["docker diff"] / r["rodiff diff"], 1), ">= 20"],
-            ["rodiff / find", round(r["rodiff diff"] / r["find upperdir"], 2), "<= 1.0"],
-            ["C ABI streamed / CLI", round(r["C ABI, streamed (c_diff)"] / r["rodiff diff"], 2), "<= 1.2"],
-            ["C ABI sorted list / CLI", round(r["C ABI, sorted list (c_diff)"] / r["rodiff diff"], 2), "-"],
-            ["C ABI with metadata / CLI jsonl", round(r["C ABI, streamed with metadata"] / r["rodiff diff --format jsonl"], 2), "<= 1.2"],
-        ],
+        "ratios": ratios,
         "rodiff_peak_rss_kib": rss,
     }
+
+
+def build_godiff():
+    """Builds the Go benchmark program against the release librodiff.a; None without `go`."""
+    if subprocess.run(["sh", "-c", "command -v go"], stdout=subprocess.DEVNULL).returncode != 0:
+        print("bench: no `go`: the Go package is not measured", file=sys.stderr)
+        return None
+    sh("go", "build", "-o", GODIFF, "./cmd/godiff", cwd=GO_PACKAGE)
+    return GODIFF
 
 
 def report(result):
     print(f"\n== {result['case']}: {result['what']}, median of {result['runs']} ==")
     for tool, secs in result["median_seconds"].items():
-        print(f"  {tool:<32} {secs * 1000:8.1f} ms")
+        print(f"  {tool:<48} {secs * 1000:8.1f} ms")
     for label, value, target in result.get("ratios", []):
-        print(f"  {label:<32} {value:>8}    (target {target})")
+        print(f"  {label:<48} {value:>8}    (target {target})")
     for what, kib in result.get("rodiff_peak_rss_kib", {}).items():
         print(f"  rodiff peak RSS, {what:<28} {kib / 1024:6.1f} MiB")
 

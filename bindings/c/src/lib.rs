@@ -73,10 +73,13 @@ pub unsafe extern "C" fn rodiff_client_new(options: *const rodiff_options, out: 
     })
 }
 
-/// Frees a client (NULL is fine). Calls still running on other threads keep what they use alive.
+/// Frees a client (NULL is fine), ending its threads. No call may be using it: cancel the calls
+/// still running on other threads (their rodiff_call's cancel token) and wait for them to return
+/// first.
 ///
 /// # Safety
-/// `client` is NULL or was returned by rodiff_client_new and is not used after this call.
+/// `client` is NULL or was returned by rodiff_client_new, no call is using it, and it is not used
+/// after this call.
 #[no_mangle]
 pub unsafe extern "C" fn rodiff_client_free(client: *mut rodiff_client) {
     if !client.is_null() {

@@ -1,0 +1,3 @@
+module rodiff.dev/rodiff
+
+go 1.19
