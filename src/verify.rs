@@ -116,7 +116,8 @@ pub(crate) async fn verify(docker: &DockerResolver, container: &str, plan: &Plan
 }
 
 async fn inspect(resolver: &DockerResolver, container: &str) -> Result<ContainerInspectResponse> {
-    resolver.client().inspect_container(container, None::<InspectContainerOptions>).await.map_err(|e| match e {
+    resolver.check_reference(container)?;
+    resolver.request(resolver.client().inspect_container(container, None::<InspectContainerOptions>)).await.map_err(|e| match e {
         bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => Error::ContainerNotFound {
             container: container.to_string(),
             runtime: "docker",

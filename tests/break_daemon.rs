@@ -269,3 +269,38 @@ fn a_verification_stopped_by_deadline_or_cancel_leaves_nothing() {
         assert!(verify_leftovers(&c).is_empty(), "cancel at {after} ms: {:?}", verify_leftovers(&c));
     }
 }
+
+/// A container reference goes into the Engine API's request path: names shaped like paths must
+/// not reach another container or another endpoint (found by the review of the C ABI, where a
+/// webhook passes names it was sent). Each is "no such container", exit 3, naming it.
+#[test]
+fn path_like_names_reach_no_other_container() {
+    if !sandbox() {
+        return;
+    }
+    let c = Container::run("b10names", &[], BUSYBOX, &["sh", "-c", "touch /etc/x; sleep 600"]);
+    assert!(rodiff(&["diff", &c.name]).status.success());
+    let client = Client::new(common::client_options(Runtime::Docker)).unwrap();
+    for name in [
+        format!("x/../{}", c.name),
+        format!("../containers/{}", c.name),
+        format!("{}/json?", c.name),
+        format!("%2e%2e/containers/{}", c.name),
+        format!("{}?x=1", c.name),
+        "../../version?".to_string(),
+        format!("{} ", c.name),
+    ] {
+        let out = rodiff(&["diff", &name]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{name:?}: stdout {} stderr {stderr}", String::from_utf8_lossy(&out.stdout));
+        assert!(stderr.contains("no such container"), "{name:?}: {stderr}");
+        let err = client.diff(name.as_str()).unwrap_err();
+        assert!(matches!(err, rodiff::Error::ContainerNotFound { .. }), "{name:?}: {err}");
+        let out = rodiff(&["verify", &name, "--wait", "0"]);
+        assert_eq!(out.status.code(), Some(3), "verify {name:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Names and id prefixes as Docker spells them still work.
+    assert!(client.diff(c.name.as_str()).is_ok());
+    let id = docker(&["inspect", "-f", "{{.Id}}", &c.name]);
+    assert!(client.diff(&id[..12]).is_ok());
+}

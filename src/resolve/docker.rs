@@ -61,6 +61,21 @@ impl DockerResolver {
         tokio::time::timeout(self.options.timeout, call).await.unwrap_or(Err(BollardError::RequestTimeoutError))
     }
 
+    /// `Ok` when `container` can be a Docker container name, id or id prefix
+    /// (`[A-Za-z0-9][A-Za-z0-9_.-]*`, Docker's name grammar); anything else is
+    /// [`Error::ContainerNotFound`] without asking. The reference goes into a request path, which
+    /// bollard does not escape: `x/../web` or `web/json?` would otherwise name another container or
+    /// another endpoint of the API.
+    pub(crate) fn check_reference(&self, container: &str) -> Result<()> {
+        let mut chars = container.chars();
+        let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if valid {
+            return Ok(());
+        }
+        Err(Error::ContainerNotFound { container: container.to_string(), runtime: "docker", endpoint: self.endpoint.clone() })
+    }
+
     /// Whether a bollard error is a request that got no answer in time.
     pub(crate) fn is_timeout(e: &BollardError) -> bool {
         matches!(e, BollardError::RequestTimeoutError)
@@ -75,6 +90,7 @@ impl DockerResolver {
 
     /// Finds a container by name, id or id prefix (running or stopped) and locates its layer.
     pub async fn resolve(&self, container: &str) -> Result<ResolvedContainer> {
+        self.check_reference(container)?;
         let inspect = self.request(self.docker.inspect_container(container, None::<InspectContainerOptions>)).await;
         let inspect = inspect.map_err(|e| match e {
             BollardError::DockerResponseServerError { status_code: 404, .. } => Error::ContainerNotFound {
