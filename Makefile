@@ -6,8 +6,9 @@
 #
 #   make install PREFIX=/usr/local [DESTDIR=] [PROFILE=release]
 #               the C library: PREFIX/lib/librodiff.so, PREFIX/lib/librodiff.a,
-#               PREFIX/include/rodiff.h, PREFIX/lib/pkgconfig/rodiff.pc (builds them if needed)
-#   make uninstall PREFIX=...   removes those four files
+#               PREFIX/include/rodiff.h, PREFIX/lib/pkgconfig/rodiff.pc and rodiff-static.pc
+#               (builds them if needed)
+#   make uninstall PREFIX=...   removes those files
 
 SANDBOX := scripts/sandbox.sh
 CARGO   ?= cargo
@@ -70,10 +71,13 @@ install:
 	install -m 0644 include/rodiff.h $(DESTDIR)$(PREFIX)/include/rodiff.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' bindings/c/rodiff.pc.in \
 		>$(DESTDIR)$(PREFIX)/lib/pkgconfig/rodiff.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' bindings/c/rodiff-static.pc.in \
+		>$(DESTDIR)$(PREFIX)/lib/pkgconfig/rodiff-static.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/librodiff.so $(DESTDIR)$(PREFIX)/lib/librodiff.a \
-		$(DESTDIR)$(PREFIX)/include/rodiff.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/rodiff.pc
+		$(DESTDIR)$(PREFIX)/include/rodiff.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/rodiff.pc \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig/rodiff-static.pc
 
 bench: build
 	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox -- python3 bench/bench.py

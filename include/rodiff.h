@@ -9,7 +9,9 @@
  * - Every pointer argument is checked: NULL where one is required gives RODIFF_NULL_ARGUMENT.
  * - Strings are NUL-terminated UTF-8 (paths are bytes with a length). What rodiff returns is
  *   freed with the matching _free function, never with free().
- * - A rodiff_client may be shared by any number of threads.
+ * - A rodiff_client may be shared by any number of threads. It must not be freed while a call uses
+ *   it (cancel the calls and wait for them), and it does not survive fork(): a child process makes
+ *   its own client.
  * - No panic or unwind crosses into C: an internal failure is RODIFF_PANIC.
  * - Stability: within a major version (RODIFF_VERSION_MAJOR), functions, types, constants and
  *   result values are only added, never changed or removed, and result values are never reused;
@@ -38,6 +40,11 @@
  * The patch version of this library.
  */
 #define RODIFF_VERSION_PATCH 0
+
+/**
+ * The most walker threads a client may have (rodiff_options.walkers).
+ */
+#define RODIFF_MAX_WALKERS 1024
 
 /**
  * What a function did: RODIFF_OK, or why it failed.
@@ -218,7 +225,8 @@ typedef struct {
    */
   uint64_t timeout_ms;
   /**
-   * Walker threads shared by the client's scans (default: one per CPU).
+   * Walker threads shared by the client's scans (default: one per CPU; at most
+   * RODIFF_MAX_WALKERS).
    */
   uint32_t walkers;
 } rodiff_options;

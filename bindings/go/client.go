@@ -126,6 +126,7 @@ import "C"
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"runtime"
 	"runtime/cgo"
 	"strings"
@@ -166,7 +167,8 @@ type Options struct {
 	HostRoot string
 	// Timeout bounds each request to the runtime (default 30s; rounded up to milliseconds).
 	Timeout time.Duration
-	// Walkers is the number of walker threads shared by the client's scans (default: one per CPU).
+	// Walkers is the number of walker threads shared by the client's scans (default: one per CPU;
+	// at most MaxWalkers).
 	Walkers int
 }
 
@@ -214,10 +216,15 @@ type Client struct {
 	mu     sync.Mutex
 	ptr    *C.rodiff_client
 	closed bool
-	calls  sync.WaitGroup
+	// freed is closed once Close has freed the client: a second Close waits for it.
+	freed chan struct{}
+	calls sync.WaitGroup
 	// active holds the cancel tokens of the calls running now, cancelled by Close.
 	active map[*C.rodiff_cancel]struct{}
 }
+
+// MaxWalkers is the most walker threads a client may have (rodiff_options.walkers' limit).
+const MaxWalkers = 1024
 
 // NewClient makes a client from opts. It connects on first use: an unreachable runtime is
 // reported by the first call (ErrRuntimeUnavailable), not here.
@@ -239,8 +246,8 @@ func NewClient(opts Options) (*Client, error) {
 	if o.host_root, err = strs.optional(opts.HostRoot, "HostRoot"); err != nil {
 		return nil, err
 	}
-	if opts.Timeout < 0 || opts.Walkers < 0 {
-		return nil, &Error{Code: CodeInvalidArgument, Message: "negative Timeout or Walkers"}
+	if opts.Timeout < 0 || opts.Walkers < 0 || opts.Walkers > MaxWalkers {
+		return nil, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf("Walkers must be 0 to %d and Timeout not negative", MaxWalkers)}
 	}
 	o.timeout_ms = C.uint64_t((opts.Timeout + time.Millisecond - 1) / time.Millisecond)
 	o.walkers = C.uint32_t(opts.Walkers)
@@ -249,17 +256,22 @@ func NewClient(opts Options) (*Client, error) {
 	if r := C.rodiff_client_new(&o, &ptr, &cerr); r != C.RODIFF_OK {
 		return nil, takeError(r, cerr)
 	}
-	c := &Client{ptr: ptr, active: make(map[*C.rodiff_cancel]struct{})}
+	c := &Client{ptr: ptr, freed: make(chan struct{}), active: make(map[*C.rodiff_cancel]struct{})}
 	runtime.SetFinalizer(c, (*Client).Close)
 	return c, nil
 }
 
 // Close cancels the client's running calls, waits for them to return, and frees the client.
-// Calls made after Close return ErrClosed. Close is idempotent and always returns nil.
+// Calls made after Close return ErrClosed. Close is idempotent and always returns nil; a Close
+// that runs while another is under way returns when that one is done. Do not call Close from the
+// function given to DiffStream: Close would wait for that very call.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		if c.freed != nil {
+			<-c.freed
+		}
 		return nil
 	}
 	c.closed = true
@@ -271,6 +283,9 @@ func (c *Client) Close() error {
 	C.rodiff_client_free(c.ptr)
 	c.ptr = nil
 	runtime.SetFinalizer(c, nil)
+	if c.freed != nil {
+		close(c.freed)
+	}
 	return nil
 }
 
@@ -411,7 +426,8 @@ func (c *Client) Diff(ctx context.Context, ref string, opts ...CallOption) ([]Ch
 // returns nil to go on, Stop to stop the scan (DiffStream then returns nil), or another error to
 // stop it and have DiffStream return that error. DiffStream also stops, with an error that
 // matches ErrCancelled or ErrTimeout, when ctx is done; a panic in fn stops the scan and is
-// raised again in DiffStream's goroutine.
+// raised again in DiffStream's goroutine, and so does runtime.Goexit in fn (t.Fatal: use t.Error
+// and return Stop instead). fn must not call c.Close, which would wait for this call.
 func (c *Client) DiffStream(ctx context.Context, ref string, fn func(batch []Change) error, opts ...CallOption) error {
 	k, container, err := c.begin(ctx, ref, opts)
 	if err != nil {

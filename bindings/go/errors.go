@@ -173,7 +173,12 @@ func stopped(e *Error, ctx context.Context, closed bool) *Error {
 	if e.Code != CodeCancelled && e.Code != CodeTimeout {
 		return e
 	}
+	_, hasDeadline := ctx.Deadline()
 	switch err := ctx.Err(); {
+	case e.Code == CodeTimeout && hasDeadline:
+		// rodiff's deadline is the context's (rounded up to a millisecond): it may fire before the
+		// context's timer has set ctx.Err().
+		e.cause = context.DeadlineExceeded
 	case errors.Is(err, context.DeadlineExceeded):
 		// The goroutine that watches ctx may cancel before rodiff's own deadline fires.
 		e.Code, e.cause = CodeTimeout, err

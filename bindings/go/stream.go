@@ -57,14 +57,31 @@ func rodiffGoBatch(handle C.uintptr_t, changes *C.rodiff_change, n C.size_t) C.i
 	return 0
 }
 
-// call runs fn, catching a panic: it must not unwind through rodiff's frames.
+// call runs fn on a goroutine of its own and waits for it, so that nothing fn does unwinds through
+// rodiff's frames or ends the thread rodiff called from: a panic is caught (and raised again by
+// result), and so is runtime.Goexit (t.Fatal, t.FailNow, t.SkipNow), which on a thread that came
+// from C would be fatal to the process. fn not returning without a value to recover (Goexit; on
+// Go < 1.21 also panic(nil)) counts as a panic with a message that says so.
 func (s *stream) call(batch []Change) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
+	done := make(chan struct{})
+	go func() {
+		returned := false
+		defer close(done)
+		defer func() {
+			if returned {
+				return
+			}
+			v := recover()
+			if v == nil {
+				v = "it did not return: runtime.Goexit (t.Fatal, t.FailNow, t.SkipNow) or panic(nil)"
+			}
 			s.panicked, s.panicVal = true, v
-		}
+		}()
+		err = s.fn(batch)
+		returned = true
 	}()
-	return s.fn(batch)
+	<-done
+	return err
 }
 
 // result is DiffStream's answer once rodiff returned RODIFF_OK.

@@ -10,18 +10,23 @@ use crate::error::{Error, Result};
 /// walks touch it.
 const STACK_SIZE: usize = 256 << 20;
 
+/// The most threads a pool has: more is taken as this many (a walk gains nothing from more
+/// threads than directories it can work on at once, and each thread reserves a large stack).
+pub const MAX_WALKERS: usize = 1024;
+
 /// A pool of walker threads. Clones share the pool; it ends when the last clone is dropped.
 #[derive(Clone, Debug)]
 pub struct Walkers(Arc<rayon::ThreadPool>);
 
 impl Walkers {
-    /// A pool of `threads` walker threads (0: one per CPU this process may run on, as
+    /// A pool of `threads` walker threads, at most [`MAX_WALKERS`] (0: one per CPU this process may run on, as
     /// `std::thread::available_parallelism` counts them; rayon's `RAYON_NUM_THREADS` is not read).
     pub fn new(threads: usize) -> Result<Walkers> {
         let threads = match threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
-        };
+        }
+        .min(MAX_WALKERS);
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .stack_size(STACK_SIZE)

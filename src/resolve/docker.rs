@@ -12,6 +12,10 @@ use super::{cgroup, Processes, ResolvedContainer, ClientOptions};
 use crate::error::{Error, Result};
 use crate::layer::{BtrfsLayer, Layer, OverlayLayer, XattrNamespace};
 
+/// The longest container reference rodiff sends to Docker (an id is 64 bytes): a longer one is "no
+/// such container" rather than a request line the daemon may refuse.
+pub const MAX_REFERENCE: usize = 1024;
+
 /// A connection to a Docker daemon, at an API version both sides speak.
 pub struct DockerResolver {
     docker: Docker,
@@ -62,13 +66,14 @@ impl DockerResolver {
     }
 
     /// `Ok` when `container` can be a Docker container name, id or id prefix
-    /// (`[A-Za-z0-9][A-Za-z0-9_.-]*`, Docker's name grammar); anything else is
+    /// (`[A-Za-z0-9][A-Za-z0-9_.-]*`, Docker's name grammar, up to [`MAX_REFERENCE`] bytes); anything else is
     /// [`Error::ContainerNotFound`] without asking. The reference goes into a request path, which
     /// bollard does not escape: `x/../web` or `web/json?` would otherwise name another container or
     /// another endpoint of the API.
     pub(crate) fn check_reference(&self, container: &str) -> Result<()> {
         let mut chars = container.chars();
-        let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        let valid = container.len() <= MAX_REFERENCE
+            && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
             && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if valid {
             return Ok(());

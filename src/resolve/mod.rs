@@ -97,7 +97,8 @@ pub struct ClientOptions {
     /// several may take longer in all (bound the whole with [`crate::ScanOptions::stop`]). Default
     /// [`DEFAULT_TIMEOUT`] (30 s); it should be more than zero (zero fails every request at once).
     pub timeout: Duration,
-    /// Threads of the client's walker pool, shared by all its scans (0: one per CPU).
+    /// Threads of the client's walker pool, shared by all its scans (0: one per CPU; at most
+    /// [`crate::layer::walkers::MAX_WALKERS`]).
     pub walkers: usize,
 }
 

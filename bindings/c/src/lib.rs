@@ -22,7 +22,7 @@ use core_lib::{Client, Rules};
 
 pub use changes::{rodiff_change, rodiff_change_callback, rodiff_changes, rodiff_file_type};
 pub use error::{rodiff_error, rodiff_result};
-pub use options::{rodiff_call, rodiff_cancel, rodiff_options, rodiff_runtime, RODIFF_RUNTIME_CONTAINERD, RODIFF_RUNTIME_DOCKER};
+pub use options::{rodiff_call, rodiff_cancel, rodiff_options, rodiff_runtime, RODIFF_MAX_WALKERS, RODIFF_RUNTIME_CONTAINERD, RODIFF_RUNTIME_DOCKER};
 
 use error::{boundary, null_check, write_out, FfiError};
 

@@ -33,9 +33,13 @@ pub struct rodiff_options {
     pub host_root: *const c_char,
     /// How long each request to the runtime may take, in milliseconds (default 30000).
     pub timeout_ms: u64,
-    /// Walker threads shared by the client's scans (default: one per CPU).
+    /// Walker threads shared by the client's scans (default: one per CPU; at most
+    /// RODIFF_MAX_WALKERS).
     pub walkers: u32,
 }
+
+/// The most walker threads a client may have (rodiff_options.walkers).
+pub const RODIFF_MAX_WALKERS: u32 = 1024;
 
 /// Per-call options. NULL, or a zero-initialized struct, means: `container` names one container,
 /// no cancel token, no deadline.
@@ -119,6 +123,9 @@ pub(crate) fn client_options(options: Option<&rodiff_options>) -> Result<ClientO
     }
     if o.timeout_ms > 0 {
         out.timeout = Duration::from_millis(o.timeout_ms);
+    }
+    if o.walkers > RODIFF_MAX_WALKERS {
+        return Err(FfiError::invalid(format!("walkers is {}: at most {RODIFF_MAX_WALKERS}", o.walkers)));
     }
     out.walkers = o.walkers as usize;
     Ok(out)

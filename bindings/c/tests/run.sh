@@ -168,7 +168,7 @@ cmp -s "$OUT/readme-example.c" "$ROOT/bindings/c/examples/diff.c" ||
   die "the README's C example is not bindings/c/examples/diff.c: $(diff "$OUT/readme-example.c" "$ROOT/bindings/c/examples/diff.c")"
 PREFIX=$OUT/prefix
 make -s -C "$ROOT" install PREFIX="$PREFIX" PROFILE="$PROFILE" >&2
-for f in lib/librodiff.so lib/librodiff.a include/rodiff.h lib/pkgconfig/rodiff.pc; do
+for f in lib/librodiff.so lib/librodiff.a include/rodiff.h lib/pkgconfig/rodiff.pc lib/pkgconfig/rodiff-static.pc; do
   [[ -f $PREFIX/$f ]] || die "make install did not install $f"
 done
 export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig
@@ -187,9 +187,10 @@ if LD_LIBRARY_PATH=$PREFIX/lib DOCKER_HOST=unix:///nonexistent.sock "$OUT/exampl
   die "the example succeeded against a dead endpoint"
 fi
 grep -q 'unix:///nonexistent.sock' "$OUT/example.err" || die "the example's error does not name the endpoint: $(cat "$OUT/example.err")"
-# Static, as the README shows it: no librodiff.so needed at run time.
+# Static, as the README shows it (rodiff-static.pc): no librodiff.so needed at run time.
+# shellcheck disable=SC2046 # pkg-config's words
 gcc -std=c11 -Wall -Wextra -Werror -o "$OUT/example-static" "$ROOT/bindings/c/examples/diff.c" \
-  $(pkg-config --cflags rodiff) "$(pkg-config --variable=libdir rodiff)/librodiff.a" -lpthread -ldl -lm
+  $(pkg-config --cflags --libs rodiff-static)
 ! ldd "$OUT/example-static" | grep -q librodiff || die "the static example links librodiff.so"
 "$OUT/example-static" "$CORPUS" | cmp -s - "$OUT/example.txt" || die "the static example prints something else"
 log "   make install, pkg-config and the example (shared and static): ok"

@@ -145,6 +145,10 @@ static int test_main(int argc, char **argv) {
   odd.runtime = 2;
   error = NULL;
   CHECK_ERROR(rodiff_client_new(&odd, &out_client, &error), error, RODIFF_INVALID_ARGUMENT, "runtime");
+  rodiff_options crowded = {0};
+  crowded.walkers = RODIFF_MAX_WALKERS + 1; /* tens of thousands of threads asked: refused, none made */
+  error = NULL;
+  CHECK_ERROR(rodiff_client_new(&crowded, &out_client, &error), error, RODIFF_INVALID_ARGUMENT, "walkers");
   rodiff_call malformed = {0};
   malformed.pod = "no-slash";
   all_fail(client, NULL, &malformed, RODIFF_INVALID_ARGUMENT, "pod");
