@@ -426,8 +426,8 @@ func (c *Client) Diff(ctx context.Context, ref string, opts ...CallOption) ([]Ch
 // returns nil to go on, Stop to stop the scan (DiffStream then returns nil), or another error to
 // stop it and have DiffStream return that error. DiffStream also stops, with an error that
 // matches ErrCancelled or ErrTimeout, when ctx is done; a panic in fn stops the scan and is
-// raised again in DiffStream's goroutine, and so does runtime.Goexit in fn (t.Fatal: use t.Error
-// and return Stop instead). fn must not call c.Close, which would wait for this call.
+// raised again in DiffStream's goroutine, and a runtime.Goexit in fn (t.Fatal, t.FailNow) stops
+// the scan and is done again there. fn must not call c.Close, which would wait for this call.
 func (c *Client) DiffStream(ctx context.Context, ref string, fn func(batch []Change) error, opts ...CallOption) error {
 	k, container, err := c.begin(ctx, ref, opts)
 	if err != nil {

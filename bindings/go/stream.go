@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/cgo"
 	"sync"
 	"time"
@@ -27,6 +28,7 @@ type stream struct {
 	err      error       // why fn's scan stopped: fn's error, or the context's
 	panicked bool        // fn panicked with panicVal
 	panicVal interface{} // re-raised by result
+	exited   bool        // fn did not return and left nothing to recover: runtime.Goexit
 }
 
 // rodiffGoBatch receives a batch from rodiff_diff_stream, through the buffer of rodiff_go_batch in
@@ -38,7 +40,7 @@ func rodiffGoBatch(handle C.uintptr_t, changes *C.rodiff_change, n C.size_t) C.i
 	s := cgo.Handle(handle).Value().(*stream)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.err != nil || s.panicked {
+	if s.err != nil || s.panicked || s.exited {
 		return 1
 	}
 	if s.ctx.Err() != nil {
@@ -51,7 +53,7 @@ func rodiffGoBatch(handle C.uintptr_t, changes *C.rodiff_change, n C.size_t) C.i
 		s.err = err
 		return 1
 	}
-	if s.panicked {
+	if s.panicked || s.exited {
 		return 1
 	}
 	return 0
@@ -60,8 +62,8 @@ func rodiffGoBatch(handle C.uintptr_t, changes *C.rodiff_change, n C.size_t) C.i
 // call runs fn on a goroutine of its own and waits for it, so that nothing fn does unwinds through
 // rodiff's frames or ends the thread rodiff called from: a panic is caught (and raised again by
 // result), and so is runtime.Goexit (t.Fatal, t.FailNow, t.SkipNow), which on a thread that came
-// from C would be fatal to the process. fn not returning without a value to recover (Goexit; on
-// Go < 1.21 also panic(nil)) counts as a panic with a message that says so.
+// from C would be fatal to the process (result calls it again on DiffStream's goroutine). On
+// Go < 1.21, panic(nil) cannot be told from Goexit and is taken for one.
 func (s *stream) call(batch []Change) (err error) {
 	done := make(chan struct{})
 	go func() {
@@ -71,11 +73,11 @@ func (s *stream) call(batch []Change) (err error) {
 			if returned {
 				return
 			}
-			v := recover()
-			if v == nil {
-				v = "it did not return: runtime.Goexit (t.Fatal, t.FailNow, t.SkipNow) or panic(nil)"
+			if v := recover(); v != nil {
+				s.panicked, s.panicVal = true, v
+			} else {
+				s.exited = true
 			}
-			s.panicked, s.panicVal = true, v
 		}()
 		err = s.fn(batch)
 		returned = true
@@ -90,6 +92,10 @@ func (s *stream) result(complete bool) error {
 	defer s.mu.Unlock()
 	if s.panicked {
 		panic(fmt.Sprintf("rodiff: DiffStream's function panicked: %v", s.panicVal))
+	}
+	if s.exited {
+		// As fn did (t.Fatal from the callback fails the test that called DiffStream).
+		runtime.Goexit()
 	}
 	switch {
 	case errors.Is(s.err, Stop):
