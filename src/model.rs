@@ -127,7 +127,7 @@ impl Serialize for FileType {
 
 /// Inode metadata of the entry a change describes (the container's entry; the image's for a
 /// deletion).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Metadata {
     /// Permission bits including set-id and sticky bits (`st_mode & 0o7777`).
     pub mode: u32,

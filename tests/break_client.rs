@@ -4,6 +4,7 @@
 //! Run: `cargo test --test break_client` (no sandbox needed).
 
 mod break_common;
+mod common;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

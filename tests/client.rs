@@ -17,28 +17,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rodiff::layer::{OverlayLayer, XattrNamespace};
 use rodiff::{
-    Cancel, Change, ChangeSink, Client, ClientOptions, Collect, Deadline, Error, Flow, Layer, Processes, ResolvedContainer, ScanOptions,
+    Cancel, Change, ChangeSink, Client, ClientOptions, Collect, Deadline, Error, Flow, ResolvedContainer, ScanOptions,
     Stop, Target,
 };
 
 /// A layer of `dirs` new directories of 50 files each, and a deep chain, over a small image.
 fn tree(dirs: usize) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let (upper, lower) = (dir.path().join("upper"), dir.path().join("lower"));
-    fs::create_dir_all(lower.join("etc")).unwrap();
-    fs::write(lower.join("etc/conf"), "x").unwrap();
-    fs::create_dir_all(upper.join("etc")).unwrap();
-    fs::write(upper.join("etc/conf"), "changed").unwrap();
-    for d in 0..dirs {
-        let sub = upper.join(format!("new{d}"));
-        fs::create_dir_all(&sub).unwrap();
-        for f in 0..50 {
-            fs::write(sub.join(f.to_string()), "").unwrap();
-        }
-    }
-    let mut deep = upper.join("deep");
+    let dir = common::plain::tree(dirs, 50);
+    let mut deep = dir.path().join("upper/deep");
     for i in 0..40 {
         deep.push(format!("d{i}"));
     }
@@ -48,14 +35,7 @@ fn tree(dirs: usize) -> tempfile::TempDir {
 
 /// The tree as a resolved container, as a resolver would hand it over.
 fn resolved(root: &Path) -> ResolvedContainer {
-    ResolvedContainer {
-        id: "0123".into(),
-        name: "plain".into(),
-        image: None,
-        layer: Layer::Overlay(OverlayLayer { upper: root.join("upper"), lowers: vec![root.join("lower")], xattr: XattrNamespace::Trusted }),
-        mount_destinations: Vec::new(),
-        processes: Processes::none(&ClientOptions::default()),
-    }
+    common::plain::resolved(root, "plain")
 }
 
 fn client(walkers: usize) -> Client {

@@ -4,39 +4,10 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rodiff::layer::{OverlayLayer, XattrNamespace};
-use rodiff::{Client, ClientOptions, Collect, Layer, Processes, ResolvedContainer, ScanOptions};
-
-/// A layer of `dirs` new directories of 50 files each over a small image.
-fn tree(dirs: usize) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let (upper, lower) = (dir.path().join("upper"), dir.path().join("lower"));
-    fs::create_dir_all(lower.join("etc")).unwrap();
-    fs::create_dir_all(&upper).unwrap();
-    for d in 0..dirs {
-        let sub = upper.join(format!("new{d}"));
-        fs::create_dir_all(&sub).unwrap();
-        for f in 0..50 {
-            fs::write(sub.join(f.to_string()), "").unwrap();
-        }
-    }
-    dir
-}
-
-fn resolved(root: &Path) -> ResolvedContainer {
-    ResolvedContainer {
-        id: "0123".into(),
-        name: "plain".into(),
-        image: None,
-        layer: Layer::Overlay(OverlayLayer { upper: root.join("upper"), lowers: vec![root.join("lower")], xattr: XattrNamespace::Trusted }),
-        mount_destinations: Vec::new(),
-        processes: Processes::none(&ClientOptions::default()),
-    }
-}
+use rodiff::{Client, ClientOptions, Collect, ScanOptions};
 
 fn with_metadata() -> ScanOptions {
     ScanOptions { metadata: true, ..Default::default() }
@@ -53,8 +24,8 @@ fn threads_named(prefix: &str) -> usize {
 
 #[test]
 fn threads_share_one_client_and_its_bounded_pool() {
-    let dir = tree(30);
-    let target = [resolved(dir.path())];
+    let dir = common::plain::tree(30, 50);
+    let target = [common::plain::resolved(dir.path(), "plain")];
     let client = Client::new(ClientOptions { walkers: 2, ..Default::default() }).unwrap();
     let reference = {
         let collect = Collect::default();

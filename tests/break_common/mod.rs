@@ -1,6 +1,8 @@
 //! Helpers for the adversarial probes of issue 9 (the embeddable `Client`): plain-directory
-//! overlay layers, and a fake Docker daemon on a unix socket whose behaviour can be switched.
+//! overlay layers (`common::plain`, re-exported), and a fake Docker daemon on a unix socket whose behaviour can be switched.
 #![allow(dead_code)]
+
+pub use crate::common::plain::{resolved, tree};
 
 use std::fs;
 use std::io::{Read, Write};
@@ -10,38 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rodiff::layer::{OverlayLayer, XattrNamespace};
-use rodiff::{ClientOptions, Layer, Processes, ResolvedContainer};
-
-/// A layer of `dirs` new directories of `files` files each, over a small image.
-pub fn tree(dirs: usize, files: usize) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let (upper, lower) = (dir.path().join("upper"), dir.path().join("lower"));
-    fs::create_dir_all(lower.join("etc")).unwrap();
-    fs::write(lower.join("etc/conf"), "x").unwrap();
-    fs::create_dir_all(upper.join("etc")).unwrap();
-    fs::write(upper.join("etc/conf"), "changed").unwrap();
-    for d in 0..dirs {
-        let sub = upper.join(format!("new{d}"));
-        fs::create_dir_all(&sub).unwrap();
-        for f in 0..files {
-            fs::write(sub.join(f.to_string()), "").unwrap();
-        }
-    }
-    dir
-}
-
-/// The tree as a resolved container named `name`.
-pub fn resolved(root: &Path, name: &str) -> ResolvedContainer {
-    ResolvedContainer {
-        id: format!("id-{name}"),
-        name: name.into(),
-        image: None,
-        layer: Layer::Overlay(OverlayLayer { upper: root.join("upper"), lowers: vec![root.join("lower")], xattr: XattrNamespace::Trusted }),
-        mount_destinations: Vec::new(),
-        processes: Processes::none(&ClientOptions::default()),
-    }
-}
 
 /// How the fake daemon behaves for requests that arrive now.
 pub const SILENT: u8 = 0;

@@ -8,6 +8,7 @@ pub mod docker;
 pub mod live;
 pub mod naive;
 pub mod ops;
+pub mod plain;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -95,7 +95,7 @@ impl Views {
 
 fn view(c: &Change, container: *const c_char) -> rodiff_change {
     let path = c.path.as_os_str().as_bytes();
-    let m = c.metadata.unwrap_or(core_lib::Metadata { mode: 0, uid: 0, gid: 0, size: 0, mtime_sec: 0, mtime_nsec: 0 });
+    let m = c.metadata.unwrap_or_default();
     rodiff_change {
         path: path.as_ptr(),
         path_len: path.len(),

@@ -68,25 +68,23 @@ impl ContainerdResolver {
             .await
             .map_err(|_| unavailable(options.no_answer()))?
             .map_err(|e| unavailable(error_chain(&e)))?;
-        let namespace_header = MetadataValue::try_from(namespace)
-            .map_err(|_| unavailable(format!("namespace {namespace:?} cannot be sent in a request header")))?;
-        Ok(ContainerdResolver { channel, socket, namespace: namespace.to_string(), namespace_header, options: options.clone() })
+        Self::with_channel(channel, socket, namespace, options.clone())
     }
 
     /// The same connection, looking in `namespace`.
     pub fn in_namespace(&self, namespace: &str) -> Result<ContainerdResolver> {
+        Self::with_channel(self.channel.clone(), self.socket.clone(), namespace, self.options.clone())
+    }
+
+    /// A resolver over `channel` (to `socket`) in `namespace`; a namespace that cannot be sent in a
+    /// request header is [`Error::RuntimeUnavailable`].
+    fn with_channel(channel: Channel, socket: String, namespace: &str, options: ClientOptions) -> Result<ContainerdResolver> {
         let namespace_header = MetadataValue::try_from(namespace).map_err(|_| Error::RuntimeUnavailable {
             runtime: "containerd",
-            endpoint: self.socket.clone(),
+            endpoint: socket.clone(),
             cause: format!("namespace {namespace:?} cannot be sent in a request header"),
         })?;
-        Ok(ContainerdResolver {
-            channel: self.channel.clone(),
-            socket: self.socket.clone(),
-            namespace: namespace.to_string(),
-            namespace_header,
-            options: self.options.clone(),
-        })
+        Ok(ContainerdResolver { channel, socket, namespace: namespace.to_string(), namespace_header, options })
     }
 
     /// The socket this resolver talks to.
