@@ -180,7 +180,7 @@ impl Serialize for Mtime {
 /// Serializes as one change object of `rodiff diff --format json`, fields in this order: `path`
 /// (a string when UTF-8, else an array of byte values), `kind`, `type`, then, with metadata, `mode`, `uid`, `gid`, `size`, `mtime`,
 /// then `"mountpoint": true` only for a mount point, `container` and `evidence` only when set.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Change {
     /// Absolute path inside the container (`/etc/passwd`), as raw bytes.
     pub path: PathBuf,
