@@ -1,7 +1,8 @@
 # rodiff — the two commands a user needs:
 #   make demo   set up the sandbox and run rodiff on the built-in PostgreSQL example
 #   make test   run every test (unit, real overlayfs and btrfs, Docker oracle on overlay2 and
-#               btrfs dockerds, the C ABI's and the Go package's tests) in sandboxes
+#               btrfs dockerds, the C ABI's, the Go package's and the Python package's tests)
+#               in sandboxes
 # Both install missing Debian packages first (as root) and clean up after themselves.
 #
 #   make install PREFIX=/usr/local [DESTDIR=] [PROFILE=release]
@@ -17,6 +18,9 @@ PROFILE ?= release
 # The C library's version (rodiff.pc), the C crate's.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' bindings/c/Cargo.toml | head -n 1)
 GO      ?= go
+PYTHON  ?= python3
+# The virtualenv the Python package is installed in for its tests and the benchmark.
+VENV    := target/python-venv
 
 # Go needs a writable build cache: under $HOME by default, in target/ when there is no $HOME.
 ifeq ($(HOME),)
@@ -24,7 +28,7 @@ export GOCACHE := $(CURDIR)/target/go/cache
 export GOPATH  := $(CURDIR)/target/go/path
 endif
 
-.PHONY: all build deps demo test test-c test-go bench clean install uninstall
+.PHONY: all build deps demo test test-c test-go test-python python-venv bench clean install uninstall
 
 all: build
 
@@ -46,6 +50,7 @@ test: deps
 		$(CARGO) test --test docker_oracle --test plan_workloads --test live_docker --test live_nested --test helper_signals --test client --test break_daemon
 	$(MAKE) test-c
 	$(MAKE) test-go
+	$(MAKE) test-python
 
 # The review's probes that hold (bindings/probes/README.md); fork, free_in_callback and
 # free_while_running show misuse the header forbids, and are run by hand.
@@ -69,6 +74,22 @@ test-go: deps
 		$(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./... && \
 		cd ../probes/go && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...'
 
+# A fresh virtualenv with the Python package installed as users install it, `pip install ./python`
+# (maturin builds the extension in release mode), and what its tests need.
+python-venv: deps
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check ./python -r python/tests/requirements.txt
+
+# The Python package (python/): stubtest keeps rodiff/_rodiff.pyi true to the module; pytest runs
+# its tests and the pytest plugin's (through pytester) against a sandbox's dockerd and containerd.
+# `cargo build` makes the CLI the tests compare with.
+test-python: python-venv
+	$(CARGO) build
+	cd $(VENV) && bin/python -m mypy.stubtest rodiff._rodiff
+	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox,postgres -- \
+		$(VENV)/bin/python -m pytest -q -p no:cacheprovider python/tests
+
 install:
 	$(CARGO) build $(if $(filter debug,$(PROFILE)),,--profile $(PROFILE))
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
@@ -85,7 +106,7 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/include/rodiff.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/rodiff.pc \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig/rodiff-static.pc
 
-bench: build
+bench: build python-venv
 	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox -- python3 bench/bench.py
 	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox -- python3 bench/bench.py
 

@@ -17,6 +17,10 @@ Cases (chosen by the sandbox daemon's storage driver; `make bench` runs both)
                   --format json`, and Client.DiffStream (batches with metadata) beside `--format
                   jsonl`; both again with rodiff.PathsOnly (no stat per entry) beside `rodiff
                   diff`; each a whole process, printing "A /path" lines. Skipped without `go`.
+                  The same container through the Python package (bench/pydiff.py, run by the
+                  virtualenv `make bench` installs it in, target/python-venv): rodiff.diff() timed
+                  inside the process, as a test suite calls it, beside `rodiff diff --format json`
+                  (a whole process); with metadata=False beside `rodiff diff`. Skipped without it.
   btrfs-100k      an image of 100,000 files (400 directories x 250) and a running container
                   that changed 6 paths: rodiff diff, docker diff, btrfs subvolume find-new,
                   find over the subvolume; rodiff on the same changes over a 10,000-file image
@@ -53,6 +57,7 @@ IMAGE = "rodiff-test/busybox:latest"
 LIBRODIFF = os.path.join(ROOT, "target", "release", "librodiff.a")
 GO_PACKAGE = os.path.join(ROOT, "bindings", "go")
 GODIFF = os.path.join(ROOT, "target", "release", "godiff")
+PYTHON = os.environ.get("RODIFF_PYTHON", os.path.join(ROOT, "target", "python-venv", "bin", "python"))
 
 
 def sh(*args, **kw):
@@ -135,6 +140,17 @@ def overlay2_case(runs):
                 "Go DiffStream, PathsOnly (godiff -stream -paths)": median_time([godiff, "-stream", "-paths", name], runs),
                 "Go Diff, PathsOnly (godiff -paths)": median_time([godiff, "-paths", name], runs),
             })
+        if os.path.exists(PYTHON):
+            measured = json.loads(sh(PYTHON, os.path.join(ROOT, "bench", "pydiff.py"), name, str(runs)))
+            if measured["changes"] != len(sh(RODIFF, "diff", name).splitlines()):
+                sys.exit("bench: rodiff.diff and rodiff diff disagree")
+            results.setdefault("rodiff diff --format json", median_time([RODIFF, "diff", name, "--format", "json"], runs))
+            results.update({
+                "Python rodiff.diff() (in process)": measured["diff"],
+                "Python rodiff.diff(metadata=False)": measured["diff_paths_only"],
+            })
+        else:
+            print(f"bench: no {PYTHON}: the Python package is not measured (make bench installs it)", file=sys.stderr)
         rss = {
             "docker format, 100k changes": peak_rss_kib([RODIFF, "diff", name]),
             "jsonl, 10k changes": peak_rss_kib([RODIFF, "diff", small, "--format", "jsonl"]),
@@ -160,6 +176,11 @@ def overlay2_case(runs):
              round(r["Go DiffStream, PathsOnly (godiff -stream -paths)"] / r["rodiff diff"], 2), "<= 1.2"],
             ["Go Diff PathsOnly / CLI (docker)",
              round(r["Go Diff, PathsOnly (godiff -paths)"] / r["rodiff diff"], 2), "-"],
+        ]
+    if "Python rodiff.diff() (in process)" in r:
+        ratios += [
+            ["Python rodiff.diff() / CLI json", round(r["Python rodiff.diff() (in process)"] / r["rodiff diff --format json"], 2), "<= 1.3"],
+            ["Python metadata=False / CLI (docker)", round(r["Python rodiff.diff(metadata=False)"] / r["rodiff diff"], 2), "-"],
         ]
     return {
         "case": "overlay2-100k",

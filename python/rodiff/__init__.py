@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import threading
 from types import TracebackType
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from rodiff._rodiff import (
     Change,
@@ -58,6 +58,9 @@ __all__ = [
     "verify",
     "__version__",
 ]
+
+#: The runtimes rodiff asks.
+Runtime = Literal["docker", "containerd"]
 
 #: What names a container: a name, an id or id prefix, or a container object of docker-py
 #: (`.id`) or testcontainers (`.get_wrapped_container()`).
@@ -96,7 +99,7 @@ class Client:
 
     def __init__(
         self,
-        runtime: str = "docker",
+        runtime: Runtime = "docker",
         *,
         host: Optional[str] = None,
         address: Optional[str] = None,
@@ -200,7 +203,7 @@ _clients: dict[tuple[Any, ...], Client] = {}
 _clients_lock = threading.Lock()
 
 
-def _client(runtime: str, host: Optional[str], address: Optional[str], namespace: Optional[str]) -> Client:
+def _client(runtime: Runtime, host: Optional[str], address: Optional[str], namespace: Optional[str]) -> Client:
     key = (
         runtime,
         host if host is not None else os.environ.get("DOCKER_HOST"),
@@ -217,7 +220,7 @@ def _client(runtime: str, host: Optional[str], address: Optional[str], namespace
 def diff(
     container: ContainerLike = None,
     *,
-    runtime: str = "docker",
+    runtime: Runtime = "docker",
     host: Optional[str] = None,
     address: Optional[str] = None,
     namespace: Optional[str] = None,
@@ -232,7 +235,7 @@ def diff(
 def plan(
     container: ContainerLike = None,
     *,
-    runtime: str = "docker",
+    runtime: Runtime = "docker",
     host: Optional[str] = None,
     address: Optional[str] = None,
     namespace: Optional[str] = None,
@@ -258,7 +261,7 @@ def verify(
 def track(
     container: ContainerLike = None,
     *,
-    runtime: str = "docker",
+    runtime: Runtime = "docker",
     host: Optional[str] = None,
     address: Optional[str] = None,
     namespace: Optional[str] = None,

@@ -5,9 +5,23 @@ from typing import Final, Literal, Optional, Union, final
 
 __version__: Final[str]
 
-ChangeKindLetter = Literal["A", "C", "D", "T"]
-FileTypeName = Literal["file", "dir", "symlink", "fifo", "socket", "char", "block"]
-PathLike = Union[str, bytes]
+__all__ = [
+    "__version__",
+    "Client",
+    "Change",
+    "Plan",
+    "Mount",
+    "Report",
+    "Probe",
+    "RodiffError",
+    "ContainerNotFound",
+    "RuntimeUnavailable",
+    "UnsupportedStorage",
+]
+
+_Kind = Literal["A", "C", "D", "T"]
+_FileType = Literal["file", "dir", "symlink", "fifo", "socket", "char", "block"]
+_PathArg = Union[str, bytes]
 
 class RodiffError(Exception):
     """Any error rodiff reports. `kind` names it (`"container-not-found"`, `"timeout"`, ...);
@@ -46,10 +60,10 @@ class Change:
     @property
     def path_bytes(self) -> bytes: ...
     @property
-    def kind(self) -> ChangeKindLetter:
+    def kind(self) -> _Kind:
         """`A` added, `C` changed, `D` deleted, `T` written but identical to the image."""
     @property
-    def type(self) -> FileTypeName: ...
+    def type(self) -> _FileType: ...
     @property
     def mode(self) -> Optional[int]:
         """Permission bits (`st_mode & 0o7777`); None for a diff made with `metadata=False`."""
@@ -76,7 +90,8 @@ class Change:
     def json(self) -> str:
         """The change as one object of `rodiff diff --format json`."""
     def __hash__(self) -> int: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __repr__(self) -> str: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
 @final
 class Mount:
@@ -137,7 +152,7 @@ class Plan:
     def k8s(self) -> str:
         """A strategic-merge patch for the pod template (YAML)."""
     def json(self) -> str: ...
-    def covering(self, paths: Iterable[PathLike]) -> Plan:
+    def covering(self, paths: Iterable[_PathArg]) -> Plan:
         """The plan reduced to the mounts that cover these paths (a path at or under the mount)."""
 
 @final
@@ -173,8 +188,8 @@ class Report:
     @property
     def probe(self) -> Optional[Probe]: ...
     @property
-    def failures(self) -> list[tuple[str, list[str]]]:
-        """Log lines about the read-only root filesystem, with the paths they name."""
+    def failures(self) -> list[tuple[str, Optional[str]]]:
+        """Log lines about the read-only root filesystem, with the path each names."""
     @property
     def log_tail(self) -> list[str]: ...
     @property
@@ -187,8 +202,8 @@ class Client:
     `namespace` given as None mean the runtime's defaults (this class reads no environment
     variable; `rodiff.Client` does)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         runtime: Literal["docker", "containerd"] = "docker",
         host: Optional[str] = None,
         address: Optional[str] = None,
@@ -196,7 +211,7 @@ class Client:
         host_root: Optional[str] = None,
         timeout: Optional[float] = None,
         walkers: int = 0,
-    ) -> None: ...
+    ) -> Client: ...
     @property
     def runtime(self) -> str: ...
     def diff(self, container: Optional[str], *, pod: Optional[str] = None, metadata: bool = True) -> list[Change]: ...

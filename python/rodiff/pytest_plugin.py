@@ -122,7 +122,7 @@ import string
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional, Union, overload
+from typing import Any, Callable, Literal, NamedTuple, Optional, Union, overload
 
 import pytest
 
@@ -147,6 +147,8 @@ RUNTIME_FILES = frozenset(
 )
 #: Trees the runtime mounts its own filesystems on.
 RUNTIME_TREES = (b"/dev", b"/proc", b"/sys")
+
+Runtime = Literal["docker", "containerd"]
 
 _CONNECTION_OPTIONS = ("runtime", "host", "address", "namespace", "pod")
 _KINDS = frozenset("ACDT")
@@ -367,7 +369,7 @@ class _Source:
 
     label: str
     ref: Optional[str] = None
-    runtime: str = "docker"
+    runtime: Runtime = "docker"
     host: Optional[str] = None
     address: Optional[str] = None
     namespace: Optional[str] = None
@@ -413,7 +415,7 @@ class WriteSet(Sequence[Write]):
         container: Any,
         *,
         ignore: Iterable[str] = (),
-        runtime: str = "docker",
+        runtime: Runtime = "docker",
         host: Optional[str] = None,
         address: Optional[str] = None,
         namespace: Optional[str] = None,
@@ -646,7 +648,7 @@ def _watch(
     allow: Iterable[str] = (),
     ignore: Iterable[str] = (),
     only_test: bool = False,
-    runtime: str = "docker",
+    runtime: Runtime = "docker",
     host: Optional[str] = None,
     address: Optional[str] = None,
     namespace: Optional[str] = None,
@@ -731,7 +733,7 @@ def rodiff_guard(request: pytest.FixtureRequest) -> Callable[..., None]:
         allow: Iterable[str] = (),
         ignore: Iterable[str] = (),
         only_test: bool = False,
-        runtime: str = "docker",
+        runtime: Runtime = "docker",
         host: Optional[str] = None,
         address: Optional[str] = None,
         namespace: Optional[str] = None,
