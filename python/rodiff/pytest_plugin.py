@@ -1045,8 +1045,9 @@ def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, righ
             other = right if isinstance(right, WriteSet) else WriteSet(_as_write(o) for o in right)
         except (TypeError, ValueError):
             return None
-        extra = [w for w in left if w not in set(other)]
-        missing = [w for w in other if w not in set(left)]
+        theirs, ours = set(other), set(left)
+        extra = [w for w in left if w not in theirs]
+        missing = [w for w in other if w not in ours]
         lines = [f"rodiff: the write sets differ ({len(extra)} more on the left, {len(missing)} more on the right)"]
         lines += [f"  + {w.line()}" for w in extra] + [f"  - {w.line()}" for w in missing]
         return lines

@@ -18,7 +18,15 @@ from typing import Any, Callable
 import pytest
 
 import rodiff
-from rodiff.pytest_plugin import Write, WriteSet, _glob_regex, escape_path, safe_file_name, unescape_path
+from rodiff.pytest_plugin import (
+    Write,
+    WriteSet,
+    _glob_regex,
+    escape_path,
+    pytest_assertrepr_compare,
+    safe_file_name,
+    unescape_path,
+)
 
 pytest_plugins = ["pytester"]
 
@@ -419,12 +427,14 @@ def test_snapshot_round_trips_newlines_and_bytes_that_are_not_utf8(
     assert re.findall(r"^E +([ACDT] /\S+)$", result.stdout.str(), re.M) == ["A /tmp/new\\nline"]
 
 
-def test_write_set_compares_with_lists_and_takes_trackers(make_box: Any) -> None:
+def test_write_set_compares_with_lists_and_takes_trackers(make_box: Any, pytestconfig: pytest.Config) -> None:
     box = make_box()
     sh(box, "echo 1 > /tmp/x")
     writes = WriteSet.of(box)
     assert writes == [("A", "/tmp/x")] and writes == ["A /tmp/x"] and writes != ["A /tmp/y"]
     assert list(writes) == [Write("A", "/tmp/x")] and writes.paths == ["/tmp/x"]
+    explanation = pytest_assertrepr_compare(pytestconfig, "==", writes, ["A /tmp/y"])
+    assert explanation is not None and explanation[1:] == ["  + A /tmp/x", "  - A /tmp/y"]
     with rodiff.track(box) as block:
         sh(box, "echo 2 > /tmp/y && rm /tmp/x")
     assert WriteSet.of(block) == ["A /tmp/y", "D /tmp/x"]
