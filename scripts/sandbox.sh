@@ -69,8 +69,8 @@ need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root (dockerd, mounts, mm
 cmd_deps() {
   local pkg missing=()
   for pkg in "${DEPS[@]}"; do
-    # `dpkg -s` also succeeds for removed-but-not-purged packages: look at the status line.
-    dpkg -s "$pkg" 2>/dev/null | grep -qx 'Status: install ok installed' || missing+=("$pkg")
+    # `dpkg -s` also succeeds for removed-but-not-purged packages: look at the status.
+    [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == 'install ok installed' ]] || missing+=("$pkg")
   done
   ((${#missing[@]})) || return 0
   need_root

@@ -176,7 +176,10 @@ export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig
   die "rodiff.pc's version is not rodiff.h's"
 # shellcheck disable=SC2046 # pkg-config's words
 gcc -std=c11 -Wall -Wextra -Werror -o "$OUT/example" "$ROOT/bindings/c/examples/diff.c" $(pkg-config --cflags --libs rodiff)
-LD_LIBRARY_PATH=$PREFIX/lib ldd "$OUT/example" | grep -q "$PREFIX/lib/librodiff.so" || die "the example does not use the installed librodiff.so"
+# ldd's output is captured before it is searched: `ldd | grep -q` under pipefail fails at random when
+# grep exits at its first match and ldd dies of SIGPIPE writing the next line.
+libs=$(LD_LIBRARY_PATH=$PREFIX/lib ldd "$OUT/example")
+[[ $libs == *"$PREFIX/lib/librodiff.so"* ]] || die "the example does not use the installed librodiff.so: $libs"
 LD_LIBRARY_PATH=$PREFIX/lib "$OUT/example" "$CORPUS" >"$OUT/example.txt" || die "the example failed"
 # What it prints is `KIND PATH` for each change of the list, raw bytes.
 python3 -c 'import sys
@@ -191,7 +194,8 @@ grep -q 'unix:///nonexistent.sock' "$OUT/example.err" || die "the example's erro
 # shellcheck disable=SC2046 # pkg-config's words
 gcc -std=c11 -Wall -Wextra -Werror -o "$OUT/example-static" "$ROOT/bindings/c/examples/diff.c" \
   $(pkg-config --cflags --libs rodiff-static)
-! ldd "$OUT/example-static" | grep -q librodiff || die "the static example links librodiff.so"
+libs=$(ldd "$OUT/example-static")
+[[ $libs != *librodiff* ]] || die "the static example links librodiff.so: $libs"
 "$OUT/example-static" "$CORPUS" | cmp -s - "$OUT/example.txt" || die "the static example prints something else"
 log "   make install, pkg-config and the example (shared and static): ok"
 
