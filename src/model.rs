@@ -262,6 +262,24 @@ impl Change {
     pub fn path_bytes(&self) -> &[u8] {
         self.path.as_os_str().as_bytes()
     }
+
+    /// Whether the runtime, not the application, made this entry: a mount point, or a path the
+    /// runtime manages (see [`runtime_managed`]). Such a change needs no mount in a read-only plan.
+    pub fn runtime_made(&self) -> bool {
+        self.mountpoint || runtime_managed(&self.path)
+    }
+}
+
+/// Files the runtime manages (bind-mounted or made for the container).
+const RUNTIME_FILES: &[&str] = &["/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/mtab", "/.dockerenv", "/.containerenv"];
+/// Trees the runtime mounts its own filesystems on.
+const RUNTIME_TREES: &[&str] = &["/dev", "/proc", "/sys"];
+
+/// Whether `path` (absolute, inside the container) is one the runtime manages: `/etc/hosts`,
+/// `/etc/hostname`, `/etc/resolv.conf`, `/etc/mtab`, `/.dockerenv`, `/.containerenv`, or anything
+/// in `/dev`, `/proc` and `/sys`. Writes there are the runtime's, never the application's.
+pub fn runtime_managed(path: &Path) -> bool {
+    RUNTIME_FILES.iter().any(|f| path == Path::new(f)) || RUNTIME_TREES.iter().any(|t| path.starts_with(t))
 }
 
 /// Joins a container directory path and an entry name without allocating twice; `/` + `x` is `/x`.

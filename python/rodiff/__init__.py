@@ -180,6 +180,25 @@ class Tracker:
         self.changes: list[Change] = []
         self.reverted: list[Change] = []
 
+    @property
+    def client(self) -> Client:
+        """The client the tracker diffs with."""
+        return self._client
+
+    @property
+    def container(self) -> ContainerLike:
+        """The tracked container, as given to `track`."""
+        return self._container
+
+    @property
+    def pod(self) -> Optional[str]:
+        """The tracked pod, when `track` was given one."""
+        return self._pod
+
+    def plan(self, container: ContainerLike = None) -> Plan:
+        """The tracked container's plan now; in a pod, of its `container` (a container's name)."""
+        return self._client.plan(container if self._pod and container else self._container, pod=self._pod)
+
     def __enter__(self) -> Tracker:
         self._before = self._index(self._client.diff(self._container, pod=self._pod))
         return self

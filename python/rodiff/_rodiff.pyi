@@ -82,6 +82,11 @@ class Change:
     def mountpoint(self) -> bool:
         """The entry exists because the runtime made a mount point there."""
     @property
+    def runtime_made(self) -> bool:
+        """The runtime, not the application, made this entry: a mount point, or a file or tree the
+        runtime manages (`/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`, `/etc/mtab`,
+        `/.dockerenv`, `/.containerenv`, `/dev`, `/proc`, `/sys`). A plan gives it no mount."""
+    @property
     def container(self) -> Optional[str]:
         """The container's name, in a pod's diff."""
     @property
@@ -153,7 +158,8 @@ class Plan:
         """A strategic-merge patch for the pod template (YAML)."""
     def json(self) -> str: ...
     def covering(self, paths: Iterable[_PathArg]) -> Plan:
-        """The plan reduced to the mounts that cover these paths (a path at or under the mount)."""
+        """The plan reduced to what concerns `paths`: the mounts at or above one of them, and the
+        `ignored` and `uncovered` entries for exactly those paths."""
 
 @final
 class Probe:

@@ -48,7 +48,7 @@ What counts as a write
 
 Every entry of ``rodiff.diff(container)`` but:
 
-- what the runtime made: mount points (``Change.mountpoint``), the files the runtime manages
+- what the runtime made (``Change.runtime_made``): mount points, the files the runtime manages
   (``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf``, ``/etc/mtab``, ``/.dockerenv``,
   ``/.containerenv``) and anything under ``/dev``, ``/proc`` and ``/sys``;
 - implied parents: a directory reported ``C`` or ``T`` that is an ancestor of another reported
@@ -140,13 +140,6 @@ __all__ = [
 ]
 
 MARKER = "rodiff_writes"
-
-#: Files the runtime manages (bind-mounted or made for the container): never the application's.
-RUNTIME_FILES = frozenset(
-    p.encode() for p in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/mtab", "/.dockerenv", "/.containerenv")
-)
-#: Trees the runtime mounts its own filesystems on.
-RUNTIME_TREES = (b"/dev", b"/proc", b"/sys")
 
 Runtime = Literal["docker", "containerd"]
 
@@ -328,13 +321,6 @@ def _ancestors(path: bytes) -> Iterator[bytes]:
         yield path
 
 
-def _runtime_made(change: rodiff.Change) -> bool:
-    if change.mountpoint:
-        return True
-    path = change.path_bytes
-    return path in RUNTIME_FILES or any(path == t or path.startswith(t + b"/") for t in RUNTIME_TREES)
-
-
 def write_set(
     changes: Iterable[rodiff.Change], *, ignore: Iterable[str] = (), reverted: Iterable[rodiff.Change] = ()
 ) -> list[Write]:
@@ -353,7 +339,7 @@ def write_set(
             parents.add(key)
     writes = []
     for kind, c in entries:
-        if _runtime_made(c):
+        if c.runtime_made:
             continue
         if kind in ("C", "T") and (c.container, c.path_bytes) in parents:
             continue  # an implied parent: the change below it speaks for itself
@@ -389,8 +375,7 @@ class _Source:
     def plan(self, container: Optional[str]) -> rodiff.Plan:
         """The plan of the container (in a pod: `container`, when the writes name one)."""
         if self.tracker is not None:
-            t = self.tracker
-            return t._client.plan(container if t._pod and container else t._container, pod=t._pod)
+            return self.tracker.plan(container)
         ref = container if self.pod and container else self.ref
         return rodiff.plan(
             ref, runtime=self.runtime, host=self.host, address=self.address, namespace=self.namespace, pod=self.pod
@@ -423,7 +408,7 @@ class WriteSet(Sequence[Write]):
     ) -> WriteSet:
         """The write set of `container` now, or of a finished `rodiff.Tracker`'s block."""
         if isinstance(container, rodiff.Tracker):
-            src = _Source(label=_label(container._container, container._pod), tracker=container)
+            src = _Source(label=_label(container.container, container.pod), tracker=container)
             return cls(write_set(container.changes, ignore=ignore, reverted=container.reverted), source=src)
         ref = None if container is None else rodiff.container_ref(container)
         src = _Source(_label(container, pod), ref, runtime, host, address, namespace, pod)

@@ -88,6 +88,14 @@ impl Change {
         self.0.mountpoint
     }
 
+    /// The runtime, not the application, made this entry: a mount point, or a file or tree the
+    /// runtime manages (`/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`, `/etc/mtab`,
+    /// `/.dockerenv`, `/.containerenv`, `/dev`, `/proc`, `/sys`). A plan gives it no mount.
+    #[getter]
+    fn runtime_made(&self) -> bool {
+        self.0.runtime_made()
+    }
+
     /// The container's name, in a pod's diff.
     #[getter]
     fn container(&self) -> Option<&str> {

@@ -16,7 +16,7 @@ use core_lib::plan::PlannedMount;
 use crate::errors;
 
 /// A path argument from Python: `str` (encoded as `os.fsencode` does) or `bytes`.
-pub(crate) fn path_arg(path: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+fn path_arg(path: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
     if let Ok(bytes) = path.downcast::<PyBytes>() {
         return Ok(PathBuf::from(OsStr::from_bytes(bytes.as_bytes())));
     }
@@ -89,12 +89,11 @@ impl Plan {
         self.render(py, PlanFormat::Json)
     }
 
-    /// The plan reduced to the mounts that cover `paths` (a path at or below the mount's).
+    /// The plan reduced to what concerns `paths`: the mounts at or above one of them, and the
+    /// `ignored` and `uncovered` entries for exactly those paths.
     fn covering(&self, paths: &Bound<'_, PyAny>) -> PyResult<Plan> {
         let paths: Vec<PathBuf> = paths.try_iter()?.map(|p| path_arg(&p?)).collect::<PyResult<_>>()?;
-        let mut plan = (*self.0).clone();
-        plan.mounts.retain(|m| paths.iter().any(|p| p.starts_with(&m.path)));
-        Ok(Plan(Arc::new(plan)))
+        Ok(Plan(Arc::new(self.0.covering(&paths))))
     }
 
     fn __repr__(&self) -> String {

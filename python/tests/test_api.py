@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -144,7 +146,7 @@ def test_an_unsupported_storage_driver_raises_unsupported_storage() -> None:
         " print(type(e).__name__, e.container, e.detail, sep=\"|\")'"
     )
     out = subprocess.run(
-        [str(REPO / "scripts" / "sandbox.sh"), "run", "--images", "busybox", "--", "sh", "-c", script, os.sys.executable],
+        [str(REPO / "scripts" / "sandbox.sh"), "run", "--images", "busybox", "--", "sh", "-c", script, sys.executable],
         env={**os.environ, "RODIFF_STORAGE_DRIVER": "vfs"},
         capture_output=True,
         text=True,
@@ -174,8 +176,6 @@ def test_plan_equals_the_cli_in_every_format(postgres: str) -> None:
     for fmt, text in (("compose", plan.compose()), ("k8s", plan.k8s())):
         assert text == subprocess.run([rodiff_cli(), "plan", postgres, "--format", fmt], capture_output=True, text=True, check=True).stdout
     docker_line = subprocess.run([rodiff_cli(), "plan", postgres, "--format", "docker"], capture_output=True, text=True, check=True).stdout
-    import shlex
-
     assert plan.docker_args() == shlex.split(docker_line)
     assert plan.docker_args()[0] == "--read-only"
     data = [m for m in plan.mounts if m.path == "/var/lib/postgresql"]
@@ -193,6 +193,21 @@ def test_covering_and_one_mounts_args(postgres: str) -> None:
     assert run.docker_args()[0] == "--tmpfs" and run.docker_args()[1].startswith(run.path + ":")
     assert run.docker_args() == only.docker_args()[1:]
     assert plan.covering([b"/nowhere/at/all"]).mounts == []
+
+
+def test_runtime_made_is_what_the_plan_ignores_as_the_runtimes(containers: Containers) -> None:
+    # /etc/mtab is managed by the runtime; /srv/app is the application's; /data is a mount point.
+    name = containers.run("-v", "/data", command=("sh", "-c", "echo x > /etc/mtab && mkdir /srv/app && touch /srv/app/f && sleep 3600"))
+    wait_for(name, "/srv/app/f")
+    changes = rodiff.diff(name)
+    made = {c.path for c in changes if c.runtime_made}
+    assert {"/etc/mtab", "/data"} <= made and not made & {"/srv/app", "/srv/app/f"}
+    plan = rodiff.plan(name)
+    runtimes = {p for p, reason in plan.ignored if reason in ("managed by the runtime", "a mount point the runtime made")}
+    assert runtimes == {c.path for c in changes if c.runtime_made and not (c.kind == "C" and c.type == "dir")}
+    # covering keeps the ignored and uncovered entries of the paths it is given, and only those.
+    assert plan.covering(["/etc/mtab"]).ignored == [("/etc/mtab", "managed by the runtime")]
+    assert plan.covering(["/etc/mtab"]).mounts == [] and plan.covering(["/srv/app/f"]).ignored == []
 
 
 def test_verify_runs_the_plan_read_only(postgres: str) -> None:
@@ -224,6 +239,8 @@ def test_track_reports_what_the_block_wrote(containers: Containers) -> None:
     assert ("C", "/bin") in got  # chmod only
     assert "/app/before" not in {c.path for c in block.changes}  # written before the block
     assert [c.path for c in block.reverted] == ["/app/gone"]
+    assert block.container == name and block.pod is None
+    assert [m.path for m in block.plan().mounts] == [m.path for m in rodiff.plan(name).mounts]
 
 
 def test_track_with_docker_py_object_and_nothing_written(containers: Containers) -> None:

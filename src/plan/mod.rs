@@ -139,6 +139,20 @@ impl Plan {
     pub fn mount(&self, path: &Path) -> Option<&PlannedMount> {
         self.mounts.iter().find(|m| m.path == path)
     }
+
+    /// The plan reduced to what concerns `paths`: the mounts at or above one of them, and the
+    /// ignored and uncovered entries for exactly those paths. A test that found some unexpected
+    /// writes shows this: the mounts that would cover them, and why the rest need or get none.
+    pub fn covering(&self, paths: &[PathBuf]) -> Plan {
+        let listed = |p: &PathBuf| paths.contains(p);
+        Plan {
+            container: self.container.clone(),
+            image: self.image.clone(),
+            mounts: self.mounts.iter().filter(|m| paths.iter().any(|p| p.starts_with(&m.path))).cloned().collect(),
+            ignored: self.ignored.iter().filter(|i| listed(&i.path)).cloned().collect(),
+            uncovered: self.uncovered.iter().filter(|u| listed(&u.path)).cloned().collect(),
+        }
+    }
 }
 
 /// Plans the mounts for a container's `changes` (a diff with metadata), given its image.

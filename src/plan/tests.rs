@@ -163,6 +163,27 @@ fn a_changed_file_is_covered_at_its_directory_and_root_writes_are_uncovered() {
 }
 
 #[test]
+fn covering_keeps_the_mounts_above_the_paths_and_their_own_entries() {
+    let image = FakeImage::default().file("/etc/hostname").file("/app.conf").dir("/opt/app", 0o755, 0, 0).file("/opt/app/bin");
+    let changes = [
+        change("/app.conf", ChangeKind::Changed, FileType::File, meta(0o644, 0, 0)),
+        c_dir("/etc", &image),
+        change("/etc/hostname", ChangeKind::Changed, FileType::File, meta(0o644, 0, 0)),
+        c_dir("/opt/app", &image),
+        a_file("/opt/app/app.pid"),
+    ];
+    let plan = plan_of(&changes, &image, &Rules::builtin());
+    assert_eq!((plan.mounts.len(), plan.ignored.len(), plan.uncovered.len()), (1, 1, 1), "{plan:?}");
+    let pid = plan.covering(&["/opt/app/app.pid".into()]);
+    assert_eq!(summary(&pid), ["volume /opt/app 0:0 755 seed"]);
+    assert!(pid.ignored.is_empty() && pid.uncovered.is_empty() && pid.container == plan.container);
+    let rest = plan.covering(&["/etc/hostname".into(), "/app.conf".into(), "/opt".into()]);
+    assert!(rest.mounts.is_empty(), "a mount below a path does not cover it: {:?}", rest.mounts);
+    assert_eq!((rest.ignored, rest.uncovered), (plan.ignored.clone(), plan.uncovered.clone()));
+    assert_eq!(plan.covering(&[]), Plan { mounts: vec![], ignored: vec![], uncovered: vec![], ..plan.clone() });
+}
+
+#[test]
 fn runtime_files_mount_points_and_existing_mounts_are_ignored() {
     let image = FakeImage::default().file("/etc/hostname").dir("/srv", 0o755, 0, 0);
     let mut vol = a_dir("/srv/vol", 0o755, 0, 0);

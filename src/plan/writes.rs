@@ -19,12 +19,7 @@ use std::path::{Path, PathBuf};
 use super::Ignored;
 use crate::error::Result;
 use crate::layer::image::ImageView;
-use crate::model::{Change, ChangeKind, FileType};
-
-/// Files the runtime manages (bind-mounted or made for the container).
-const RUNTIME_FILES: &[&str] = &["/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/mtab", "/.dockerenv", "/.containerenv"];
-/// Trees the runtime mounts its own filesystems on.
-const RUNTIME_TREES: &[&str] = &["/dev", "/proc", "/sys"];
+use crate::model::{runtime_managed, Change, ChangeKind, FileType};
 
 /// One write to cover.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,7 +88,7 @@ fn ignore_reason(change: &Change, mounts: &[PathBuf]) -> Option<String> {
     if let Some(m) = mounts.iter().find(|m| path.starts_with(m)) {
         return Some(format!("below the container's own mount {}", m.display()));
     }
-    if RUNTIME_FILES.iter().any(|f| path == Path::new(f)) || RUNTIME_TREES.iter().any(|t| path.starts_with(t)) {
+    if runtime_managed(path) {
         return Some("managed by the runtime".into());
     }
     None
