@@ -196,8 +196,10 @@ def test_covering_and_one_mounts_args(postgres: str) -> None:
 
 
 def test_runtime_made_is_what_the_plan_ignores_as_the_runtimes(containers: Containers) -> None:
-    # /etc/mtab is managed by the runtime; /srv/app is the application's; /data is a mount point.
-    name = containers.run("-v", "/data", command=("sh", "-c", "echo x > /etc/mtab && mkdir /srv/app && touch /srv/app/f && sleep 3600"))
+    # /etc/mtab is managed by the runtime (Docker makes it a symlink to /proc/mounts: replaced by a
+    # file here); /srv/app is the application's; /data is a mount point.
+    script = "rm /etc/mtab && echo x > /etc/mtab && mkdir /srv/app && touch /srv/app/f && sleep 3600"
+    name = containers.run("-v", "/data", command=("sh", "-c", script))
     wait_for(name, "/srv/app/f")
     changes = rodiff.diff(name)
     made = {c.path for c in changes if c.runtime_made}
@@ -207,11 +209,15 @@ def test_runtime_made_is_what_the_plan_ignores_as_the_runtimes(containers: Conta
     assert runtimes == {c.path for c in changes if c.runtime_made and not (c.kind == "C" and c.type == "dir")}
     # covering keeps the ignored and uncovered entries of the paths it is given, and only those.
     assert plan.covering(["/etc/mtab"]).ignored == [("/etc/mtab", "managed by the runtime")]
-    assert plan.covering(["/etc/mtab"]).mounts == [] and plan.covering(["/srv/app/f"]).ignored == []
+    app = plan.covering(["/srv/app/f"])
+    assert app.ignored == [] and [m.path for m in app.mounts] == [m.path for m in plan.mounts if "/srv/app/f".startswith(m.path + "/")]
+    assert app.mounts, plan.json()
 
 
 def test_verify_runs_the_plan_read_only(postgres: str) -> None:
-    report = rodiff.verify(postgres, probe="psql -Atqc 'create table t(x int)'", wait=2)
+    # The probe waits for the server (up to 40 s: a loaded machine starts it slowly), then writes.
+    probe = "for i in $(seq 200); do pg_isready -q && break; sleep 0.2; done; psql -Atqc 'create table t(x int)'"
+    report = rodiff.verify(postgres, probe=probe, wait=2)
     assert report.passed, report.json()
     assert report.running and report.probe is not None and report.probe.exit_code == 0
     assert report.leftovers == []
