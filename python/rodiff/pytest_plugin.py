@@ -10,20 +10,22 @@ host=None, address=None, namespace=None, pod=None)``
 
 At the test's teardown (before any fixture is torn down, so the container still runs), every path
 the container wrote must match one of the ``allow`` patterns, or the test errors at teardown with a
-report: each unexpected path with its kind, then the mounts that would cover them (``docker run``
-arguments and a Kubernetes pod-template patch, from ``rodiff.plan(container).covering(paths)``)::
+report: each unexpected path with its kind (an added tree as its root and a count), then the
+mounts that would cover them (``docker run`` arguments and a Kubernetes pod-template patch, from
+``rodiff.plan(container).covering(paths)``)::
 
     @pytest.mark.rodiff_writes(container="db", allow=["/run/**", "/var/lib/postgresql/data/**"])
     def test_insert(db):
         ...
 
     ERROR at teardown of test_insert
-    rodiff: container db wrote 1 path outside its allow-list
+    rodiff: container pg-1 (fixture db) wrote 2 paths outside its allow-list
       allowed: /run/**, /var/lib/postgresql/data/**
-      A /var/cache/app/x
-    mounts that would cover it (docker run arguments):
-      --volume db-var-cache:/var/cache        # /var/cache/app/x
-    ...
+      A /var/cache/pg (+1 below)
+    mounts that would cover them (docker run arguments):
+      --tmpfs /var/cache/pg:uid=0,gid=0,mode=755  # /var/cache/pg, /var/cache/pg/x
+    as a Kubernetes pod-template patch:
+      ...
 
 - ``container`` (positional or keyword) names a fixture when the test has a fixture of that name
   (requested or not: the marker sets it up); its value is a docker-py container, a testcontainers
@@ -545,6 +547,36 @@ def _cover_report(source: Optional[_Source], writes: Sequence[Write], *, k8s: bo
     return lines
 
 
+#: At most this many lines of writes in one report; the rest are counted.
+REPORT_LINES = 40
+
+
+def _listing(writes: Sequence[Write], prefix: str = "  ") -> list[str]:
+    """`writes` as report lines a person takes in at a glance: an added tree is one line, its root
+    with the number of entries added below it (`A /var/cache/app (+12 below)`), and past
+    `REPORT_LINES` lines the remaining writes are counted."""
+    trees: list[tuple[Write, int]] = []  # (write, entries added below it)
+    root = -1  # the index in `trees` of the added directory the next writes may be below
+    for w in writes:
+        if root >= 0:
+            top = trees[root][0]
+            if w.container == top.container and w.path_bytes.startswith(top.path_bytes.rstrip(b"/") + b"/"):
+                if w.kind == "A":
+                    trees[root] = (top, trees[root][1] + 1)
+                    continue
+            else:
+                root = -1
+        trees.append((w, 0))
+        if w.kind == "A" and root < 0:
+            root = len(trees) - 1
+    shown = trees if len(trees) <= REPORT_LINES else trees[: REPORT_LINES - 1]
+    lines = [prefix + w.line() + (f" (+{below} below)" if below else "") for w, below in shown]
+    if len(shown) < len(trees):
+        rest = sum(1 + below for _, below in trees[len(shown) :])
+        lines.append(f"{prefix}... and {_count(rest, 'write')} more")
+    return lines
+
+
 def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
@@ -602,7 +634,7 @@ class _Watch:
             " outside its allow-list",
             "  allowed: " + (", ".join(self.allow.patterns) if self.allow else "(nothing)"),
         ]
-        lines += [f"  {w.line()}" for w in unexpected]
+        lines += _listing(unexpected)
         lines += _cover_report(src, unexpected)
         return "\n".join(lines)
 
@@ -769,11 +801,11 @@ class SnapshotComparison:
         lines = [
             f"rodiff: {self.writes.label} made {_count(len(self.new), 'write')} not in its snapshot {snap.display_path}"
         ]
-        lines += [f"  {w.line()}" for w in self.new]
+        lines += _listing(self.new)
         lines += self.cover if k8s else [line for line in self.cover_docker()]
         if self.gone:
             lines.append(f"{_count(len(self.gone), 'write')} of the snapshot no longer happen:")
-            lines += [f"  {w.line()}" for w in self.gone]
+            lines += _listing(self.gone)
         lines.append(f"accept them: pytest --rodiff-update {shlex.quote(snap.nodeid)}")
         return lines
 

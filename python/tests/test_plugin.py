@@ -21,7 +21,9 @@ import rodiff
 from rodiff.pytest_plugin import (
     Write,
     WriteSet,
+    REPORT_LINES,
     _glob_regex,
+    _listing,
     escape_path,
     pytest_assertrepr_compare,
     safe_file_name,
@@ -169,6 +171,19 @@ def test_allow_patterns(pattern: str, matches: list[str], misses: list[str]) -> 
     assert [p for p in misses if regex.fullmatch(p)] == []
 
 
+def test_listing_folds_added_trees_and_counts_what_it_cuts() -> None:
+    tree = [Write("A", "/a"), Write("A", "/a/b"), Write("A", "/a/b/c"), Write("C", "/a/d"), Write("A", "/ab")]
+    assert _listing(tree) == ["  A /a (+2 below)", "  C /a/d", "  A /ab"]
+    # A pod's writes fold per container; what is not an addition below an added directory keeps
+    # its line, and the additions after it still fold.
+    pod = sorted([Write("A", "/x", "web"), Write("A", "/x/y", "db"), Write("A", "/x/z", "web"), Write("T", "/x/w", "web")], key=lambda w: w.key)
+    assert _listing(pod) == ["  A db:/x/y", "  A web:/x (+1 below)", "  T web:/x/w"]
+    many = [Write("C", f"/f{i:03}") for i in range(100)] + [Write("A", "/z"), Write("A", "/z/1")]
+    lines = _listing(many)
+    assert len(lines) == REPORT_LINES and lines[:2] == ["  C /f000", "  C /f001"]
+    assert lines[-1] == f"  ... and {102 - (REPORT_LINES - 1)} writes more"
+
+
 def test_safe_file_names_are_distinct_single_components() -> None:
     names = ["test_x[a/b]", "test_x[a_b]", "test_x[a%2Fb]", "test_x[..]", "T.test_x[\u00e9\n]", "x" * 400, "x" * 401]
     safe = [safe_file_name(n) for n in names]
@@ -217,7 +232,7 @@ def test_the_readme_example_on_postgresql(docker_client: Any, pytester: pytest.P
     errors = teardown_errors(result)
     assert list(errors) == ["test_db_writes_elsewhere"], result.stdout.str()
     report = errors["test_db_writes_elsewhere"]
-    assert unexpected_lines(report) == ["A /var/cache/pg", "A /var/cache/pg/x"], report
+    assert unexpected_lines(report) == ["A /var/cache/pg (+1 below)"], report
     assert re.search(r"^  --(volume|tmpfs) \S*/var/cache\S*\s+# /var/cache/pg, /var/cache/pg/x$", report, re.M), report
     assert "as a Kubernetes pod-template patch:" in report and "mountPath: /var/cache" in report, report
 
@@ -271,7 +286,7 @@ def test_marker_failure_report_names_paths_and_covering_mounts(
     result.assert_outcomes(passed=1, errors=1)
     report = teardown_errors(result)["test_writes_outside"]
     # Each unexpected path with its kind; /tmp/ok is allowed, /var (C) is an implied parent.
-    assert unexpected_lines(report) == ["A /var/cache", "A /var/cache/app", "A /var/cache/app/x"]
+    assert unexpected_lines(report) == ["A /var/cache (+2 below)"]
     assert f"container {box.name} wrote 3 paths outside its allow-list" in report
     assert "allowed: /tmp/**" in report
     # The docker run argument of the mount that covers them (a volume or a tmpfs at /var/cache).
@@ -313,7 +328,7 @@ def test_only_test_checks_what_the_test_wrote(make_box: Any, pytester: pytest.Py
     errors = teardown_errors(result)
     assert sorted(errors) == ["test_b_whole_layer", "test_c_only_test_reports_its_own", "test_d_guard_fixture"]
     # test_a passed although the layer holds /var/cache/old: only its own write counts.
-    assert unexpected_lines(errors["test_b_whole_layer"]) == ["A /srv/pre", "A /var/cache", "A /var/cache/old"]
+    assert unexpected_lines(errors["test_b_whole_layer"]) == ["A /srv/pre", "A /var/cache (+1 below)"]
     # What test_c added, and what it removed (a file added before it) as D; nothing older.
     assert unexpected_lines(errors["test_c_only_test_reports_its_own"]) == ["A /etc/x", "D /srv/pre"]
     assert "during the test" in errors["test_c_only_test_reports_its_own"]
@@ -404,7 +419,7 @@ def test_snapshot_lifecycle(make_box: Any, pytester: pytest.Pytester, run_plugin
     result.assert_outcomes(passed=1, failed=1)
     out = result.stdout.str()
     assert re.search(r"^E +assert rodiff: \S+ made 3 writes not in its snapshot __rodiff__/test_snap/test_it.txt$", out, re.M), out
-    assert re.findall(r"^E +([ACDT] /\S+)$", out, re.M) == ["A /var/cache", "A /var/cache/app", "A /var/cache/app/x"]
+    assert re.findall(r"^E +([ACDT] /.*)$", out, re.M) == ["A /var/cache (+2 below)"]
     assert re.search(r"^E +--(volume \S+:|tmpfs )/var/cache\b", out, re.M), out
     assert "accept them: pytest --rodiff-update test_snap.py::test_it" in out
     assert "Captured rodiff call" in out and "readOnlyRootFilesystem: true" in out  # the full report, k8s included
