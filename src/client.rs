@@ -26,13 +26,13 @@ use crate::annotate;
 use crate::cancel::{Cancel, Stop};
 use crate::error::{Error, Result};
 use crate::evidence;
-use crate::layer::{ChangeSink, Collect, Flow, ScanOptions, Walkers};
+use crate::layer::{ChangeSink, Collect, Flow, Layer, ScanOptions, Walkers};
 use crate::live;
 use crate::model::Change;
 use crate::plan::{self, Plan, Rules};
 use crate::resolve::containerd::ContainerdResolver;
 use crate::resolve::docker::DockerResolver;
-use crate::resolve::{ClientOptions, ResolvedContainer, Runtime, Target};
+use crate::resolve::{ClientOptions, Origin, ResolvedContainer, Runtime, Target};
 use crate::verify::{self, Report, VerifyOptions};
 
 /// A handle on rodiff's engines and a container runtime. See the [module docs](self).
@@ -211,7 +211,42 @@ impl Client {
         Ok(Outcome { complete: true, containers: resolved.len() })
     }
 
+    /// Diffs one container, then makes sure the walk saw its layer whole (see [`Self::confirm`]).
     fn diff_one(&self, resolved: &ResolvedContainer, scan: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
+        self.walk_one(resolved, scan, sink)?;
+        self.confirm(resolved, &scan.stop)
+    }
+
+    /// After a walk of an overlay upper directory: fails with [`Error::LayerVanished`] when the
+    /// runtime no longer has the container (or its snapshot), or is removing it. A removal deletes
+    /// the directory's entries one by one while the walk reads them, and entries that vanish under
+    /// a walk are normal for a running container, so the walk alone would return a shorter diff as
+    /// if it were whole. (A btrfs layer is walked in a frozen snapshot, which a removal cannot thin.)
+    fn confirm(&self, resolved: &ResolvedContainer, stop: &Stop) -> Result<()> {
+        let Layer::Overlay(layer) = &resolved.layer else { return Ok(()) };
+        if resolved.origin == Origin::Unknown {
+            return Ok(());
+        }
+        let (client, origin, id, stop) = (self.clone(), resolved.origin.clone(), resolved.id.clone(), stop.clone());
+        let there = self.block(async move {
+            stop.race(async {
+                match &origin {
+                    Origin::Unknown => Ok(true),
+                    Origin::Docker => client.docker(&stop).await?.still_there(&id).await,
+                    Origin::Containerd { namespace, snapshotter, key } => {
+                        client.containerd(&stop).await?.in_namespace(namespace)?.snapshot_exists(snapshotter, key).await
+                    }
+                }
+            })
+            .await
+        })?;
+        match there {
+            true => Ok(()),
+            false => Err(Error::LayerVanished { path: layer.upper.clone() }),
+        }
+    }
+
+    fn walk_one(&self, resolved: &ResolvedContainer, scan: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
         let walkers = self.walkers();
         let held = live::open_deleted(&resolved.processes)?;
         let written: Vec<PathBuf> = held.iter().filter_map(|f| f.path.parent().map(|p| p.to_path_buf())).collect();

@@ -58,4 +58,4 @@ pub use fs::raise_fd_limit;
 pub use layer::{ChangeSink, Collect, Flow, Layer, ScanOptions, Walkers};
 pub use model::{Change, ChangeKind, Evidence, FileType, Metadata};
 pub use plan::{Plan, PlannedMount, Rules};
-pub use resolve::{ClientOptions, PodSelector, Processes, ResolvedContainer, Runtime, Target};
+pub use resolve::{ClientOptions, Origin, PodSelector, Processes, ResolvedContainer, Runtime, Target};

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bollard::errors::Error as BollardError;
-use bollard::models::ContainerInspectResponse;
+use bollard::models::{ContainerInspectResponse, ContainerState, ContainerStateStatusEnum};
 use bollard::query_parameters::InspectContainerOptions;
 use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 
-use super::{cgroup, Processes, ResolvedContainer, ClientOptions};
+use super::{cgroup, ClientOptions, Origin, Processes, ResolvedContainer};
 use crate::error::{Error, Result};
 use crate::layer::{BtrfsLayer, Layer, OverlayLayer, XattrNamespace};
 
@@ -93,6 +93,15 @@ impl DockerResolver {
         unavailable(&self.endpoint, cause)
     }
 
+    /// Whether the container `id` still exists and is not being removed.
+    pub async fn still_there(&self, id: &str) -> Result<bool> {
+        match self.request(self.docker.inspect_container(id, None::<InspectContainerOptions>)).await {
+            Ok(inspect) => Ok(!inspect.state.as_ref().is_some_and(removing)),
+            Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(self.unavailable(e)),
+        }
+    }
+
     /// Finds a container by name, id or id prefix (running or stopped) and locates its layer.
     pub async fn resolve(&self, container: &str) -> Result<ResolvedContainer> {
         self.check_reference(container)?;
@@ -103,8 +112,21 @@ impl DockerResolver {
                 runtime: "docker",
                 endpoint: self.endpoint.clone(),
             },
+            // Docker answered, but not with the container: an id prefix that several containers
+            // share ("Multiple IDs found with provided prefix"), a daemon-side failure.
+            BollardError::DockerResponseServerError { status_code, message } if status_code >= 400 => Error::RuntimeCall {
+                container: container.to_string(),
+                runtime: "docker",
+                action: "inspect the container".into(),
+                cause: format!("{message} (status {status_code})"),
+            },
             e => self.unavailable(e),
         })?;
+        if inspect.state.as_ref().is_some_and(removing) {
+            // Its layer is being deleted (its graph driver data may already lack the upper
+            // directory): for a diff, the container is gone.
+            return Err(Error::ContainerNotFound { container: container.to_string(), runtime: "docker", endpoint: self.endpoint.clone() });
+        }
         let id = inspect.id.clone().unwrap_or_default();
         let name = inspect.name.clone().unwrap_or_default().trim_start_matches('/').to_string();
         let driver = inspect.graph_driver.clone().unwrap_or_default();
@@ -147,7 +169,7 @@ impl DockerResolver {
         let pid = inspect.state.as_ref().and_then(|s| s.pid).and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
         let processes = self.processes(&id, pid);
         let image = inspect.config.as_ref().and_then(|c| c.image.clone()).filter(|i| !i.is_empty());
-        Ok(ResolvedContainer { id, name, image, layer, mount_destinations, processes })
+        Ok(ResolvedContainer { id, name, image, layer, mount_destinations, processes, origin: Origin::Docker })
     }
 
     /// The processes of a container whose init process is `pid` (`State.Pid`, 0 when it is not
@@ -319,6 +341,12 @@ fn client(endpoint: &str, timeout_secs: u64, version: &ClientVersion) -> Result<
         return Err(unavailable(endpoint, "unsupported endpoint scheme (use unix:// or tcp://)".into()));
     };
     result.map_err(|e| unavailable(endpoint, e.to_string()))
+}
+
+/// Whether Docker is removing the container (`State.Status` is `removing`, or `dead` when a
+/// removal failed): set before it deletes the layer.
+fn removing(state: &ContainerState) -> bool {
+    matches!(state.status, Some(ContainerStateStatusEnum::REMOVING | ContainerStateStatusEnum::DEAD)) || state.dead == Some(true)
 }
 
 fn unavailable(endpoint: &str, cause: String) -> Error {

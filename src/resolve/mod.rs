@@ -179,6 +179,29 @@ pub struct ResolvedContainer {
     /// The container's processes when it was resolved (none when it is not running), for live
     /// evidence ([`crate::live`]).
     pub processes: Processes,
+    /// What the runtime calls the layer, to confirm after a walk that it still exists.
+    pub origin: Origin,
+}
+
+/// The runtime object a resolved layer belongs to. A container removed while its upper directory
+/// is walked loses entries under the walk, which then looks like a shorter diff; asking the
+/// runtime after the walk tells the two apart ([`crate::Client`] does).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// Nothing to ask: a layer given by its paths.
+    #[default]
+    Unknown,
+    /// A Docker container, by [`ResolvedContainer::id`].
+    Docker,
+    /// An active containerd snapshot.
+    Containerd {
+        /// The containerd namespace the container is in.
+        namespace: String,
+        /// The snapshotter that holds the snapshot.
+        snapshotter: String,
+        /// The snapshot's key.
+        key: String,
+    },
 }
 
 /// The processes of a container, as its runtime knows them, and where to read them.

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use rodiff::layer::{OverlayLayer, XattrNamespace};
-use rodiff::{ClientOptions, Layer, Processes, ResolvedContainer};
+use rodiff::{ClientOptions, Layer, Origin, Processes, ResolvedContainer};
 
 /// A layer of `dirs` new directories of `files` files each, over a small image.
 pub fn tree(dirs: usize, files: usize) -> tempfile::TempDir {
@@ -34,5 +34,6 @@ pub fn resolved(root: &Path, name: &str) -> ResolvedContainer {
         layer: Layer::Overlay(OverlayLayer { upper: root.join("upper"), lowers: vec![root.join("lower")], xattr: XattrNamespace::Trusted }),
         mount_destinations: Vec::new(),
         processes: Processes::none(&ClientOptions::default()),
+        origin: Origin::Unknown,
     }
 }

@@ -28,7 +28,7 @@ use containerd_client::tonic::metadata::MetadataValue;
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request, Status};
 
-use super::{PodSelector, Processes, ResolvedContainer, ClientOptions};
+use super::{ClientOptions, Origin, PodSelector, Processes, ResolvedContainer};
 use crate::error::{Error, Result};
 use crate::layer::{BtrfsLayer, Layer, OverlayLayer};
 use mounts::SnapshotFiles;
@@ -172,6 +172,18 @@ impl ContainerdResolver {
         }
     }
 
+    /// Whether the snapshot `key` of `snapshotter` still exists (containerd forgets a snapshot
+    /// before it deletes its directories).
+    pub async fn snapshot_exists(&self, snapshotter: &str, key: &str) -> Result<bool> {
+        let mut snapshots = SnapshotsClient::new(self.channel.clone());
+        let stat = StatSnapshotRequest { snapshotter: snapshotter.to_string(), key: key.to_string() };
+        match self.call(key, snapshots.stat(self.request(stat))).await {
+            Ok(_) => Ok(true),
+            Err(Error::ContainerNotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn resolve_record(&self, container: &str, c: Container) -> Result<ResolvedContainer> {
         let snapshotter = record::snapshotter(&c.snapshotter);
         let key = record::snapshot_key(&c.snapshot_key, &c.id);
@@ -180,7 +192,8 @@ impl ContainerdResolver {
         let name = record::display_name(&c.labels, &c.id).to_string();
         let processes = self.task_processes(container, &c.id).await?;
         let image = Some(c.image).filter(|i| !i.is_empty());
-        Ok(ResolvedContainer { id: c.id, name, image, layer, mount_destinations, processes })
+        let origin = Origin::Containerd { namespace: self.namespace.clone(), snapshotter: snapshotter.to_string(), key: key.to_string() };
+        Ok(ResolvedContainer { id: c.id, name, image, layer, mount_destinations, processes, origin })
     }
 
     /// The processes of the container's task: its pid (the init, from `Get`) and every process of
