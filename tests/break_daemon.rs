@@ -330,6 +330,8 @@ fn a_container_removed_mid_scan_gives_the_whole_diff_or_an_error() {
             assert!(Instant::now() < deadline, "{}: the files were not written within 120 s", c.name);
             std::thread::sleep(Duration::from_millis(200));
         }
+        // Stopped: `docker rm` goes straight to deleting the layer, while walks are under way.
+        docker(&["kill", &c.name]);
         let target = Target::from(c.name.as_str());
         let full = client.diff(target.clone()).unwrap().len();
         assert!(full > 20_000, "{full}");
@@ -351,7 +353,7 @@ fn a_container_removed_mid_scan_gives_the_whole_diff_or_an_error() {
                 })
                 .collect();
             std::thread::sleep(Duration::from_millis(100 + 100 * attempt));
-            docker(&["rm", "-f", &c.name]);
+            docker(&["rm", &c.name]);
             workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
         });
         for outcome in &outcomes {

@@ -39,6 +39,11 @@ pub struct BtrfsLayer {
     pub parent: PathBuf,
 }
 
+/// Whether `path` is gone.
+fn vanished(path: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// Diffs a btrfs layer against its parent subvolume.
 pub fn diff(layer: &BtrfsLayer, walkers: &Walkers, options: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
     fn at(path: &PathBuf) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -52,10 +57,19 @@ pub fn diff(layer: &BtrfsLayer, walkers: &Walkers, options: &ScanOptions, sink: 
     let created = ioctl::subvol_info(subvolume.as_fd()).map_err(at(&layer.subvolume))?.otransid;
     let frozen = helper::freeze(&subvolume, &layer.subvolume).map_err(at(&layer.subvolume))?;
     options.stop.check()?;
-    let changes = walkers.install(|| changed::ChangedSet::collect(frozen.root.as_fd(), parent.as_fd(), created));
-    let changes = changes.map_err(|e| Error::io(frozen.path(), e))?;
-    options.stop.check()?;
-    walkers.install(|| twotree::diff(&frozen.root, &parent, &changes, options, sink, &layer.subvolume, &frozen.path()))?;
+    let walked = (|| {
+        let changes = walkers.install(|| changed::ChangedSet::collect(frozen.root.as_fd(), parent.as_fd(), created));
+        let changes = changes.map_err(|e| Error::io(frozen.path(), e))?;
+        options.stop.check()?;
+        walkers.install(|| twotree::diff(&frozen.root, &parent, &changes, options, sink, &layer.subvolume, &frozen.path()))
+    })();
+    // Docker removes a container's subvolume together with its parent (`<id>-init`), which is not
+    // frozen: entries of the parent vanishing under the walk would look like additions, or fail
+    // like a deleted helper snapshot. Whatever the walk gave, the container was removed.
+    if [&layer.subvolume, &layer.parent].iter().any(|p| vanished(p)) {
+        return Err(Error::LayerVanished { path: layer.subvolume.clone() });
+    }
+    walked?;
     match frozen.intact() {
         Ok(true) => Ok(()),
         Ok(false) => Err(Error::SnapshotVanished { path: frozen.path() }),
