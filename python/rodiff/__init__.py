@@ -95,6 +95,9 @@ class Client:
     and `namespace` (containerd) default to `$DOCKER_HOST`, `$CONTAINERD_ADDRESS` and
     `$CONTAINERD_NAMESPACE` as the `rodiff` command reads them, then to the runtimes' defaults.
     `timeout` bounds each request to the runtime, in seconds (default 30).
+
+    A client does not survive a fork (its threads stay in the parent): a forked child makes its own
+    (the module-level functions do so by themselves).
     """
 
     def __init__(
@@ -108,6 +111,9 @@ class Client:
         timeout: Optional[float] = None,
         walkers: int = 0,
     ) -> None:
+        for option, value in (("host", host), ("address", address), ("namespace", namespace)):
+            if value == "":
+                raise ValueError(f"{option} is empty: leave it out for the default")
         self._core = _CoreClient(
             runtime,
             host=host if host is not None else os.environ.get("DOCKER_HOST") or None,
@@ -207,7 +213,12 @@ class Tracker:
         self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
     ) -> None:
         before = self._before if self._before is not None else {}
-        after = self._client.diff(self._container, pod=self._pod)
+        try:
+            after = self._client.diff(self._container, pod=self._pod)
+        except RodiffError:
+            if exc is not None:
+                return  # the block's own exception says more (the container may be gone because of it)
+            raise
         self.changes = [c for c in after if before.get((c.container, c.path_bytes)) != c]
         seen = self._index(after)
         self.reverted = [c for key, c in before.items() if key not in seen]
@@ -220,6 +231,15 @@ class Tracker:
 # Module-level functions share one client per set of connection options.
 _clients: dict[tuple[Any, ...], Client] = {}
 _clients_lock = threading.Lock()
+
+
+def _forget_clients() -> None:
+    """In a forked child: the parent's clients' threads did not come along; make new ones."""
+    global _clients, _clients_lock
+    _clients, _clients_lock = {}, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_clients)
 
 
 def _client(runtime: Runtime, host: Optional[str], address: Optional[str], namespace: Optional[str]) -> Client:

@@ -1,7 +1,7 @@
 # The extension module rodiff._rodiff (python/src), kept by hand; `make test` checks it against the
 # module with mypy.stubtest. Users import from `rodiff`, which re-exports all of it.
 from collections.abc import Iterable
-from typing import Final, Literal, Optional, Union, final
+from typing import Any, Final, Literal, Optional, Union, final
 
 __version__: Final[str]
 
@@ -94,6 +94,8 @@ class Change:
         """Why a change the layer does not show is reported (`"open-deleted"`), else None."""
     def json(self) -> str:
         """The change as one object of `rodiff diff --format json`."""
+    def __copy__(self) -> Change: ...
+    def __deepcopy__(self, memo: Any, /) -> Change: ...
     def __hash__(self) -> int: ...
     def __repr__(self) -> str: ...
     def __eq__(self, other: object, /) -> bool: ...
@@ -157,9 +159,9 @@ class Plan:
     def k8s(self) -> str:
         """A strategic-merge patch for the pod template (YAML)."""
     def json(self) -> str: ...
-    def covering(self, paths: Iterable[_PathArg]) -> Plan:
-        """The plan reduced to what concerns `paths`: the mounts at or above one of them, and the
-        `ignored` and `uncovered` entries for exactly those paths."""
+    def covering(self, paths: Union[_PathArg, Iterable[_PathArg]]) -> Plan:
+        """The plan reduced to what concerns `paths` (a path, or an iterable of paths): the mounts at
+        or above one of them, and the `ignored` and `uncovered` entries for exactly those paths."""
 
 @final
 class Probe:

@@ -113,6 +113,16 @@ impl Change {
         serde_json::to_string(&self.0).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
     }
 
+    /// A change is immutable: a copy is the change itself.
+    fn __copy__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// A change is immutable: a deep copy (`copy.deepcopy`, `dataclasses.asdict`) is the change.
+    fn __deepcopy__(slf: Py<Self>, _memo: &Bound<'_, PyAny>) -> Py<Self> {
+        slf
+    }
+
     fn __hash__(&self) -> u64 {
         let mut h = DefaultHasher::new();
         self.0.hash(&mut h);

@@ -18,6 +18,8 @@ use crate::plan::{Plan, Report};
 #[pyclass(module = "rodiff._rodiff", frozen)]
 pub(crate) struct Client {
     core: core_lib::Client,
+    /// The process that made it: a forked child has none of its threads.
+    pid: u32,
 }
 
 /// What a call is about, and how it names it in errors (`container web`).
@@ -30,6 +32,16 @@ fn target(container: Option<String>, pod: Option<&str>) -> PyResult<Target> {
         (None, Some(c)) if !c.is_empty() => Ok(Target::Container(c)),
         (None, Some(_)) => Err(PyValueError::new_err("container is empty")),
         (None, None) => Err(PyValueError::new_err("name a container (or a pod)")),
+    }
+}
+
+impl Client {
+    /// The core client, unless this process is a fork of the one that made it.
+    fn core(&self, py: Python<'_>) -> PyResult<&core_lib::Client> {
+        match std::process::id() == self.pid {
+            true => Ok(&self.core),
+            false => Err(errors::forked(py, self.pid)),
+        }
     }
 }
 
@@ -73,7 +85,7 @@ impl Client {
                 .ok_or_else(|| PyValueError::new_err(format!("timeout must be a positive number of seconds, not {seconds}")))?;
         }
         let core = core_lib::Client::new(options).map_err(|e| errors::to_py(py, e, None))?;
-        Ok(Client { core })
+        Ok(Client { core, pid: std::process::id() })
     }
 
     /// `docker` or `containerd`.
@@ -91,7 +103,8 @@ impl Client {
         let target = target(container, pod)?;
         let cancel = Cancel::new();
         let scan = ScanOptions { metadata, stop: Stop { cancel: cancel.clone(), deadline: None }, ..Default::default() };
-        let changes = call::run(py, &cancel, || self.core.changes_with(&target, &scan))?;
+        let core = self.core(py)?;
+        let changes = call::run(py, &cancel, || core.changes_with(&target, &scan))?;
         let changes = changes.map_err(|e| errors::to_py(py, e, Some(&target.to_string())))?;
         Ok(changes.into_iter().map(Change).collect())
     }
@@ -103,7 +116,8 @@ impl Client {
         let cancel = Cancel::new();
         let stop = Stop { cancel: cancel.clone(), deadline: None };
         let rules = core_lib::Rules::builtin();
-        let plans = call::run(py, &cancel, || self.core.plan(&target, &rules, &stop))?;
+        let core = self.core(py)?;
+        let plans = call::run(py, &cancel, || core.plan(&target, &rules, &stop))?;
         let plans = plans.map_err(|e| errors::to_py(py, e, Some(&target.to_string())))?;
         Ok(plans.into_iter().map(|p| Plan(p.into())).collect())
     }
@@ -116,7 +130,8 @@ impl Client {
         let options = core_lib::verify::VerifyOptions { probe, wait };
         let cancel = Cancel::new();
         let stop = Stop { cancel: cancel.clone(), deadline: None };
-        let report = call::run(py, &cancel, || self.core.verify(&container, &plan.0, &options, &stop))?;
+        let core = self.core(py)?;
+        let report = call::run(py, &cancel, || core.verify(&container, &plan.0, &options, &stop))?;
         let report = report.map_err(|e| errors::to_py(py, e, Some(&format!("container {container}"))))?;
         Ok(Report(report))
     }

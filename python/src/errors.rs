@@ -20,7 +20,27 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ContainerNotFound", py.get_type::<ContainerNotFound>())?;
     m.add("RuntimeUnavailable", py.get_type::<RuntimeUnavailable>())?;
     m.add("UnsupportedStorage", py.get_type::<UnsupportedStorage>())?;
+    // Defaults for instances made by hand (in a test's mock): every attribute the stub declares.
+    let base = py.get_type::<RodiffError>();
+    base.setattr("kind", "other")?;
+    base.setattr("code", 0)?;
+    for name in ["container", "runtime", "endpoint", "detail"] {
+        base.setattr(name, py.None())?;
+    }
     Ok(())
+}
+
+/// The error for a [`crate::client::Client`] used in a process forked after it was made: its
+/// threads did not survive the fork, and a call would wait for them forever.
+pub(crate) fn forked(py: Python<'_>, made_in: u32) -> PyErr {
+    let message = format!(
+        "this rodiff.Client was made in process {made_in}, and its threads do not survive a fork: \
+         make a new Client in process {} (rodiff.diff() and the other functions do)",
+        std::process::id()
+    );
+    let err = RodiffError::new_err(message);
+    let _ = err.value(py).setattr("kind", "forked");
+    err
 }
 
 /// The kind's name as Python sees it (`container-not-found`): stable, like its code.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyString};
 
 use core_lib::plan::render::{self, PlanFormat};
 use core_lib::plan::PlannedMount;
@@ -89,10 +89,15 @@ impl Plan {
         self.render(py, PlanFormat::Json)
     }
 
-    /// The plan reduced to what concerns `paths`: the mounts at or above one of them, and the
-    /// `ignored` and `uncovered` entries for exactly those paths.
+    /// The plan reduced to what concerns `paths` (a path, or an iterable of paths): the mounts at
+    /// or above one of them, and the `ignored` and `uncovered` entries for exactly those paths.
     fn covering(&self, paths: &Bound<'_, PyAny>) -> PyResult<Plan> {
-        let paths: Vec<PathBuf> = paths.try_iter()?.map(|p| path_arg(&p?)).collect::<PyResult<_>>()?;
+        // One path alone is one path, not the characters of one.
+        let one = paths.is_instance_of::<PyString>() || paths.is_instance_of::<PyBytes>();
+        let paths: Vec<PathBuf> = match one {
+            true => vec![path_arg(paths)?],
+            false => paths.try_iter()?.map(|p| path_arg(&p?)).collect::<PyResult<_>>()?,
+        };
         Ok(Plan(Arc::new(self.0.covering(&paths))))
     }
 
