@@ -254,13 +254,21 @@ class _Patterns:
     def __init__(self, patterns: Iterable[str], what: str) -> None:
         if isinstance(patterns, (str, bytes)):
             patterns = [patterns]  # `allow="/run/**"`: one pattern, not its characters
+        try:
+            given = list(patterns)
+        except TypeError:
+            raise TypeError(f"{what} takes a list of path patterns, not {patterns!r}") from None
         self.patterns: list[str] = []
-        for p in patterns:
+        self._regexes: list[re.Pattern[str]] = []
+        for p in given:
             p = os.fsdecode(p) if isinstance(p, bytes) else p
             if not isinstance(p, str) or not p:
                 raise TypeError(f"{what} takes path patterns (non-empty str), not {p!r}")
+            try:
+                self._regexes.append(_glob_regex(p))
+            except re.error as e:
+                raise ValueError(f"{what} pattern {p!r} is malformed: {e}") from None
             self.patterns.append(p)
-        self._regexes = [_glob_regex(p) for p in self.patterns]
 
     def match(self, path: str) -> bool:
         return any(r.fullmatch(path) for r in self._regexes)
@@ -299,9 +307,9 @@ class Write(NamedTuple):
     @classmethod
     def parse(cls, line: str) -> Write:
         """The write of a snapshot line; ValueError when it is not one."""
-        if len(line) < 3 or line[0] not in _KINDS or line[1] != " ":
+        if len(line) < 3 or line[0] not in _KINDS or line[1] not in " \t":
             raise ValueError("expected KIND PATH, KIND one of A C D T")
-        rest, container = line[2:], None
+        rest, container = line[2:].lstrip(" \t"), None
         if not rest.startswith("/"):
             sep = rest.find(":/")
             if sep <= 0:
@@ -596,10 +604,23 @@ class _Watch:
     tracking: bool = False
     error: Optional[BaseException] = None
 
+    def same_check(self, other: _Watch) -> bool:
+        """Whether `other` checks the same container in the same way."""
+        a, b = self.source, other.source
+        return (
+            (a.ref, a.runtime, a.host, a.address, a.namespace, a.pod) == (b.ref, b.runtime, b.host, b.address, b.namespace, b.pod)
+            and (self.allow.patterns, self.ignore.patterns, self.only_test)
+            == (other.allow.patterns, other.ignore.patterns, other.only_test)
+        )
+
     def start(self) -> None:
-        if self.only_test and self.tracker is None:
+        if self.only_test and self.tracker is None and self.error is None:
             tracker = self.source.track()
-            tracker.__enter__()
+            try:
+                tracker.__enter__()
+            except Exception as e:  # reported at teardown, not as the test's own failure
+                self.error = e
+                return
             self.tracker, self.tracking = tracker, True
 
     def stop(self) -> None:
@@ -673,9 +694,15 @@ def _watch(
 ) -> None:
     if target is None and pod is None:
         raise TypeError("name a container (or a pod)")
+    if not isinstance(only_test, bool):
+        raise TypeError(f"only_test takes True or False, not {only_test!r}")
+    if runtime not in ("docker", "containerd"):
+        raise ValueError(f"runtime takes \"docker\" or \"containerd\", not {runtime!r}")
     ref = None if target is None else rodiff.container_ref(target)
     source = _Source(label or _label(target, pod), ref, runtime, host, address, namespace, pod)
-    watch = _Watch(source, _Patterns(allow, "allow"), _Patterns(ignore, "ignore"), bool(only_test))
+    watch = _Watch(source, _Patterns(allow, "allow"), _Patterns(ignore, "ignore"), only_test)
+    if any(w.same_check(watch) for w in state.watches):
+        return  # the marker and rodiff_guard asking for one check: it runs, and reports, once
     state.watches.append(watch)
     if state.in_call:
         watch.start()
@@ -696,6 +723,11 @@ def _marker_options(mark: pytest.Mark) -> dict[str, Any]:
     return options
 
 
+def _container_like(value: Any) -> bool:
+    """Whether a fixture's value names a container: a name or id, or a container object."""
+    return isinstance(value, str) or hasattr(value, "id") or hasattr(value, "get_wrapped_container")
+
+
 def _resolve(request: pytest.FixtureRequest, container: Any) -> tuple[Any, Optional[str]]:
     """A marker's `container`: the value of the fixture of that name if the test has one, else the
     container's name or id. Returns (target, label)."""
@@ -707,6 +739,8 @@ def _resolve(request: pytest.FixtureRequest, container: Any) -> tuple[Any, Optio
         if e.argname != container:
             raise
         return container, container
+    if not _container_like(value):
+        return container, container  # a fixture of that name that is no container (pytest's `cache`)
     name = _label(value)
     return value, container if name == container else f"{name} (fixture {container})"
 
@@ -721,10 +755,13 @@ def _rodiff_writes_marker(request: pytest.FixtureRequest) -> None:
     state = _state(item)
     seen = set()
     for mark in marks:  # closest first
+        problem = None
         try:
             options = _marker_options(mark)
         except TypeError as e:
-            pytest.fail(f"@pytest.mark.{MARKER}: {e}", pytrace=False)
+            problem = f"@pytest.mark.{MARKER}: {e}"
+        if problem:
+            pytest.fail(problem, pytrace=False)
         container = options.pop("container", None)
         key = (repr(container), *(repr(options.get(o)) for o in _CONNECTION_OPTIONS))
         if key in seen:
@@ -734,7 +771,9 @@ def _rodiff_writes_marker(request: pytest.FixtureRequest) -> None:
         try:
             _watch(state, target, label, **options)
         except (TypeError, ValueError) as e:
-            pytest.fail(f"@pytest.mark.{MARKER}({container!r}): {e}", pytrace=False)
+            problem = f"@pytest.mark.{MARKER}({container!r}): {e}"
+        if problem:
+            pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture
@@ -885,18 +924,21 @@ class Snapshot:
 
     def read(self) -> Optional[list[Write]]:
         """The writes the file lists, or None when there is no file."""
+        __tracebackhide__ = True  # a SnapshotError points at the test's comparison, not in here
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as e:
+            raise SnapshotError(f"{self.display_path}: cannot read it: {e.strerror or e}") from None
         try:
-            text = data.decode("utf-8")
+            text = data.decode("utf-8").removeprefix("\ufeff")  # an editor's byte-order mark
         except UnicodeDecodeError as e:
             raise SnapshotError(f"{self.display_path}: not UTF-8 ({e})") from None
         writes = []
         for number, line in enumerate(text.split("\n"), 1):
             line = line[:-1] if line.endswith("\r") else line
-            if not line.strip() or line.startswith("#"):
+            if not line.strip() or line.lstrip().startswith("#"):
                 continue
             try:
                 writes.append(Write.parse(line))
@@ -913,6 +955,7 @@ class Snapshot:
     def compare(self, writes: WriteSet) -> SnapshotComparison:
         """Compares `writes` with the file, writing the file when it is missing or when
         `--rodiff-update` asks to (see the class documentation)."""
+        __tracebackhide__ = True
         cached = self._cache.get(id(writes))
         if cached is not None and cached.writes is writes:
             return cached  # pytest's assertion explanation asks again
@@ -963,6 +1006,7 @@ class Snapshot:
         return result
 
     def __eq__(self, other: object) -> bool:
+        __tracebackhide__ = True
         if isinstance(other, WriteSet):
             return self.compare(other).passed
         return NotImplemented
@@ -1007,6 +1051,13 @@ def pytest_configure(config: pytest.Config) -> None:
         "address=None, namespace=None, pod=None): at teardown, fail unless every path the container "
         "(a fixture's name, or a container's name or id) wrote matches an allow pattern (rodiff)",
     )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # A fresh start for every run of the test: plugins that run a test again (pytest-rerunfailures)
+    # keep the item, and with it what the last run watched.
+    item.stash[_STATE] = _ItemState()
 
 
 @pytest.hookimpl(wrapper=True)

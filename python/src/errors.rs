@@ -24,9 +24,12 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let base = py.get_type::<RodiffError>();
     base.setattr("kind", "other")?;
     base.setattr("code", 0)?;
-    for name in ["container", "runtime", "endpoint", "detail"] {
-        base.setattr(name, py.None())?;
+    base.setattr("container", py.None())?;
+    for class in [py.get_type::<ContainerNotFound>(), py.get_type::<RuntimeUnavailable>()] {
+        class.setattr("runtime", "")?;
+        class.setattr("endpoint", "")?;
     }
+    py.get_type::<UnsupportedStorage>().setattr("detail", "")?;
     Ok(())
 }
 

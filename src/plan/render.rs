@@ -66,11 +66,16 @@ pub fn docker_args(plan: &Plan) -> Result<Vec<Vec<u8>>> {
     Ok(args)
 }
 
-/// The mount's path, if Docker's `--tmpfs`/`--volume` syntax can carry it (no `:` or `,`).
+/// The mount's path, if Docker's `--tmpfs`/`--volume` syntax can carry it: no `:` or `,`, and
+/// UTF-8, since the Docker API (and Kubernetes') carries paths as JSON text, where a byte that is
+/// not UTF-8 would arrive as U+FFFD and the mount land on another path.
 fn docker_path<'a>(mount: &'a PlannedMount, format: &'static str) -> Result<&'a [u8]> {
     let path = mount.path.as_os_str().as_bytes();
     if path.iter().any(|b| matches!(b, b':' | b',')) {
         return Err(unrepresentable(&mount.path, format, "Docker's mount syntax cannot carry `:` or `,` in a path"));
+    }
+    if std::str::from_utf8(path).is_err() {
+        return Err(unrepresentable(&mount.path, format, "the path is not UTF-8, and the runtime's API carries paths as UTF-8 text"));
     }
     Ok(path)
 }
@@ -82,7 +87,7 @@ fn unrepresentable(path: &Path, format: &'static str, detail: &str) -> Error {
 /// The mount's path as text, for the YAML formats.
 fn text_path<'a>(mount: &'a PlannedMount, format: &'static str) -> Result<&'a str> {
     let path = docker_path(mount, format)?;
-    std::str::from_utf8(path).map_err(|_| unrepresentable(&mount.path, format, "the path is not UTF-8"))
+    Ok(std::str::from_utf8(path).expect("docker_path checked it"))
 }
 
 fn docker(plans: &[Plan]) -> Result<String> {

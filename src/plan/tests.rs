@@ -271,7 +271,7 @@ fn renders_compose_and_json_round_trip() {
 }
 
 #[test]
-fn non_utf8_paths_stay_lossless_in_json_and_quoted_for_the_shell() {
+fn non_utf8_paths_stay_lossless_in_json_and_are_refused_where_the_runtime_needs_text() {
     use std::os::unix::ffi::OsStrExt;
     let image = FakeImage::default();
     let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"/srv/d\xff"));
@@ -282,6 +282,9 @@ fn non_utf8_paths_stay_lossless_in_json_and_quoted_for_the_shell() {
     assert!(json.contains("[\n        47,"), "{json}");
     let back: Plan = serde_json::from_str(&json).unwrap();
     assert_eq!(back.mounts[0].path, odd);
-    assert_eq!(render(std::slice::from_ref(&plan), PlanFormat::Docker).unwrap(), "--read-only --volume $'pg-srv-d:/srv/d\\xff'\n");
-    assert!(render(&[plan], PlanFormat::K8s).is_err());
+    // `docker run` sends its arguments to the API as JSON: the byte would arrive as U+FFFD.
+    for format in [PlanFormat::Docker, PlanFormat::Compose, PlanFormat::K8s] {
+        let err = render(std::slice::from_ref(&plan), format).unwrap_err();
+        assert!(matches!(err, crate::Error::Unrepresentable { .. }) && err.to_string().contains("not UTF-8"), "{format:?}: {err}");
+    }
 }
