@@ -459,3 +459,61 @@ mod fake_docker {
         }
     }
 }
+
+/// A container removed (`ctr containers rm`, which removes its snapshot) while four threads diff
+/// it through one client, on the overlayfs snapshotter: each diff is the whole diff or an error,
+/// never a shorter list — containerd deletes the snapshot's directory under the walk, and only
+/// its word after the walk (the snapshot's `Stat`) tells a removal from a diff.
+#[test]
+fn a_container_removed_mid_scan_gives_the_whole_diff_or_an_error() {
+    use rodiff::{Client, ErrorKind, Runtime, Target};
+
+    if !ctrd::sandbox() {
+        return;
+    }
+    let image = "docker.io/rodiff-test/busybox:latest";
+    let options = rodiff::ClientOptions { namespace: Some("default".into()), ..common::client_options(Runtime::Containerd) };
+    let client = Client::new(options).unwrap();
+    let mut vanished = 0;
+    for attempt in 0..3u64 {
+        let c = CtrContainer::run("default", &ctrd::unique_id("rm"), "overlayfs", &[], image, &["sleep", "3600"]);
+        c.sh("mkdir /w && cd /w && for d in $(seq 20); do mkdir $d; (cd $d && seq 1000 | xargs touch); done");
+        c.stop();
+        let target = Target::from(c.id.as_str());
+        let full = client.diff(target.clone()).unwrap().len();
+        assert!(full > 20_000, "{full}");
+        let outcomes: Vec<Result<usize, rodiff::Error>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut seen = Vec::new();
+                        loop {
+                            let result = client.diff(target.clone()).map(|changes| changes.len());
+                            let gone = matches!(&result, Err(e) if e.kind() == ErrorKind::ContainerNotFound);
+                            seen.push(result);
+                            if gone || seen.len() > 200 {
+                                return seen;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(100 + 100 * attempt));
+            ctr("default", &["containers", "rm", &c.id]);
+            workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        });
+        for outcome in &outcomes {
+            match outcome {
+                Ok(n) => assert_eq!(*n, full, "a diff of {} returned {n} of its {full} changes without an error", c.id),
+                Err(e) => {
+                    assert!(matches!(e.kind(), ErrorKind::LayerVanished | ErrorKind::ContainerNotFound), "{}: {:?}: {e}", c.id, e.kind());
+                    vanished += usize::from(e.kind() == ErrorKind::LayerVanished);
+                }
+            }
+        }
+        if vanished > 0 {
+            break;
+        }
+    }
+    assert!(vanished > 0, "no diff overlapped the removal in 3 attempts");
+}
