@@ -97,9 +97,14 @@ impl FakeDocker {
 
 type Known = Mutex<std::collections::HashMap<String, (PathBuf, PathBuf)>>;
 
+/// The id the fake gives container `name`: its bytes in hex, padded to Docker's 64 digits.
+fn fake_id(name: &str) -> String {
+    format!("{:0>64}", name.bytes().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 fn inspect_body(name: &str, upper: &Path, lower: &Path) -> String {
     serde_json::json!({
-        "Id": format!("{:0>64}", name.len()),
+        "Id": fake_id(name),
         "Name": format!("/{name}"),
         "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": upper, "LowerDir": lower}},
         "State": {"Pid": 0, "Running": false},
@@ -109,12 +114,14 @@ fn inspect_body(name: &str, upper: &Path, lower: &Path) -> String {
     .to_string()
 }
 
-/// The inspect answer for a container the fake knows, if the request line asks for one.
+/// The inspect answer for a container the fake knows (by name or id), if the request line asks
+/// for one.
 fn known_inspect(line: &str, containers: &Known) -> Option<String> {
     let (_, rest) = line.split_once("/containers/")?;
-    let (name, _) = rest.split_once("/json")?;
-    let (upper, lower) = containers.lock().unwrap().get(name).cloned()?;
-    Some(inspect_body(name, &upper, &lower))
+    let (asked, _) = rest.split_once("/json")?;
+    let known = containers.lock().unwrap();
+    let (name, (upper, lower)) = known.iter().find(|(name, _)| name.as_str() == asked || fake_id(name) == asked)?;
+    Some(inspect_body(name, upper, lower))
 }
 
 fn serve(mut stream: UnixStream, mode: &AtomicU8, requests: &Mutex<Vec<String>>, containers: &Known) {
