@@ -405,16 +405,18 @@ mod fake_docker {
             "Containerd": {"Address": containerd, "Namespaces": {"Containers": "moby", "Plugins": "plugins.moby"}},
         })
         .to_string();
+        let id = id.to_string();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (inspect, info) = (inspect.clone(), info.clone());
-                std::thread::spawn(move || handle(stream, &inspect, &info));
+                let (inspect, info, id) = (inspect.clone(), info.clone(), id.clone());
+                std::thread::spawn(move || handle(stream, &inspect, &info, &id));
             }
         });
         Fake { socket, _dir: dir }
     }
 
-    fn handle(stream: UnixStream, inspect: &str, info: &str) {
+    /// Answers the requests of one connection: the container by name or id, as Docker does.
+    fn handle(stream: UnixStream, inspect: &str, info: &str, id: &str) {
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut out = stream;
         loop {
@@ -440,7 +442,7 @@ mod fake_docker {
             let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
             let (status, body) = if path.ends_with("/_ping") {
                 ("200 OK", "OK".to_string())
-            } else if path.contains("/containers/web29/json") {
+            } else if path.contains("/containers/web29/json") || path.contains(&format!("/containers/{id}/json")) {
                 ("200 OK", inspect.to_string())
             } else if path.ends_with("/info") {
                 ("200 OK", info.to_string())
