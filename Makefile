@@ -47,7 +47,8 @@ test: deps
 	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox,postgres,nginx,redis -- $(CARGO) test
 	# The Docker suites again on a dockerd whose storage driver is btrfs.
 	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox,postgres,nginx,redis -- \
-		$(CARGO) test --test docker_oracle --test plan_workloads --test live_docker --test live_nested --test helper_signals --test client --test break_daemon
+		$(CARGO) test --test docker_oracle --test plan_workloads --test live_docker --test live_nested --test helper_signals --test client --test break_daemon \
+		--test watch -- --skip watch_through_containerd
 	$(MAKE) test-c
 	$(MAKE) test-go
 	$(MAKE) test-python

@@ -121,6 +121,20 @@ impl Stop {
         }
     }
 
+    /// Blocks for `pause`, or less when the operation must stop (checked every 50 ms): then its
+    /// error. The blocking counterpart of `sleep`.
+    pub fn pause(&self, pause: Duration) -> Result<()> {
+        let until = Instant::now() + pause;
+        loop {
+            self.check()?;
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+
     /// Runs `work` until it completes or the operation must stop, whichever comes first; in the
     /// second case `work` is dropped, which abandons its request.
     pub(crate) async fn race<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {

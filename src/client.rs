@@ -24,7 +24,7 @@ use futures_util::FutureExt;
 
 use crate::annotate;
 use crate::cancel::{Cancel, Stop};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::evidence;
 use crate::layer::{ChangeSink, Collect, Flow, Layer, ScanOptions, Walkers};
 use crate::live;
@@ -34,6 +34,7 @@ use crate::resolve::containerd::ContainerdResolver;
 use crate::resolve::docker::DockerResolver;
 use crate::resolve::{ClientOptions, Origin, ResolvedContainer, Runtime, Target};
 use crate::verify::{self, Report, VerifyOptions};
+use crate::watch::{Profile, WatchOptions};
 
 /// A handle on rodiff's engines and a container runtime. See the [module docs](self).
 #[derive(Clone)]
@@ -275,6 +276,12 @@ impl Client {
         let scan = ScanOptions { metadata: true, stop: stop.clone(), ..Default::default() };
         self.diff_one(resolved, &scan, &collect)?;
         let changes = self.walkers().install(|| collect.into_sorted());
+        self.plan_changes(resolved, &changes, rules)
+    }
+
+    /// Plans the mounts for `changes` (with metadata, sorted by path) of a resolved container: a
+    /// diff, or the union of a watch ([`Self::watch`]).
+    pub fn plan_changes(&self, resolved: &ResolvedContainer, changes: &[Change], rules: &Rules) -> Result<Plan> {
         let view = resolved.layer.image()?;
         let input = plan::PlanInput {
             container: resolved.name.clone(),
@@ -282,6 +289,55 @@ impl Client {
             mount_destinations: resolved.mount_destinations.clone(),
         };
         plan::plan(&changes, view.as_ref(), &input, rules)
+    }
+
+    /// Watches `target` (see [`crate::watch`]): diffs it with metadata, again every
+    /// `options.interval`, until `options.duration` has passed, the container is no longer
+    /// running (`options.until_exit`), it is removed, or `stop` ends the watch; returns the union
+    /// and the containers as last resolved. A diff under way when the watch ends is left out; an
+    /// error before the first diff is complete is returned.
+    pub fn watch(&self, target: &Target, options: &WatchOptions, stop: &Stop) -> Result<(Profile, Vec<ResolvedContainer>)> {
+        let started = std::time::Instant::now();
+        let mut profile = Profile::default();
+        let mut last = Vec::new();
+        let ends = |e: &Error| matches!(e, Error::Cancelled | Error::Timeout { .. });
+        let gone = |e: &Error| matches!(e.kind(), ErrorKind::ContainerNotFound | ErrorKind::LayerVanished);
+        loop {
+            let diff = self.resolve(target, stop).and_then(|resolved| {
+                let collect = Collect::default();
+                let scan = ScanOptions { metadata: true, stop: stop.clone(), ..Default::default() };
+                self.diff_resolved(&resolved, matches!(target, Target::Pod(_)), &scan, &collect)?;
+                Ok((resolved, self.walkers().install(|| collect.into_sorted())))
+            });
+            match diff {
+                Ok((resolved, changes)) => {
+                    profile.absorb(changes, std::time::SystemTime::now());
+                    last = resolved;
+                }
+                Err(e) if profile.diffs() > 0 && ends(&e) => break,
+                Err(e) if profile.diffs() > 0 && gone(&e) => {
+                    profile.ended = Some("the container was removed".into());
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+            if options.until_exit && last.iter().all(|r| r.processes.init.is_none()) {
+                profile.ended = Some("the container is not running".into());
+                break;
+            }
+            let pause = match options.duration.map(|d| d.saturating_sub(started.elapsed())) {
+                Some(left) if left.is_zero() => {
+                    profile.ended = Some("the duration passed".into());
+                    break;
+                }
+                Some(left) => left.min(options.interval),
+                None => options.interval,
+            };
+            if stop.pause(pause).is_err() {
+                break;
+            }
+        }
+        Ok((profile, last))
     }
 
     /// Proves `plan` by running Docker container `container` again, read-only, with the plan's

@@ -50,6 +50,7 @@ pub mod plan;
 pub mod render;
 pub mod resolve;
 pub mod verify;
+pub mod watch;
 
 pub use cancel::{Cancel, Deadline, Stop};
 pub use client::{Client, Outcome};

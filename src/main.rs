@@ -140,7 +140,24 @@ enum Command {
     /// Prove a plan: run the container again, read-only with the plan's mounts, and probe it (Docker).
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
+    /// Accumulate what a running container writes over time, and print the union at the end.
+    #[command(after_help = WATCH_HELP)]
+    Watch(WatchArgs),
 }
+
+const WATCH_HELP: &str = "\
+Examples:
+  rodiff watch web --duration 600 --format json > writes.json   while the test suite runs
+  rodiff watch job --until-exit --plan                           flags covering everything it wrote
+  rodiff watch web                                               until Ctrl-C (prints, exits 0)
+
+rodiff diffs the container every --interval seconds and keeps the union: each path as last seen,
+and what a later diff no longer shows (a temporary file made and removed) marked
+\"evidence\": \"transient\" in JSON, so that a plan made from it (--plan) gives its directory a
+place to write. Files that live shorter than the interval can be missed.
+
+Exit codes: 0 ok (also when Ctrl-C or SIGTERM ends the watch), 2 usage, 3 runtime unreachable or
+container not found, 4 unsupported storage, 1 any other error.";
 
 const PLAN_HELP: &str = "\
 Examples:
@@ -251,6 +268,31 @@ struct VerifyArgs {
     rules: RuleArgs,
 }
 
+#[derive(Args, Debug)]
+struct WatchArgs {
+    /// Container name, id or unique id prefix. With --pod: the container's name in the pod
+    /// (optional).
+    container: Option<String>,
+    /// Seconds between one diff and the next.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    interval: f64,
+    /// End after this many seconds (with a last diff).
+    #[arg(long, value_name = "SECONDS", conflicts_with = "until_exit")]
+    duration: Option<f64>,
+    /// End when the container is no longer running (with a last diff).
+    #[arg(long)]
+    until_exit: bool,
+    /// Output format of the union, as for `rodiff diff` (sorted by path).
+    #[arg(long, short, value_enum, default_value_t = FormatArg::Docker)]
+    format: FormatArg,
+    /// Print the read-only plan for everything seen instead of the changes (FORMAT as for
+    /// `rodiff plan`: docker, compose, k8s, json).
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "docker")]
+    plan: Option<PlanFormatArg>,
+    #[command(flatten)]
+    rules: RuleArgs,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum FormatArg {
     Docker,
@@ -280,8 +322,13 @@ fn main() -> ExitCode {
             Command::Diff(args) => run.diff(args),
             Command::Plan(args) => run.plan(args),
             Command::Verify(args) => run.verify(args),
+            Command::Watch(args) => run.watch(args),
         }
     });
+    // A signal is how a watch without --duration ends: it printed what it saw.
+    if matches!(cli.command, Command::Watch(_)) && result.is_ok() {
+        return ExitCode::SUCCESS;
+    }
     // A signal cancelled the work, which removed what it made on its way out: end as the signal
     // asked, whatever the work returned.
     let received = signal.load(Ordering::SeqCst);
@@ -330,6 +377,15 @@ fn cancel_on_signals(cancel: Cancel) -> &'static AtomicI32 {
     &RECEIVED
 }
 
+fn plan_format(format: PlanFormatArg) -> PlanFormat {
+    match format {
+        PlanFormatArg::Docker => PlanFormat::Docker,
+        PlanFormatArg::Compose => PlanFormat::Compose,
+        PlanFormatArg::K8s => PlanFormat::K8s,
+        PlanFormatArg::Json => PlanFormat::Json,
+    }
+}
+
 /// Exit status for an error, per the interface contract ([`rodiff::ErrorKind::exit_code`]).
 fn exit_code(err: &anyhow::Error) -> u8 {
     err.downcast_ref::<Error>().map_or(1, |e| e.kind().exit_code())
@@ -369,6 +425,55 @@ impl Run<'_> {
         .map_err(|e| anyhow::Error::new(e).context(target.to_string()))
     }
 
+    fn watch(&self, args: &WatchArgs) -> anyhow::Result<()> {
+        let seconds = |value: f64, what: &str| {
+            if value.is_finite() && value >= 0.0 {
+                return Duration::from_secs_f64(value);
+            }
+            use clap::CommandFactory;
+            Cli::command().error(clap::error::ErrorKind::ValueValidation, format!("{what} takes a number of seconds")).exit()
+        };
+        let options = rodiff::watch::WatchOptions {
+            interval: seconds(args.interval, "--interval"),
+            duration: args.duration.map(|d| seconds(d, "--duration")),
+            until_exit: args.until_exit,
+        };
+        let target = self.args.target(args.container.as_deref());
+        let until = match (options.duration, options.until_exit) {
+            (Some(d), _) => format!("for {} s", d.as_secs_f64()),
+            (None, true) => "until it exits (or Ctrl-C)".into(),
+            (None, false) => "until Ctrl-C".into(),
+        };
+        eprintln!("rodiff: watching {target} every {} s {until}", options.interval.as_secs_f64());
+        let context = |e: Error| anyhow::Error::new(e).context(target.to_string());
+        let (profile, resolved) = self.client.watch(&target, &options, &self.stop).map_err(context)?;
+        let changes = profile.changes();
+        eprintln!(
+            "rodiff: {} diffs of {target}{}: {} paths, {} of them transient",
+            profile.diffs(),
+            profile.ended.as_deref().map(|why| format!(" ({why})")).unwrap_or_default(),
+            changes.len(),
+            changes.iter().filter(|c| c.evidence == Some(rodiff::Evidence::Transient)).count()
+        );
+        let mut out = io::BufWriter::new(io::stdout());
+        match args.plan {
+            None => render::write_all(&mut out, Format::from(args.format), &changes).map_err(|e| Error::io("<stdout>", e))?,
+            Some(format) => {
+                let rules = args.rules.rules();
+                let plans = resolved
+                    .iter()
+                    .map(|r| {
+                        let own: Vec<_> = changes.iter().filter(|c| c.container.is_none() || c.container.as_deref() == Some(r.name.as_str())).cloned().collect();
+                        self.client.plan_changes(r, &own, &rules).map_err(|e| anyhow::Error::new(e).context(format!("container {}", r.name)))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                out.write_all(rodiff::plan::render::render(&plans, plan_format(format))?.as_bytes()).map_err(|e| Error::io("<stdout>", e))?;
+            }
+        }
+        out.flush().map_err(|e| Error::io("<stdout>", e))?;
+        Ok(())
+    }
+
     fn plan(&self, args: &PlanArgs) -> anyhow::Result<()> {
         let target = self.args.target(args.container.as_deref());
         let rules = args.rules.rules();
@@ -377,13 +482,7 @@ impl Run<'_> {
             .iter()
             .map(|r| self.client.plan_resolved(r, &rules, &self.stop).map_err(|e| anyhow::Error::new(e).context(format!("container {}", r.name))))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let format = match args.format {
-            PlanFormatArg::Docker => PlanFormat::Docker,
-            PlanFormatArg::Compose => PlanFormat::Compose,
-            PlanFormatArg::K8s => PlanFormat::K8s,
-            PlanFormatArg::Json => PlanFormat::Json,
-        };
-        let text = rodiff::plan::render::render(&plans, format)?;
+        let text = rodiff::plan::render::render(&plans, plan_format(args.format))?;
         for plan in &plans {
             for u in &plan.uncovered {
                 eprintln!("rodiff: container {}: {}: {}", plan.container, u.path.display(), u.reason);

@@ -206,6 +206,9 @@ pub enum Evidence {
     /// A process of the running container holds a file open in this directory that has no name
     /// any more (an `O_TMPFILE` file, or one it created and unlinked): see [`crate::live`].
     OpenDeleted,
+    /// Written while the container was watched ([`crate::watch`]) and gone by the end of the
+    /// watch: a temporary file made and removed, a change undone. Its directory was written.
+    Transient,
 }
 
 impl Evidence {
@@ -213,6 +216,7 @@ impl Evidence {
     pub fn name(self) -> &'static str {
         match self {
             Evidence::OpenDeleted => "open-deleted",
+            Evidence::Transient => "transient",
         }
     }
 }
