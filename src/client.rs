@@ -115,6 +115,19 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// What [`Client::watch`] saw.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Watched {
+    /// The union of the diffs.
+    pub profile: Profile,
+    /// The containers as last resolved (one, or a pod's), to plan for.
+    pub containers: Vec<ResolvedContainer>,
+    /// The error that ended the watch after some diffs were complete: the profile holds what
+    /// was seen until then, but the watch did not run its course.
+    pub failed: Option<Error>,
+}
+
 /// How a streaming diff ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -293,10 +306,11 @@ impl Client {
 
     /// Watches `target` (see [`crate::watch`]): diffs it with metadata, again every
     /// `options.interval`, until `options.duration` has passed, the container is no longer
-    /// running (`options.until_exit`), it is removed, or `stop` ends the watch; returns the union
-    /// and the containers as last resolved. A diff under way when the watch ends is left out; an
-    /// error before the first diff is complete is returned.
-    pub fn watch(&self, target: &Target, options: &WatchOptions, stop: &Stop) -> Result<(Profile, Vec<ResolvedContainer>)> {
+    /// running (`options.until_exit`), it is removed, or `stop` ends the watch. A diff under way
+    /// when the watch ends is left out. An error before the first complete diff is returned; a
+    /// later one (the runtime went away) ends the watch with what was seen, and the error in
+    /// [`Watched::failed`].
+    pub fn watch(&self, target: &Target, options: &WatchOptions, stop: &Stop) -> Result<Watched> {
         let started = std::time::Instant::now();
         let mut profile = Profile::default();
         let mut last = Vec::new();
@@ -319,6 +333,10 @@ impl Client {
                     profile.ended = Some("the container was removed".into());
                     break;
                 }
+                Err(e) if profile.diffs() > 0 => {
+                    profile.ended = Some("a diff failed".into());
+                    return Ok(Watched { profile, containers: last, failed: Some(e) });
+                }
                 Err(e) => return Err(e),
             }
             if options.until_exit && last.iter().all(|r| r.processes.init.is_none()) {
@@ -337,7 +355,7 @@ impl Client {
                 break;
             }
         }
-        Ok((profile, last))
+        Ok(Watched { profile, containers: last, failed: None })
     }
 
     /// Proves `plan` by running Docker container `container` again, read-only, with the plan's

@@ -53,7 +53,7 @@ pub mod verify;
 pub mod watch;
 
 pub use cancel::{Cancel, Deadline, Stop};
-pub use client::{Client, Outcome};
+pub use client::{Client, Outcome, Watched};
 pub use error::{Error, ErrorKind, Result};
 pub use fs::raise_fd_limit;
 pub use layer::{ChangeSink, Collect, Flow, Layer, ScanOptions, Walkers};

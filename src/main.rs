@@ -446,7 +446,8 @@ impl Run<'_> {
         };
         eprintln!("rodiff: watching {target} every {} s {until}", options.interval.as_secs_f64());
         let context = |e: Error| anyhow::Error::new(e).context(target.to_string());
-        let (profile, resolved) = self.client.watch(&target, &options, &self.stop).map_err(context)?;
+        let watched = self.client.watch(&target, &options, &self.stop).map_err(context)?;
+        let (profile, resolved) = (&watched.profile, &watched.containers);
         let changes = profile.changes();
         eprintln!(
             "rodiff: {} diffs of {target}{}: {} paths, {} of them transient",
@@ -471,7 +472,8 @@ impl Run<'_> {
             }
         }
         out.flush().map_err(|e| Error::io("<stdout>", e))?;
-        Ok(())
+        // What was seen is printed; the watch still did not run its course.
+        watched.failed.map_or(Ok(()), |e| Err(context(e)))
     }
 
     fn plan(&self, args: &PlanArgs) -> anyhow::Result<()> {

@@ -570,3 +570,39 @@ fn new_error_kinds_codes() {
     assert_eq!(ErrorKind::Stopped.code(), 15);
     assert_eq!(Error::Timeout { after: Duration::from_secs(1) }.kind().exit_code(), 1);
 }
+
+/// A watch whose runtime stops answering after some diffs: it ends with what it saw and the
+/// runtime's error, instead of losing the union; one that never got a diff returns the error.
+#[test]
+fn a_watch_keeps_what_it_saw_when_the_runtime_goes_away() {
+    let sockets = tempfile::tempdir().unwrap();
+    let fake = FakeDocker::start(&sockets.path().join("d.sock"), ANSWER);
+    let dir = tree(3, 2);
+    fake.add("web", dir.path());
+    let client = client_at(&fake.endpoint(), 2, Duration::from_millis(500));
+    let options = rodiff::watch::WatchOptions { interval: Duration::from_millis(50), ..Default::default() };
+    let watching = {
+        let (client, options) = (client.clone(), options.clone());
+        std::thread::spawn(move || client.watch(&Target::from("web"), &options, &Stop::default()))
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    fake.set(SILENT);
+    let watched = within(Duration::from_secs(20), move || watching.join().unwrap()).expect("the watch ends").unwrap();
+    assert!(watched.profile.diffs() >= 2, "{}", watched.profile.diffs());
+    assert_eq!(watched.profile.changes(), client_changes_of(dir.path()));
+    let failed = watched.failed.expect("the error that ended it");
+    assert_eq!(failed.kind(), ErrorKind::RuntimeUnavailable, "{failed}");
+    assert_eq!(watched.containers.len(), 1);
+    // Silent from the start: the error itself.
+    let err = client.watch(&Target::from("web"), &options, &Stop::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RuntimeUnavailable, "{err}");
+}
+
+/// The diff of the plain tree, as the client gives it without a runtime.
+fn client_changes_of(root: &std::path::Path) -> Vec<Change> {
+    let client = Client::new(ClientOptions::default()).unwrap();
+    let collect = Collect::default();
+    let scan = ScanOptions { metadata: true, ..Default::default() };
+    client.diff_resolved(&[common::plain::resolved(root, "web")], false, &scan, &collect).unwrap();
+    collect.into_sorted()
+}
