@@ -194,6 +194,7 @@ printed) or any other error, 2 usage, 3 runtime unreachable or container not fou
 struct DiffArgs {
     /// Container name, id or unique id prefix; running or stopped. With --pod: the container's
     /// name in the pod (optional).
+    #[arg(value_parser = container_name)]
     container: Option<String>,
     /// Output format: `docker` prints `A|C|D /path` lines exactly like `docker diff` (streamed in
     /// walk order, as docker does; names a line cannot carry escaped as \n, \xff); `json` an array
@@ -207,6 +208,7 @@ struct DiffArgs {
 struct PlanArgs {
     /// Container name, id or unique id prefix; running or stopped. With --pod: the container's
     /// name in the pod (optional; a patch for every container otherwise).
+    #[arg(value_parser = container_name)]
     container: Option<String>,
     /// Output format: `docker` one shell-quoted line of flags to add to `docker run`; `compose` a
     /// service fragment; `k8s` a strategic-merge patch for the pod template; `json` the plan with
@@ -254,6 +256,7 @@ enum PlanFormatArg {
 #[derive(Args, Debug)]
 struct VerifyArgs {
     /// Container name, id or unique id prefix (Docker); running or stopped.
+    #[arg(value_parser = container_name)]
     container: String,
     /// A shell command run in the new container after the wait (`sh -c PROBE`); exit 0 passes.
     #[arg(long, value_name = "CMD")]
@@ -272,6 +275,7 @@ struct VerifyArgs {
 struct WatchArgs {
     /// Container name, id or unique id prefix. With --pod: the container's name in the pod
     /// (optional).
+    #[arg(value_parser = container_name)]
     container: Option<String>,
     /// Seconds between one diff and the next.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
@@ -375,6 +379,14 @@ fn cancel_on_signals(cancel: Cancel) -> &'static AtomicI32 {
         });
     }
     &RECEIVED
+}
+
+/// A container argument: any non-empty text (the runtime says whether it names a container).
+fn container_name(name: &str) -> Result<String, String> {
+    match name.is_empty() {
+        true => Err("the container name is empty: give a name, an id or an id prefix".into()),
+        false => Ok(name.to_string()),
+    }
 }
 
 fn plan_format(format: PlanFormatArg) -> PlanFormat {
