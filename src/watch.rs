@@ -6,7 +6,7 @@
 //! stays in the profile as it was last seen, marked [`Evidence::Transient`], so that the plan made
 //! from the profile gives its directory a place to write.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -55,17 +55,17 @@ impl Profile {
     /// Adds one complete diff, taken at `at`.
     pub fn absorb(&mut self, changes: Vec<Change>, at: SystemTime) {
         self.diffs += 1;
+        let diff = self.diffs;
         for change in changes {
-            let key = (change.container.clone(), change.path.clone());
-            let diff = self.diffs;
-            self.seen
-                .entry(key)
-                .and_modify(|s| {
-                    s.last_seen = at;
-                    s.last_diff = diff;
-                    s.change = change.clone();
-                })
-                .or_insert(Seen { change, first_seen: at, last_seen: at, last_diff: diff });
+            match self.seen.entry((change.container.clone(), change.path.clone())) {
+                Entry::Occupied(mut seen) => {
+                    let seen = seen.get_mut();
+                    (seen.change, seen.last_seen, seen.last_diff) = (change, at, diff);
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(Seen { change, first_seen: at, last_seen: at, last_diff: diff });
+                }
+            }
         }
     }
 

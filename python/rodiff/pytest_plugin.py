@@ -724,8 +724,14 @@ def _marker_options(mark: pytest.Mark) -> dict[str, Any]:
 
 
 def _container_like(value: Any) -> bool:
-    """Whether a fixture's value names a container: a name or id, or a container object."""
-    return isinstance(value, str) or hasattr(value, "id") or hasattr(value, "get_wrapped_container")
+    """Whether a fixture's value names a container, as `rodiff.container_ref` takes them."""
+    try:
+        rodiff.container_ref(value)
+    except TypeError:
+        return False
+    except ValueError:
+        return True  # a container not started yet: its own error comes at the check
+    return True
 
 
 def _resolve(request: pytest.FixtureRequest, container: Any) -> tuple[Any, Optional[str]]:
