@@ -32,6 +32,7 @@ use crate::model::Change;
 use crate::plan::{self, Plan, Rules};
 use crate::resolve::containerd::ContainerdResolver;
 use crate::resolve::docker::DockerResolver;
+use crate::resolve::inventory::{ListedContainer, RuntimeEvent};
 use crate::resolve::{ClientOptions, Origin, ResolvedContainer, Runtime, Target};
 use crate::verify::{self, Report, VerifyOptions};
 use crate::watch::{Profile, WatchOptions};
@@ -40,6 +41,8 @@ use crate::watch::{Profile, WatchOptions};
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// The containerd namespace this handle looks in, when not the options' ([`Client::in_namespace`]).
+    namespace: Option<Arc<str>>,
 }
 
 struct Inner {
@@ -98,6 +101,7 @@ impl ChangeSink for Latch<'_> {
 }
 
 /// Cancels an async operation's own token when its future is dropped (abandoned by its caller).
+#[derive(Debug)]
 struct CancelOnDrop(Cancel);
 
 impl CancelOnDrop {
@@ -126,6 +130,25 @@ pub struct Watched {
     /// The error that ended the watch after some diffs were complete: the profile holds what
     /// was seen until then, but the watch did not run its course.
     pub failed: Option<Error>,
+}
+
+/// A runtime's container events, as [`Client::events`] follows them. Dropping it stops following.
+#[derive(Debug)]
+pub struct Events {
+    events: tokio::sync::mpsc::Receiver<Result<RuntimeEvent>>,
+    _stop: CancelOnDrop,
+}
+
+impl Events {
+    /// The next event; an error when the connection failed (the last item); `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<RuntimeEvent>> {
+        self.events.recv().await
+    }
+
+    /// [`Self::next`], blocking the calling thread (not from async code).
+    pub fn blocking_next(&mut self) -> Option<Result<RuntimeEvent>> {
+        self.events.blocking_recv()
+    }
 }
 
 /// How a streaming diff ended.
@@ -157,12 +180,29 @@ impl Client {
             docker: tokio::sync::OnceCell::new(),
             containerd: tokio::sync::OnceCell::new(),
         };
-        Ok(Client { inner: Arc::new(inner) })
+        Ok(Client { inner: Arc::new(inner), namespace: None })
     }
 
     /// The options the client was made with.
     pub fn options(&self) -> &ClientOptions {
         &self.inner.options
+    }
+
+    /// The same client (connections, I/O thread, walker pool), looking for containerd containers
+    /// and pods in `namespace` instead of the options' namespace: one client serves every
+    /// namespace of a node.
+    pub fn in_namespace(&self, namespace: &str) -> Client {
+        Client { inner: self.inner.clone(), namespace: Some(namespace.into()) }
+    }
+
+    /// The containerd namespace a container reference is looked for in.
+    pub fn namespace(&self) -> String {
+        self.namespace.as_deref().map_or_else(|| self.options().containerd_namespace(), str::to_string)
+    }
+
+    /// The containerd namespace a pod is looked for in.
+    fn pod_namespace(&self) -> String {
+        self.namespace.as_deref().map_or_else(|| self.options().pod_namespace(), str::to_string)
     }
 
     /// The walker pool all of this client's scans share.
@@ -193,6 +233,14 @@ impl Client {
     pub fn changes_with(&self, target: &Target, scan: &ScanOptions) -> Result<Vec<Change>> {
         let collect = Collect::default();
         self.diff_into(target, scan, &collect)?;
+        Ok(self.walkers().install(|| collect.into_sorted()))
+    }
+
+    /// The changes of containers already resolved, sorted by path ([`Client::diff_resolved`]
+    /// into a list; changes are tagged with their container when `tag`).
+    pub fn changes_resolved(&self, resolved: &[ResolvedContainer], tag: bool, scan: &ScanOptions) -> Result<Vec<Change>> {
+        let collect = Collect::default();
+        self.diff_resolved(resolved, tag, scan, &collect)?;
         Ok(self.walkers().install(|| collect.into_sorted()))
     }
 
@@ -377,6 +425,66 @@ impl Client {
         })
     }
 
+    // ---- what the runtime holds ----
+
+    /// containerd's namespaces, sorted (Docker has none: an empty list).
+    pub fn namespaces(&self, stop: &Stop) -> Result<Vec<String>> {
+        let (client, stop) = (self.clone(), stop.clone());
+        self.block(async move {
+            match client.options().runtime {
+                Runtime::Docker => Ok(Vec::new()),
+                Runtime::Containerd => stop.race(async { client.containerd(&stop).await?.namespaces().await }).await,
+            }
+        })
+    }
+
+    /// The runtime's containers, running or not: Docker's, or those of this client's containerd
+    /// namespace ([`Self::namespace`]); pods' sandbox (pause) containers and containers being
+    /// removed are left out.
+    pub fn containers(&self, stop: &Stop) -> Result<Vec<ListedContainer>> {
+        let (client, stop) = (self.clone(), stop.clone());
+        self.block(async move {
+            stop.race(async {
+                match client.options().runtime {
+                    Runtime::Docker => client.docker(&stop).await?.list().await,
+                    Runtime::Containerd => client.containerd(&stop).await?.in_namespace(&client.namespace())?.list_all().await,
+                }
+            })
+            .await
+        })
+    }
+
+    /// Follows the runtime's container events (Docker's `/events`; containerd's in every
+    /// namespace) from now until `stop`, or until the connection fails or ends: then the stream
+    /// yields that error ([`Error::RuntimeUnavailable`]) and ends. Subscribe again to reconnect
+    /// (events in between are lost: list the containers again after reconnecting).
+    pub fn events(&self, stop: &Stop) -> Events {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let cancel = stop.cancel.child();
+        let stop = Stop { cancel: cancel.clone(), ..stop.clone() };
+        let client = self.clone();
+        self.io().spawn(async move {
+            let follow = async {
+                let mut stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<RuntimeEvent>> + Send>> = match client.options().runtime {
+                    Runtime::Docker => Box::pin(client.docker(&stop).await?.events()),
+                    Runtime::Containerd => Box::pin(client.containerd(&stop).await?.events().await?),
+                };
+                while let Some(event) = futures_util::StreamExt::next(&mut stream).await {
+                    if tx.send(event).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            };
+            if let Err(e) = stop.race(follow).await {
+                if !matches!(e, Error::Cancelled | Error::Timeout { .. }) {
+                    let _ = tx.send(Err(e)).await;
+                }
+            }
+        });
+        Events { events: rx, _stop: CancelOnDrop(cancel) }
+    }
+
     // ---- async ----
     //
     // Dropping one of these futures cancels its operation (a child of the caller's token), so
@@ -461,12 +569,12 @@ impl Client {
         stop.race(async {
             match (target, self.options().runtime) {
                 (Target::Pod(pod), _) => {
-                    let namespace = self.options().pod_namespace();
+                    let namespace = self.pod_namespace();
                     self.containerd(stop).await?.in_namespace(&namespace)?.resolve_pod(pod).await
                 }
                 (Target::Container(c), Runtime::Docker) => Ok(vec![self.docker(stop).await?.resolve(c).await?]),
                 (Target::Container(c), Runtime::Containerd) => {
-                    let namespace = self.options().containerd_namespace();
+                    let namespace = self.namespace();
                     Ok(vec![self.containerd(stop).await?.in_namespace(&namespace)?.resolve(c).await?])
                 }
             }

@@ -53,10 +53,11 @@ pub mod verify;
 pub mod watch;
 
 pub use cancel::{Cancel, Deadline, Stop};
-pub use client::{Client, Outcome, Watched};
+pub use client::{Client, Events, Outcome, Watched};
 pub use error::{Error, ErrorKind, Result};
 pub use fs::raise_fd_limit;
 pub use layer::{ChangeSink, Collect, Flow, Layer, ScanOptions, Walkers};
 pub use model::{Change, ChangeKind, Evidence, FileType, Metadata};
 pub use plan::{Plan, PlannedMount, Rules};
+pub use resolve::inventory::{ListedContainer, RuntimeEvent};
 pub use resolve::{ClientOptions, Origin, PodSelector, Processes, ResolvedContainer, Runtime, Target};

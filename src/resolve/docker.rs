@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerInspectResponse, ContainerState, ContainerStateStatusEnum};
-use bollard::query_parameters::InspectContainerOptions;
+use bollard::models::ContainerSummaryStateEnum;
+use bollard::query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions};
+use futures_util::{Stream, StreamExt};
 use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 
-use super::{cgroup, ClientOptions, Origin, Processes, ResolvedContainer};
+use super::inventory::{ListedContainer, RuntimeEvent};
+use super::{cgroup, ClientOptions, Runtime, Origin, Processes, ResolvedContainer};
 use crate::error::{Error, Result};
 use crate::layer::{BtrfsLayer, Layer, OverlayLayer, XattrNamespace};
 
@@ -100,6 +103,54 @@ impl DockerResolver {
             Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
             Err(e) => Err(self.unavailable(e)),
         }
+    }
+
+    /// Every container the daemon has, running or not, but those being removed and pods'
+    /// sandbox containers (cri-dockerd).
+    pub async fn list(&self) -> Result<Vec<ListedContainer>> {
+        let options = ListContainersOptions { all: true, ..Default::default() };
+        let summaries = self.request(self.docker.list_containers(Some(options))).await.map_err(|e| self.unavailable(e))?;
+        let gone = |s: &Option<ContainerSummaryStateEnum>| matches!(s, Some(ContainerSummaryStateEnum::REMOVING | ContainerSummaryStateEnum::DEAD));
+        let listed = summaries.into_iter().filter(|s| !gone(&s.state)).filter_map(|s| {
+            let labels = s.labels.unwrap_or_default();
+            let id = s.id.filter(|id| !id.is_empty())?;
+            if ListedContainer::is_sandbox(&labels) {
+                return None;
+            }
+            let name = s.names.into_iter().flatten().next().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_else(|| id.clone());
+            let mut listed = ListedContainer::new(Runtime::Docker, None, id, name).with_labels(&labels);
+            listed.image = s.image.filter(|i| !i.is_empty());
+            listed.running = Some(matches!(s.state, Some(ContainerSummaryStateEnum::RUNNING)));
+            Some(listed)
+        });
+        Ok(listed.collect())
+    }
+
+    /// The daemon's container events from now on (`/events`, type `container`), until the
+    /// connection ends; a connection that fails or breaks yields one
+    /// [`Error::RuntimeUnavailable`] and ends the stream.
+    pub fn events(&self) -> impl Stream<Item = Result<RuntimeEvent>> + Send + 'static {
+        let filters = HashMap::from([("type".to_string(), vec!["container".to_string()])]);
+        let options = EventsOptions { filters: Some(filters), ..Default::default() };
+        let endpoint = self.endpoint.clone();
+        self.docker.events(Some(options)).scan(false, move |failed, item| {
+            if *failed {
+                return std::future::ready(None);
+            }
+            std::future::ready(Some(match item {
+                Ok(message) => Ok(RuntimeEvent {
+                    runtime: Runtime::Docker,
+                    namespace: None,
+                    container: message.actor.and_then(|a| a.id).filter(|id| !id.is_empty()),
+                    action: message.action.unwrap_or_default(),
+                }),
+                Err(e) => {
+                    *failed = true;
+                    Err(unavailable(&endpoint, format!("the event stream ended: {e}")))
+                }
+            }))
+        })
+        .filter(|event| std::future::ready(!matches!(event, Ok(e) if e.action.is_empty())))
     }
 
     /// Finds a container by name, id or id prefix (running or stopped) and locates its layer.

@@ -4,6 +4,7 @@
 pub mod cgroup;
 pub mod containerd;
 pub mod docker;
+pub mod inventory;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,7 +29,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const KUBERNETES_NAMESPACE: &str = "k8s.io";
 
 /// Which container runtime to ask.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Runtime {
     /// The Docker Engine API.
     #[default]
@@ -254,6 +256,22 @@ impl Target {
             pod.container = Some(c.to_string());
         }
         Target::Pod(pod)
+    }
+}
+
+impl Runtime {
+    /// Its name in messages and JSON: `docker`, `containerd`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Docker => "docker",
+            Runtime::Containerd => "containerd",
+        }
+    }
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -18,6 +18,9 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::events_client::EventsClient;
+use containerd_client::services::v1::namespaces_client::NamespacesClient;
+use containerd_client::services::v1::{ListNamespacesRequest, SubscribeRequest};
 use containerd_client::services::v1::introspection_client::IntrospectionClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::snapshots::{MountsRequest, StatSnapshotRequest};
@@ -28,7 +31,10 @@ use containerd_client::tonic::metadata::MetadataValue;
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request, Status};
 
-use super::{ClientOptions, Origin, PodSelector, Processes, ResolvedContainer};
+use futures_util::{Stream, StreamExt};
+
+use super::inventory::{ListedContainer, RuntimeEvent};
+use super::{ClientOptions, Origin, Runtime, PodSelector, Processes, ResolvedContainer};
 use crate::error::{Error, Result};
 use crate::layer::{BtrfsLayer, Layer, OverlayLayer};
 use mounts::SnapshotFiles;
@@ -126,6 +132,56 @@ impl ContainerdResolver {
             resolved.push(self.resolve_record(&id, c).await?);
         }
         Ok(resolved)
+    }
+
+    /// The namespaces containerd has, sorted.
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        let mut client = NamespacesClient::new(self.channel.clone());
+        let response = self.call("<namespaces>", client.list(Request::new(ListNamespacesRequest::default()))).await?;
+        let mut names: Vec<String> = response.namespaces.into_iter().map(|n| n.name).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The containers of this namespace, but pods' sandbox (pause) containers. Whether they
+    /// run is left unknown (it takes one call per container; resolving tells).
+    pub async fn list_all(&self) -> Result<Vec<ListedContainer>> {
+        let mut client = ContainersClient::new(self.channel.clone());
+        let records = self.call("<containers>", client.list(self.request(ListContainersRequest::default()))).await?.containers;
+        let listed = records.into_iter().filter(|c| !ListedContainer::is_sandbox(&c.labels)).map(|c| {
+            let name = record::display_name(&c.labels, &c.id).to_string();
+            let mut listed = ListedContainer::new(Runtime::Containerd, Some(self.namespace.clone()), c.id.clone(), name).with_labels(&c.labels);
+            listed.image = Some(c.image).filter(|i| !i.is_empty());
+            listed
+        });
+        Ok(listed.collect())
+    }
+
+    /// containerd's container and task events, in every namespace, from now on (`Subscribe`),
+    /// until the connection ends; a subscription that fails or breaks yields one
+    /// [`Error::RuntimeUnavailable`] and ends the stream.
+    pub async fn events(&self) -> Result<impl Stream<Item = Result<RuntimeEvent>> + Send + 'static> {
+        let mut client = EventsClient::new(self.channel.clone());
+        let filters = vec![r#"topic~="^/containers/""#.to_string(), r#"topic~="^/tasks/""#.to_string()];
+        let stream = self.call("<events>", client.subscribe(Request::new(SubscribeRequest { filters }))).await?;
+        let socket = self.socket.clone();
+        Ok(stream.scan(false, move |failed, item| {
+            if *failed {
+                return std::future::ready(None);
+            }
+            std::future::ready(Some(match item {
+                Ok(envelope) => Ok(RuntimeEvent {
+                    runtime: Runtime::Containerd,
+                    namespace: Some(envelope.namespace),
+                    container: envelope.event.and_then(|any| event_subject(&any.value)),
+                    action: envelope.topic,
+                }),
+                Err(status) => {
+                    *failed = true;
+                    Err(Error::RuntimeUnavailable { runtime: "containerd", endpoint: socket.clone(), cause: format!("the event stream ended: {}", status_text(&status)) })
+                }
+            }))
+        }))
     }
 
     /// The layer of the active snapshot `key` of `snapshotter`, for `container` (named in
@@ -311,6 +367,18 @@ impl ContainerdResolver {
     fn unavailable(&self, cause: String) -> Error {
         Error::RuntimeUnavailable { runtime: "containerd", endpoint: self.socket.clone(), cause }
     }
+}
+
+/// The container a container or task event is about: each of them (`ContainerCreate`,
+/// `ContainerDelete`, `TaskStart`, `TaskExit`, …) carries its container's id as field 1.
+fn event_subject(payload: &[u8]) -> Option<String> {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Subject {
+        #[prost(string, tag = "1")]
+        id: String,
+    }
+    let subject = <Subject as prost::Message>::decode(payload).ok()?;
+    Some(subject.id).filter(|id| !id.is_empty())
 }
 
 /// The btrfs layer of active subvolume `subvolid` under the snapshotter `root`: the subvolume is
