@@ -21,9 +21,14 @@ attribute) and holds an O_TMPFILE file open. Then:
  1. the CLI in the manifest's confinement (same image, user, capabilities, mounts and global
     arguments; `diff` instead of `agent`) gives what `rodiff diff --format json` gives outside;
  2. the agent with the manifest's arguments: the readiness probe becomes 200, the liveness probe
-    is 200, /v1/containers lists the container, its /v1/containers/{id}/diff?format=json equals
-    the CLI's diff run outside, /metrics (the scrape annotations' port and path) is Prometheus
-    text with rodiff_ names, and the state directory holds rodiff.db.
+    is 200, /v1/containers lists the container, scanned without error, its
+    /v1/containers/{id}/diff?format=json equals the CLI's diff run outside, its profile has every
+    path of that diff, its k8s plan is served, /metrics (the scrape annotations' port and path) is
+    Prometheus text of rodiff_ samples, its log names no denied operation (EACCES, EPERM, EROFS),
+    and the state directory holds rodiff.db;
+ 3. restarted (same mounts, as the kubelet restarts a container), it is ready again and has the
+    container's profile back from the state directory (same first_seen).
+Set RODIFF_AGENT_LOG=1 to see the agent's log; RODIFF_MANIFEST to test another manifest.
 Exit status 0 when all hold; each failure is printed with what was expected and what came.
 """
 
@@ -350,6 +355,9 @@ def main():
         log(f"agent's log:\n{r.stdout}{r.stderr}")
         raise
     finally:
+        if os.environ.get("RODIFF_AGENT_LOG"):
+            r = run(["docker", "logs", agent], check=False)
+            log(f"agent log:\n{r.stdout}{r.stderr}")
         run(["docker", "rm", "-f", agent], check=False)
         run(ctr + ["tasks", "rm", "-f", cid], check=False)
         run(ctr + ["containers", "rm", cid], check=False)
@@ -378,14 +386,22 @@ def check_agent(agent, container, ds, ns, cid, expected, state_dir):
         fail(f"liveness probe {live['httpGet']['path']}: {code} {body}")
     log("2. readiness and liveness probes: 200")
 
-    def listed():
+    def entry():
         code, body = get("/v1/containers", port)
         if code != 200:
-            return False, (code, body)
-        return cid in body, body[:2000]
+            return None, (code, body[:2000])
+        found = [c for c in json.loads(body)["containers"] if c["id"] == cid]
+        return (found[0] if found else None), body[:2000]
 
-    wait_for(f"/v1/containers listing {cid}", AGENT_WAIT, listed)
-    log(f"   /v1/containers lists {cid}")
+    def scanned():
+        e, body = entry()
+        return e is not None and e["last_scan"] is not None, e or body
+
+    # Listed, and scanned by the agent's own interval scans, without an error.
+    e = wait_for(f"/v1/containers listing {cid}, scanned", AGENT_WAIT, scanned)
+    if e["last_error"] is not None or e["namespace"] != ns:
+        fail(f"/v1/containers: {e}")
+    log(f"   /v1/containers lists {cid} (namespace {e['namespace']}), scanned without error")
 
     def same_diff():
         code, body = get(f"/v1/containers/{cid}/diff?format=json", port)
@@ -409,9 +425,36 @@ def check_agent(agent, container, ds, ns, cid, expected, state_dir):
         fail(f"/metrics: {code}, samples not all rodiff_*: {body[:2000]}")
     log(f"   {notes.get('prometheus.io/path')} on the annotated port: {len(samples)} rodiff_ samples")
 
+    code, body = get(f"/v1/containers/{cid}/profile", port)
+    missing = code == 200 and {json.dumps(c["path"]) for c in expected} - {json.dumps(c["path"]) for c in json.loads(body)}
+    if code != 200 or missing:
+        fail(f"/v1/containers/{cid}/profile: {code}, without {missing}: {body[:2000]}")
+    code, body = get(f"/v1/containers/{cid}/plan?format=k8s", port)
+    if code != 200:
+        fail(f"/v1/containers/{cid}/plan?format=k8s: {code} {body[:2000]}")
+    log("   its profile has every path of the diff; its k8s plan: 200")
+
+    # The confinement denied the agent nothing: no EACCES, EPERM or EROFS in its log.
+    logs = run(["docker", "logs", agent])
+    text = logs.stdout + logs.stderr
+    for denied in ("Permission denied", "Operation not permitted", "Read-only file system"):
+        if denied in text:
+            fail(f"the agent's log says {denied!r}:\n{text[-4000:]}")
+    log(f"   its log names no denied operation")
+
     if not (Path(state_dir) / "rodiff.db").exists():
         fail(f"no rodiff.db in the state directory: {os.listdir(state_dir)}")
     log(f"   state directory: {sorted(os.listdir(state_dir))}")
+
+    # The container restarts (as the kubelet restarts it, same mounts): the profile is restored
+    # from the state directory, first seen when it was first seen.
+    before = entry()[0]
+    run(["docker", "restart", "-t", "10", agent])
+    wait_for("readiness probe 200 after a restart", 60, lambda: (lambda r: (r[0] == 200, r))(get(ready)))
+    after = wait_for(f"{cid} listed after a restart", AGENT_WAIT, lambda: (lambda e: (e[0] is not None, e[0] or e[1]))(entry()))
+    if after["first_seen"] != before["first_seen"] or after["diffs"] < before["diffs"]:
+        fail(f"the profile was not restored from the state directory: before {before}, after {after}")
+    log(f"3. after a restart: ready, {cid} restored (first seen {after['first_seen']}, {after['diffs']} diffs)")
 
 
 if __name__ == "__main__":
