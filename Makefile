@@ -108,8 +108,10 @@ deploy-venv: deps
 # strictly (an unknown field is an error), once the validator has been seen to reject a copy of
 # each manifest whose first metadata.name is misspelt; then the agent run as the DaemonSet runs
 # it, as a container of a sandbox's dockerd, against its containerd
-# (deploy/test/agent_in_sandbox.py; `make build` makes the binary its image holds).
-test-deploy: build deploy-venv
+# (deploy/test/agent_in_sandbox.py; its image holds the debug binary `cargo build` makes, as
+# the other suites use it, rather than a release build of its own).
+test-deploy: deploy-venv
+	$(CARGO) build
 	@for f in deploy/*.yaml; do \
 		sed '0,/^  name:/s//  nmae:/' "$$f" >target/deploy-misspelt.yaml; \
 		if $(DEPLOY_VENV)/bin/kubernetes-validate --quiet --no-warn -k $(KUBERNETES_VERSION) --strict \
@@ -118,7 +120,8 @@ test-deploy: build deploy-venv
 		fi; \
 	done
 	$(DEPLOY_VENV)/bin/kubernetes-validate --quiet -k $(KUBERNETES_VERSION) --strict deploy/*.yaml
-	RODIFF_CONTAINERD=1 $(SANDBOX) run -- $(DEPLOY_VENV)/bin/python deploy/test/agent_in_sandbox.py
+	RODIFF_CONTAINERD=1 RODIFF_BIN=$(CURDIR)/target/debug/rodiff $(SANDBOX) run -- \
+		$(DEPLOY_VENV)/bin/python deploy/test/agent_in_sandbox.py
 
 install:
 	$(CARGO) build $(if $(filter debug,$(PROFILE)),,--profile $(PROFILE))

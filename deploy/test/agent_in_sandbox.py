@@ -7,10 +7,10 @@ never copied by hand: the image's command and arguments, the user, the capabilit
 root, no privilege escalation, every volume mount (read-only or not, propagation), the port, the
 probes and the Prometheus annotations.
 
-The image is made here, without a registry: `docker import` of a tar holding target/release/rodiff
-at the manifest's command path and the shared libraries `ldd` lists. It runs in the sandbox's
-dockerd (default seccomp profile) as `docker run --read-only --cap-drop ALL --cap-add …`, each
-hostPath translated to the sandbox's equivalent (TRANSLATIONS below): the sandbox's containerd
+The image is made here, without a registry: `docker import` of a tar holding target/debug/rodiff
+($RODIFF_BIN) at the manifest's command path and the shared libraries `ldd` lists. It runs in the
+sandbox's dockerd (default seccomp profile) as `docker run --read-only --cap-drop ALL --cap-add …`,
+each hostPath translated to the sandbox's equivalent (translations() below): the sandbox's containerd
 socket directory where the manifest mounts /run/containerd (its path is named by the arguments),
 its root at /host/<the sandbox's path> (its paths are reported by containerd), the sandbox's /proc
 at /host/proc, a fresh state directory.
@@ -47,7 +47,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = Path(os.environ.get("RODIFF_MANIFEST", ROOT / "deploy" / "daemonset.yaml"))
-RODIFF = Path(os.environ.get("RODIFF_BIN", ROOT / "target" / "release" / "rodiff"))
+RODIFF = Path(os.environ.get("RODIFF_BIN", ROOT / "target" / "debug" / "rodiff"))
 TAG = f"rodiff-agent-test:{os.getpid()}"
 AGENT_WAIT = float(os.environ.get("RODIFF_AGENT_WAIT", "120"))
 
@@ -188,7 +188,7 @@ def docker_run_options(pod, container, state_dir):
             fail(f"volume {v['name']}: the test translates hostPath volumes only")
         host = v["hostPath"]["path"]
         if host not in table:
-            fail(f"volume {v['name']}: no sandbox equivalent of hostPath {host} (add it to TRANSLATIONS)")
+            fail(f"volume {v['name']}: no sandbox equivalent of hostPath {host} (add it to translations())")
         source, how = table[host]
         if how == "named":
             target = m["mountPath"]
@@ -216,7 +216,7 @@ def docker_run_options(pod, container, state_dir):
 
 
 # ------------------------------------------------------------------------------------------------
-# The image: the release binary and its shared libraries
+# The image: the binary and its shared libraries
 # ------------------------------------------------------------------------------------------------
 
 
@@ -291,7 +291,7 @@ def main():
         if var not in os.environ:
             fail(f"${var} is not set: run me in `RODIFF_CONTAINERD=1 scripts/sandbox.sh run -- …`")
     if not RODIFF.exists():
-        fail(f"{RODIFF} is missing: `cargo build --release` first")
+        fail(f"{RODIFF} is missing: `cargo build` first")
 
     ds, pod, container = load_manifest()
     command, args = container["command"], container["args"]
