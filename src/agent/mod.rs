@@ -177,6 +177,18 @@ impl Agent {
     }
 }
 
+/// An error kind as the API and metrics name it: `container_not_found`, `runtime_unavailable`.
+fn kind_name(kind: rodiff::ErrorKind) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{kind:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_lowercase());
+    }
+    name
+}
+
 /// Runs the agent until SIGINT or SIGTERM.
 pub fn run(args: &AgentArgs, options: ClientOptions, stop: Stop) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.state).with_context(|| format!("cannot make the state directory {}", args.state.display()))?;

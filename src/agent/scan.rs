@@ -65,7 +65,7 @@ fn scan(agent: &Agent, key: &str) {
         Err(e) => {
             let gone = matches!(e.kind(), ErrorKind::ContainerNotFound | ErrorKind::LayerVanished);
             if !matches!(e, Error::Cancelled) {
-                let reason = format!("{:?}", e.kind()).to_lowercase();
+                let reason = super::kind_name(e.kind());
                 agent.metrics.scan_errors.get_or_create(&ErrorLabel { runtime: runtime.runtime.clone(), reason }).inc();
             }
             if gone {
