@@ -24,7 +24,7 @@ use rodiff::{Client, ClientOptions, Error, ListedContainer, Runtime, Stop};
 
 use metrics::{Metrics, RuntimeLabel};
 use registry::{Registry, Tracked};
-use store::{Store, Stored};
+use store::{ContainerRow, Store};
 
 /// `rodiff agent` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -170,7 +170,7 @@ impl Agent {
         }
     }
 
-    fn save(&self, key: &str, stored: &Stored) {
+    fn save(&self, key: &str, stored: &ContainerRow) {
         if let Err(e) = self.store.save_container(key, stored) {
             eprintln!("rodiff agent: cannot save container {key} in {}: {e:#}", self.store.path().display());
         }
