@@ -69,6 +69,7 @@ pub async fn follow(agent: Arc<Agent>, runtime: Runtime, client: Client) {
                     agent.runtime_down(runtime, &e);
                     break;
                 }
+                None if agent.stop.cancel.is_cancelled() => return,
                 None => {
                     agent.runtime_down(runtime, &Error::RuntimeUnavailable { runtime: runtime.name(), endpoint: String::new(), cause: "the event stream ended".into() });
                     break;

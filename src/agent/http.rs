@@ -46,7 +46,7 @@ fn failure(e: rodiff::Error) -> Response {
         ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    error(status, &format!("{:?}", e.kind()).to_lowercase(), e.to_string())
+    error(status, &super::kind_name(e.kind()), e.to_string())
 }
 
 async fn readyz(State(agent): State<Arc<Agent>>) -> Response {

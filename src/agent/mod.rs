@@ -24,7 +24,7 @@ use rodiff::{Client, ClientOptions, Error, ListedContainer, Runtime, Stop};
 
 use metrics::{Metrics, RuntimeLabel};
 use registry::{Registry, Tracked};
-use store::{Store, Stored};
+use store::{ContainerRow, Store};
 
 /// `rodiff agent` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -170,11 +170,23 @@ impl Agent {
         }
     }
 
-    fn save(&self, key: &str, stored: &Stored) {
+    fn save(&self, key: &str, stored: &ContainerRow) {
         if let Err(e) = self.store.save_container(key, stored) {
             eprintln!("rodiff agent: cannot save container {key} in {}: {e:#}", self.store.path().display());
         }
     }
+}
+
+/// An error kind as the API and metrics name it: `container_not_found`, `runtime_unavailable`.
+fn kind_name(kind: rodiff::ErrorKind) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{kind:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_lowercase());
+    }
+    name
 }
 
 /// Runs the agent until SIGINT or SIGTERM.

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use rodiff::{ChangeKind, FileType, ListedContainer, Runtime};
 
-use super::store::Stored;
+use super::store::{ContainerRow, Stored};
 
 /// How the agent names a container everywhere (database, API): `docker/<id>` or
 /// `containerd/<namespace>/<id>`.
@@ -82,7 +82,7 @@ pub struct Registry {
 #[derive(Debug, Default)]
 pub struct Reconciled {
     /// Containers that are new, back, renamed, or were removed: their rows to write.
-    pub save: Vec<(String, Stored)>,
+    pub save: Vec<(String, ContainerRow)>,
 }
 
 impl Registry {
@@ -104,7 +104,7 @@ impl Registry {
                     t.stored.last_seen = now;
                     t.stored.removed_at = None;
                     if changed {
-                        out.save.push((k, t.stored.clone()));
+                        out.save.push((k, t.stored.row()));
                     }
                 }
                 None => {
@@ -117,7 +117,7 @@ impl Registry {
                         profile: Default::default(),
                         executables: Vec::new(),
                     };
-                    out.save.push((k.clone(), stored.clone()));
+                    out.save.push((k.clone(), stored.row()));
                     self.containers.insert(k, Tracked { stored, scanning: false, dirty: true, last_error: None });
                 }
             }
@@ -127,20 +127,20 @@ impl Registry {
             let in_scope = l.runtime == runtime && (runtime == Runtime::Docker || l.namespace.as_ref().is_some_and(|n| namespaces.contains(n)));
             if in_scope && !t.removed() && !present.contains(k) {
                 t.stored.removed_at = Some(now);
-                out.save.push((k.clone(), t.stored.clone()));
+                out.save.push((k.clone(), t.stored.row()));
             }
         }
         out
     }
 
     /// Marks a container removed now (its scan found it gone); `true` if it was not already.
-    pub fn mark_removed(&mut self, key: &str, now: SystemTime) -> Option<Stored> {
+    pub fn mark_removed(&mut self, key: &str, now: SystemTime) -> Option<ContainerRow> {
         let t = self.containers.get_mut(key)?;
         if t.removed() {
             return None;
         }
         t.stored.removed_at = Some(now);
-        Some(t.stored.clone())
+        Some(t.stored.row())
     }
 
     /// Forgets containers removed longer than `retention` ago; their keys.

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use rodiff::watch::Absorbed;
 use rodiff::{Error, ErrorKind, Runtime, ScanOptions, Target};
 
 use super::drift;
@@ -65,7 +64,7 @@ fn scan(agent: &Agent, key: &str) {
         Err(e) => {
             let gone = matches!(e.kind(), ErrorKind::ContainerNotFound | ErrorKind::LayerVanished);
             if !matches!(e, Error::Cancelled) {
-                let reason = format!("{:?}", e.kind()).to_lowercase();
+                let reason = super::kind_name(e.kind());
                 agent.metrics.scan_errors.get_or_create(&ErrorLabel { runtime: runtime.runtime.clone(), reason }).inc();
             }
             if gone {
@@ -90,19 +89,30 @@ fn scan(agent: &Agent, key: &str) {
         (absorbed, candidates)
     };
     let executables: std::collections::HashSet<_> = candidates.iter().filter(|c| drift::is_executable(layer, c)).map(|c| c.path.clone()).collect();
-    let saved = {
+    // Update memory under the lock; copy out what to write, and write without it.
+    let update = {
         let mut registry = agent.registry();
         let Some(t) = registry.containers.get_mut(key) else { return };
         let exe = &mut t.stored.executables;
-        exe.retain(|p| !absorbed.changed.iter().any(|(_, q)| q == p) || executables.contains(p));
+        let changed: std::collections::HashSet<&std::path::PathBuf> = absorbed.changed.iter().map(|(_, p)| p).collect();
+        exe.retain(|p| !changed.contains(p) || executables.contains(p));
         for p in &executables {
             if !exe.contains(p) {
                 exe.push(p.clone());
             }
         }
         exe.sort();
-        persist(agent, key, &t.stored, &absorbed, &executables)
+        let profile = &t.stored.profile;
+        let rows: Vec<Row> = absorbed
+            .changed
+            .iter()
+            .chain(&absorbed.vanished)
+            .filter_map(|k| profile.get(k))
+            .map(|seen| Row { seen: seen.clone(), in_last_diff: profile.in_last_diff(seen), executable: t.stored.executables.binary_search(&seen.change.path).is_ok() })
+            .collect();
+        (t.stored.row(), rows)
     };
+    let saved = agent.store.save_scan(key, &update.0, &update.1);
     if let Err(e) = saved {
         eprintln!("rodiff agent: cannot save the scan of {key} in {}: {e:#}", agent.store.path().display());
     }
@@ -112,17 +122,4 @@ fn scan(agent: &Agent, key: &str) {
         agent.runtime_up(listed.runtime);
     }
     agent.finish_scan(key, None);
-}
-
-/// Writes what a scan changed: the container's row and its changed and vanished paths.
-fn persist(agent: &Agent, key: &str, stored: &super::store::Stored, absorbed: &Absorbed, executables: &std::collections::HashSet<std::path::PathBuf>) -> anyhow::Result<()> {
-    let profile = &stored.profile;
-    let rows: Vec<Row<'_>> = absorbed
-        .changed
-        .iter()
-        .chain(&absorbed.vanished)
-        .filter_map(|k| profile.get(k))
-        .map(|seen| Row { seen, in_last_diff: profile.in_last_diff(seen), executable: stored.executables.binary_search(&seen.change.path).is_ok() || executables.contains(&seen.change.path) })
-        .collect();
-    agent.store.save_scan(key, stored, &rows)
 }

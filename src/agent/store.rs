@@ -71,6 +71,37 @@ pub struct Stored {
     pub executables: Vec<PathBuf>,
 }
 
+/// A container's own row (not its paths).
+#[derive(Clone, Debug)]
+pub struct ContainerRow {
+    /// The container as last listed.
+    pub listed: ListedContainer,
+    /// When it was first listed.
+    pub first_seen: SystemTime,
+    /// When it was last listed.
+    pub last_seen: SystemTime,
+    /// When its runtime stopped listing it.
+    pub removed_at: Option<SystemTime>,
+    /// When it was last scanned.
+    pub last_scan: Option<SystemTime>,
+    /// How many scans its profile holds.
+    pub diffs: u64,
+}
+
+impl Stored {
+    /// Its row, without the profile.
+    pub fn row(&self) -> ContainerRow {
+        ContainerRow {
+            listed: self.listed.clone(),
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            removed_at: self.removed_at,
+            last_scan: self.last_scan,
+            diffs: self.profile.diffs(),
+        }
+    }
+}
+
 /// The database.
 pub struct Store {
     db: Mutex<Connection>,
@@ -78,9 +109,9 @@ pub struct Store {
 }
 
 /// A path of a profile to write: the entry, and whether it is an executable.
-pub struct Row<'a> {
+pub struct Row {
     /// The entry.
-    pub seen: &'a Seen,
+    pub seen: Seen,
     /// Whether the last diff showed it.
     pub in_last_diff: bool,
     /// Whether it is an executable file (drift).
@@ -200,14 +231,14 @@ impl Store {
     }
 
     /// Writes a container's row (not its paths).
-    pub fn save_container(&self, key: &str, c: &Stored) -> Result<()> {
+    pub fn save_container(&self, key: &str, c: &ContainerRow) -> Result<()> {
         save_container(&self.db(), key, c)?;
         Ok(())
     }
 
     /// Writes one scan in one transaction: the container's row, and `rows` (the paths the scan
     /// changed in the profile).
-    pub fn save_scan(&self, key: &str, c: &Stored, rows: &[Row<'_>]) -> Result<()> {
+    pub fn save_scan(&self, key: &str, c: &ContainerRow, rows: &[Row]) -> Result<()> {
         let mut db = self.db();
         let tx = db.transaction()?;
         save_container(&tx, key, c)?;
@@ -261,7 +292,7 @@ impl Store {
     }
 }
 
-fn save_container(db: &Connection, key: &str, c: &Stored) -> rusqlite::Result<()> {
+fn save_container(db: &Connection, key: &str, c: &ContainerRow) -> rusqlite::Result<()> {
     let l = &c.listed;
     db.prepare_cached(
         "INSERT INTO containers (key, runtime, namespace, id, name, image, pod_namespace, pod_name, pod_container,
@@ -283,7 +314,7 @@ fn save_container(db: &Connection, key: &str, c: &Stored) -> rusqlite::Result<()
         millis(c.first_seen),
         millis(c.last_seen),
         c.removed_at.map(millis),
-        c.profile.diffs() as i64,
+        c.diffs as i64,
         c.last_scan.map(millis),
     ])?;
     Ok(())
