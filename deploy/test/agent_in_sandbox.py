@@ -17,7 +17,8 @@ at /host/proc, a fresh state directory.
 
 A container started with `ctr run` in the manifest's containerd namespace writes files, removes
 and re-creates a directory of the image (an opaque directory: its marker is a trusted.* extended
-attribute) and holds an O_TMPFILE file open. Then:
+attribute), writes a 0700 directory of uid 1000 with a script in it (access times set to 2000),
+and holds an O_TMPFILE file open. Then:
  1. the CLI in the manifest's confinement (same image, user, capabilities, mounts and global
     arguments; `diff` instead of `agent`) gives what `rodiff diff --format json` gives outside;
  2. the agent with the manifest's arguments: the readiness probe becomes 200, the liveness probe
@@ -25,7 +26,7 @@ attribute) and holds an O_TMPFILE file open. Then:
     /v1/containers/{id}/diff?format=json equals the CLI's diff run outside, its profile has every
     path of that diff, its k8s plan is served, /metrics (the scrape annotations' port and path) is
     Prometheus text of rodiff_ samples, its log names no denied operation (EACCES, EPERM, EROFS),
-    and the state directory holds rodiff.db;
+    the state directory holds rodiff.db, and no access time changed in the layer;
  3. restarted (same mounts, as the kubelet restarts a container), it is ready again and has the
     container's profile back from the state directory (same first_seen).
 Set RODIFF_AGENT_LOG=1 to see the agent's log; RODIFF_MANIFEST to test another manifest.
@@ -317,6 +318,8 @@ def main():
               "rm -rf /usr && mkdir -p /usr/local && echo x >/usr/local/new && "
               "mkdir -p /home/u/private && echo s >/home/u/private/secret && chown -R 1000:1000 /home/u && "
               "chmod 0700 /home/u/private && chmod 0600 /home/u/private/secret && "
+              "printf '#!/bin/sh\\n' >/home/u/private/run.sh && chown 1000:1000 /home/u/private/run.sh && "
+              "touch -a -d 2000-01-01 /home/u/private /home/u/private/run.sh && "
               "(tmpfile-holder hold /tmp &) && sleep 1 && touch /done && exec sleep 100000")
     image = "docker.io/rodiff-test/busybox:latest"
     ctr = ["ctr", "-a", address, "-n", ns]
@@ -350,6 +353,17 @@ def main():
     run(["docker", "run", "-d", "--name", agent, "--network", "none", *opts, "--entrypoint", command[0], TAG, *command[1:], *args])
     try:
         check_agent(agent, container, ds, ns, cid, expected, state_dir)
+        # No access time changed in the layer, though the agent runs without CAP_FOWNER (which
+        # O_NOATIME needs on others' files) and reads the head of the executable (drift): the
+        # kernel updates no atime through a read-only mount.
+        root = containerd_root(address)
+        upper = [p for p in Path(root).glob("io.containerd.snapshotter.v1.overlayfs/snapshots/*/fs/home/u/private")]
+        if len(upper) != 1:
+            fail(f"cannot find the container's upper /home/u/private: {upper}")
+        for p in (upper[0], upper[0] / "run.sh"):
+            if time.gmtime(p.stat().st_atime).tm_year != 2000:
+                fail(f"{p}: its access time changed: {time.ctime(p.stat().st_atime)}")
+        log("   no access time changed in the layer (a 0700 directory and an executable of uid 1000)")
     except SystemExit:
         r = run(["docker", "logs", "--tail", "40", agent], check=False)
         log(f"agent's log:\n{r.stdout}{r.stderr}")
@@ -399,9 +413,9 @@ def check_agent(agent, container, ds, ns, cid, expected, state_dir):
 
     # Listed, and scanned by the agent's own interval scans, without an error.
     e = wait_for(f"/v1/containers listing {cid}, scanned", AGENT_WAIT, scanned)
-    if e["last_error"] is not None or e["namespace"] != ns:
+    if e["last_error"] is not None or e["namespace"] != ns or "/home/u/private/run.sh" not in e["drift"]["executables"]:
         fail(f"/v1/containers: {e}")
-    log(f"   /v1/containers lists {cid} (namespace {e['namespace']}), scanned without error")
+    log(f"   /v1/containers lists {cid} (namespace {e['namespace']}), scanned without error, drift {e['drift']}")
 
     def same_diff():
         code, body = get(f"/v1/containers/{cid}/diff?format=json", port)
