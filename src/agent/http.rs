@@ -93,11 +93,20 @@ async fn containers(State(agent): State<Arc<Agent>>) -> Response {
                 "last_scan": s.last_scan.map(|t| millis(t) as f64 / 1000.0),
                 "removed_at": s.removed_at.map(|t| millis(t) as f64 / 1000.0),
                 "last_error": t.last_error,
-                "drift": { "executables": s.executables.iter().map(|p| String::from_utf8_lossy(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())).into_owned()).collect::<Vec<_>>() },
+                "drift": { "executables": s.executables.iter().map(|p| path_json(p)).collect::<Vec<_>>() },
             })
         })
         .collect();
     Json(json!({ "containers": list })).into_response()
+}
+
+/// A path as rodiff's JSON carries paths: a string when UTF-8, else an array of byte values.
+fn path_json(path: &std::path::Path) -> serde_json::Value {
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    match std::str::from_utf8(bytes) {
+        Ok(text) => json!(text),
+        Err(_) => json!(bytes),
+    }
 }
 
 /// The key of the container `reference` names, or the response saying why there is none.

@@ -106,6 +106,8 @@ impl Stored {
 pub struct Store {
     db: Mutex<Connection>,
     path: PathBuf,
+    /// `rodiff.lock`, locked (`flock`) for as long as the store is open: one agent per state.
+    _lock: std::fs::File,
 }
 
 /// A path of a profile to write: the entry, and whether it is an executable.
@@ -121,6 +123,10 @@ pub struct Row {
 impl Store {
     /// Opens (creating it if needed) `rodiff.db` in `dir`, which must exist and be writable.
     pub fn open(dir: &Path) -> Result<Store> {
+        let lock_path = dir.join("rodiff.lock");
+        let lock = std::fs::File::options().create(true).truncate(false).write(true).open(&lock_path).with_context(|| format!("cannot open {}", lock_path.display()))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .with_context(|| format!("another rodiff agent uses the state directory {} (it holds {})", dir.display(), lock_path.display()))?;
         let path = dir.join("rodiff.db");
         let db = Connection::open(&path).with_context(|| format!("cannot open the state database {}", path.display()))?;
         let setup = || -> rusqlite::Result<()> {
@@ -138,7 +144,7 @@ impl Store {
             SCHEMA_VERSION => {}
             v => anyhow::bail!("the state database {} has schema version {v}; this rodiff knows {SCHEMA_VERSION}", path.display()),
         }
-        Ok(Store { db: Mutex::new(db), path })
+        Ok(Store { db: Mutex::new(db), path, _lock: lock })
     }
 
     /// Where the database is.

@@ -53,15 +53,20 @@ impl Layer {
         let relative = path.strip_prefix("/").unwrap_or(path);
         let dir = crate::fs::open_dir(top)?;
         let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV;
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
-        let file = match rustix::fs::openat2(&dir, relative, flags | OFlags::NOATIME, Mode::empty(), resolve) {
-            // O_NOATIME is for the file's owner (or CAP_FOWNER) only.
-            Err(rustix::io::Errno::PERM) => rustix::fs::openat2(&dir, relative, flags, Mode::empty(), resolve)?,
-            other => other?,
-        };
-        if crate::fs::file_type(&crate::fs::stat_fd(file.as_fd())?) != crate::model::FileType::File {
+        // O_PATH first: opening a fifo or a device node has effects (a container can make both),
+        // and the type is only known once it is open; then the same inode, reopened for reading.
+        let path_flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let handle = rustix::fs::openat2(&dir, relative, path_flags, Mode::empty(), resolve)?;
+        if crate::fs::file_type(&crate::fs::stat_fd(handle.as_fd())?) != crate::model::FileType::File {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{} is not a regular file", path.display())));
         }
+        let again = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&handle));
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+        let file = match rustix::fs::open(&again, flags | OFlags::NOATIME, Mode::empty()) {
+            // O_NOATIME is for the file's owner (or CAP_FOWNER) only.
+            Err(rustix::io::Errno::PERM) => rustix::fs::open(&again, flags, Mode::empty())?,
+            other => other?,
+        };
         let mut head = vec![0; len];
         let mut filled = 0;
         while filled < len {
