@@ -27,10 +27,15 @@ pub fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     }
 }
 
-/// Opens a directory by host path (the layer root, which the runtime controls, not the container).
+/// Opens a directory by host path (the layer root, which the runtime controls, not the container),
+/// without updating its access time when it is read, where the kernel allows.
 pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    Ok(rustix::fs::open(path, flags, Mode::empty())?)
+    match rustix::fs::open(path, flags | OFlags::NOATIME, Mode::empty()) {
+        // O_NOATIME needs ownership or CAP_FOWNER; without it, open normally.
+        Err(rustix::io::Errno::PERM) => Ok(rustix::fs::open(path, flags, Mode::empty())?),
+        other => Ok(other?),
+    }
 }
 
 /// `lstat` of `name` below `dir`.

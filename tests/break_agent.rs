@@ -209,7 +209,6 @@ fn drift_names_are_lossless() {
 
 /// The agent reads; it must not change an inode of the layer, atimes included.
 #[test]
-#[ignore = "known, not fixed yet (issue 14): the upper directory's own atime is updated by a scan"]
 fn scans_leave_every_inode_of_the_upper_dir_untouched() {
     if !sandbox() {
         return;
