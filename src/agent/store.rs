@@ -193,8 +193,10 @@ impl Store {
             let entries = paths
                 .query_map([&key], |r| {
                     let path = PathBuf::from(std::ffi::OsString::from_vec(r.get(0)?));
-                    let kind = r.get::<_, String>(1)?.chars().next().and_then(ChangeKind::from_letter).unwrap_or(ChangeKind::Changed);
-                    let file_type = FileType::from_name(&r.get::<_, String>(2)?).unwrap_or(FileType::File);
+                    let kind = r.get::<_, String>(1)?;
+                    let kind = kind.chars().next().and_then(ChangeKind::from_letter).ok_or_else(|| unknown(1, "kind", &kind))?;
+                    let file_type = r.get::<_, String>(2)?;
+                    let file_type = FileType::from_name(&file_type).ok_or_else(|| unknown(2, "type", &file_type))?;
                     let mut change = Change::new(path, kind, file_type);
                     change.metadata = match r.get::<_, Option<u32>>(3)? {
                         Some(mode) => Some(Metadata {
@@ -208,16 +210,26 @@ impl Store {
                         None => None,
                     };
                     change.mountpoint = r.get(9)?;
-                    change.evidence = r.get::<_, Option<String>>(10)?.as_deref().and_then(Evidence::from_name);
+                    change.evidence = match r.get::<_, Option<String>>(10)? {
+                        Some(name) => Some(Evidence::from_name(&name).ok_or_else(|| unknown(10, "evidence", &name))?),
+                        None => None,
+                    };
                     Ok((change, time(r.get(11)?), time(r.get(12)?), r.get::<_, bool>(13)?, r.get::<_, bool>(14)?))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            // A path the last scan showed was last seen then (its row is written only when it
+            // changes).
+            let scanned = last_scan.map(time);
             let profile = Profile::restore(
                 diffs as u64,
                 entries.into_iter().map(|(change, first, last, in_last, executable)| {
                     if executable {
                         executables.push(change.path.clone());
                     }
+                    let last = match (in_last, scanned) {
+                        (true, Some(scan)) if scan > last => scan,
+                        _ => last,
+                    };
                     (change, first, last, in_last)
                 }),
             );
@@ -305,7 +317,8 @@ fn save_container(db: &Connection, key: &str, c: &ContainerRow) -> rusqlite::Res
                                  first_seen, last_seen, removed_at, diffs, last_scan)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (key) DO UPDATE SET name = ?5, image = ?6, pod_namespace = ?7, pod_name = ?8, pod_container = ?9,
-            last_seen = ?11, removed_at = ?12, diffs = ?13, last_scan = ?14",
+            last_seen = MAX(last_seen, ?11), removed_at = ?12, diffs = MAX(diffs, ?13),
+            last_scan = COALESCE(MAX(last_scan, ?14), last_scan, ?14)",
     )?
     .execute(params![
         key,
@@ -326,6 +339,12 @@ fn save_container(db: &Connection, key: &str, c: &ContainerRow) -> rusqlite::Res
     Ok(())
 }
 
+/// A stored value this code does not know: the database is damaged or from another rodiff.
+fn unknown(column: usize, what: &str, value: &str) -> rusqlite::Error {
+    let cause = format!("unknown {what} {value:?} in the paths table");
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, cause.into())
+}
+
 /// Milliseconds since the epoch, as stored.
 pub fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -334,4 +353,65 @@ pub fn millis(t: SystemTime) -> i64 {
 /// A stored time.
 fn time(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn row(store_diffs: u64, last_scan: Option<SystemTime>) -> ContainerRow {
+        ContainerRow {
+            listed: ListedContainer::new(Runtime::Docker, None, "abc".into(), "web".into()),
+            first_seen: UNIX_EPOCH + Duration::from_secs(1),
+            last_seen: UNIX_EPOCH + Duration::from_secs(2),
+            removed_at: None,
+            last_scan,
+            diffs: store_diffs,
+        }
+    }
+
+    #[test]
+    fn a_scan_round_trips_with_odd_names_metadata_and_sightings() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (t1, t2) = (UNIX_EPOCH + Duration::from_secs(10), UNIX_EPOCH + Duration::from_secs(20));
+        let mut profile = Profile::default();
+        let mut odd = Change::new(PathBuf::from(OsString::from_vec(b"/srv/x\xff\nname".to_vec())), ChangeKind::Added, FileType::File);
+        odd.metadata = Some(Metadata { mode: 0o755, uid: 1, gid: 2, size: 3, mtime_sec: 4, mtime_nsec: 5 });
+        let gone = Change::new(PathBuf::from("/tmp/t"), ChangeKind::Added, FileType::Fifo);
+        let a = profile.absorb(vec![odd.clone(), gone.clone()], t1);
+        let rows = |p: &Profile, keys: &[rodiff::watch::ProfileKey]| -> Vec<Row> {
+            keys.iter().map(|k| p.get(k).unwrap()).map(|s| Row { seen: s.clone(), in_last_diff: p.in_last_diff(s), executable: s.change.path == odd.path }).collect()
+        };
+        store.save_scan("docker/abc", &row(1, Some(t1)), &rows(&profile, &a.changed)).unwrap();
+        // Second scan: the odd file unchanged (no row written), /tmp/t gone.
+        let a = profile.absorb(vec![odd.clone()], t2);
+        assert!(a.changed.is_empty());
+        store.save_scan("docker/abc", &row(2, Some(t2)), &rows(&profile, &a.vanished)).unwrap();
+        // A listing that wrote an older snapshot of the row afterwards does not turn it back.
+        store.save_container("docker/abc", &row(1, Some(t1))).unwrap();
+
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.len(), 1);
+        let (key, stored) = &loaded[0];
+        assert_eq!(key, "docker/abc");
+        assert_eq!((stored.profile.diffs(), stored.last_scan), (2, Some(t2)));
+        assert_eq!(stored.profile.changes(), profile.changes());
+        assert_eq!(stored.executables, vec![odd.path.clone()]);
+        let odd_seen = stored.profile.seen().find(|s| s.change.path == odd.path).unwrap();
+        assert_eq!((odd_seen.first_seen, odd_seen.last_seen), (t1, t2), "last seen at the last scan");
+    }
+
+    #[test]
+    fn damaged_rows_and_a_second_agent_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).err().expect("a second store on one directory");
+        assert!(format!("{err:#}").contains("another rodiff agent"), "{err:#}");
+        store.save_container("docker/abc", &row(1, None)).unwrap();
+        store.db().execute("INSERT INTO paths VALUES ('docker/abc', x'2f78', 'Q', 'file', NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0, 0, 1, 0)", []).unwrap();
+        let err = store.load().err().expect("an unknown kind");
+        assert!(format!("{err:#}").contains("unknown kind \"Q\""), "{err:#}");
+    }
 }
