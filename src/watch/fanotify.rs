@@ -5,8 +5,12 @@
 //! `FAN_MARK_FILESYSTEM` mark on the filesystem that holds one layer: the filesystem of the
 //! overlay upper directory (overlayfs itself cannot be marked without `index=on`, and its writes
 //! reach the upper filesystem through the VFS, so they are seen there), or the btrfs filesystem of
-//! the container's subvolume (kernel ≥ 6.8 for a subvolume other than the top one; the group then
-//! watches that filesystem only, hence one group per layer).
+//! the container's subvolume. A btrfs subvolume other than the top one reports an fsid of its own,
+//! and the kernel (6.18 too) marks a filesystem only through an object with the filesystem's own
+//! fsid (`EXDEV` otherwise; 6.8 allows the others for inode marks only): the mark is then made
+//! through the closest directory above the subvolume that has it, on the same mount (Docker's
+//! `btrfs/subvolumes/`, containerd's `active/` are plain directories of the top subvolume when the
+//! filesystem is mounted whole). One group per layer keeps each group to one filesystem.
 //!
 //! A filesystem mark hears everything on the filesystem, the host's writes included. Each event
 //! names a directory by its file handle and an entry in it by name. The listener resolves each
@@ -114,18 +118,28 @@ impl Listener {
         }
         // SAFETY: `group` is a new descriptor nothing else owns.
         let group = unsafe { OwnedFd::from_raw_fd(group) };
-        // SAFETY: both descriptors are open; a null path marks the object `dir` is.
-        let marked = unsafe {
-            libc::fanotify_mark(group.as_raw_fd(), libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM, MASK, dir.as_raw_fd(), std::ptr::null())
-        };
-        if marked < 0 {
-            return Err(fail("fanotify_mark FAN_MARK_FILESYSTEM", io::Error::last_os_error()));
+        let (handle, mount) = name_to_handle(dir.as_raw_fd()).map_err(|e| fail("name_to_handle_at", e))?;
+        // A btrfs subvolume other than the top one has an fsid of its own, which a filesystem
+        // mark refuses (EXDEV): mark the same filesystem through the closest directory above
+        // that has the filesystem's own fsid, never leaving the layer's mount.
+        let mut at = root.to_path_buf();
+        let mut marked = mark(&group, &dir);
+        while matches!(&marked, Err(e) if e.raw_os_error() == Some(libc::EXDEV)) {
+            let Some(parent) = at.parent() else { break };
+            let Ok(up) = crate::fs::open_dir(parent) else { break };
+            if name_to_handle(up.as_raw_fd()).map(|(_, m)| m).ok() != Some(mount) {
+                break;
+            }
+            at = parent.to_path_buf();
+            if mark(&group, &up).is_ok() {
+                marked = Ok(());
+            }
         }
+        marked.map_err(|e| fail("fanotify_mark FAN_MARK_FILESYSTEM", e))?;
         let root_path = fd_path(dir.as_raw_fd()).map_err(|e| fail("readlink /proc/self/fd", e))?;
         let listener =
             Listener { group, root: dir, root_path, dirs: HashMap::new(), buf: vec![0; 64 * 1024], events: 0, overflows: 0 };
         // Decoding must work too: the root's own handle, decoded, is the root.
-        let handle = name_to_handle(listener.root.as_raw_fd()).map_err(|e| fail("name_to_handle_at", e))?;
         match listener.decode(&handle) {
             Ok(Some(path)) if path == Path::new("/") => Ok(listener),
             Ok(_) => Err(fail("open_by_handle_at", io::Error::other("the layer's root decodes elsewhere"))),
@@ -290,8 +304,21 @@ fn fd_path(fd: i32) -> io::Result<Vec<u8>> {
     Ok(std::fs::read_link(format!("/proc/self/fd/{fd}"))?.into_os_string().into_encoded_bytes())
 }
 
-/// `name_to_handle_at(fd, "", AT_EMPTY_PATH)`: the handle (type + bytes) of an open directory.
-fn name_to_handle(fd: i32) -> io::Result<Vec<u8>> {
+/// Adds the filesystem mark, through directory `dir`.
+fn mark(group: &OwnedFd, dir: &OwnedFd) -> io::Result<()> {
+    // SAFETY: both descriptors are open; a null path marks the object `dir` is.
+    let marked = unsafe {
+        libc::fanotify_mark(group.as_raw_fd(), libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM, MASK, dir.as_raw_fd(), std::ptr::null())
+    };
+    match marked {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// `name_to_handle_at(fd, "", AT_EMPTY_PATH)`: the handle (type + bytes) of an open directory,
+/// and the id of its mount.
+fn name_to_handle(fd: i32) -> io::Result<(Vec<u8>, i32)> {
     const MAX: usize = 128; // MAX_HANDLE_SZ
     // struct file_handle: handle_bytes u32 (room on input), handle_type i32, f_handle; aligned.
     let mut raw = [0u64; (8 + MAX) / 8];
@@ -307,7 +334,7 @@ fn name_to_handle(fd: i32) -> io::Result<Vec<u8>> {
     // SAFETY: as above.
     let bytes = unsafe { std::slice::from_raw_parts(raw.as_ptr().cast::<u8>(), raw.len() * 8) };
     let len = u32::from_ne_bytes(bytes[..4].try_into().unwrap()) as usize;
-    Ok(bytes[4..8 + len].to_vec())
+    Ok((bytes[4..8 + len].to_vec(), mount_id))
 }
 
 fn u32_at(buf: &[u8], at: usize) -> u32 {
@@ -364,9 +391,9 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         let Ok(mut listener) = Listener::open(dir.path()) else { return };
         let sub = std::fs::File::open(dir.path().join("sub")).unwrap();
-        let sub = name_to_handle(sub.as_raw_fd()).unwrap();
+        let sub = name_to_handle(sub.as_raw_fd()).unwrap().0;
         let outside = std::fs::File::open(dir.path().parent().unwrap()).unwrap();
-        let outside = name_to_handle(outside.as_raw_fd()).unwrap();
+        let outside = name_to_handle(outside.as_raw_fd()).unwrap().0;
         let mut buf = event(libc::FAN_CREATE, &sub, b"f1");
         buf.extend(event(libc::FAN_CREATE | libc::FAN_ONDIR, &sub, b"d"));
         buf.extend(event(libc::FAN_DELETE, &outside, b"elsewhere"));
