@@ -155,12 +155,13 @@ rodiff diffs the container every --interval seconds and keeps the union: each pa
 and what a later diff no longer shows (a temporary file made and removed) marked
 \"evidence\": \"transient\" in JSON, so that a plan made from it (--plan) gives its directory a
 place to write. In between it listens with fanotify to the filesystem that holds the container's
-layer (filtered to the layer): a name made, removed, renamed or chmod'ed there that no diff shows
-(a file that lived shorter than the interval) joins the union as kind T, transient, JSON only as
-the docker format has no T; the event says only directory or not, so other types show as file.
-fanotify needs CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH (and Linux >= 6.8 for a btrfs subvolume);
-without it, rodiff says so once on stderr and relies on the diffs, which can miss files that live
-shorter than the interval. Queue overflows (events the kernel dropped) are counted on stderr.
+layer, keeping events in the layer only: a name made, removed, renamed or chmod'ed there that no
+diff shows (a file that lived shorter than the interval) joins the union by name as kind T,
+transient: in JSON and plans (the docker format has no T). An event says only directory or not,
+so other types show as file. fanotify needs CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH (and, on btrfs,
+the filesystem mounted whole, not with subvol=); where it is unavailable rodiff says so once on
+stderr and relies on the diffs, which can miss files that live shorter than the interval. Queue
+overflows (events the kernel dropped) are counted in the summary on stderr.
 
 Exit codes: 0 ok (also when Ctrl-C or SIGTERM ends the watch), 2 usage, 3 runtime unreachable or
 container not found, 4 unsupported storage, 1 any other error.";

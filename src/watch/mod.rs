@@ -148,6 +148,7 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use crate::model::{ChangeKind, FileType};
 
     fn change(path: &str, kind: ChangeKind) -> Change {
@@ -188,7 +189,7 @@ mod tests {
         profile.hear(change("/var/burst/f1", ChangeKind::Touched), t2);
         let got: Vec<_> = profile.changes().into_iter().map(|c| (c.path.display().to_string(), c.kind.letter(), c.evidence)).collect();
         assert_eq!(got, [("/var/a".to_string(), 'A', None), ("/var/burst/f1".to_string(), 'T', Some(Evidence::Transient))]);
-        let f1 = profile.seen().find(|s| s.change.path == PathBuf::from("/var/burst/f1")).unwrap();
+        let f1 = profile.seen().find(|s| s.change.path == Path::new("/var/burst/f1")).unwrap();
         assert_eq!((f1.first_seen, f1.last_seen), (t1, t2));
         // A diff that shows it has the last word.
         profile.absorb(vec![change("/var/a", ChangeKind::Added), change("/var/burst/f1", ChangeKind::Added)], t2);
