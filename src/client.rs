@@ -376,9 +376,8 @@ impl Client {
             });
             match diff {
                 Ok((resolved, changes)) => {
-                    let now = std::time::SystemTime::now();
-                    profile.absorb(changes, now);
-                    Self::hear(&mut profile, reader.take(), now);
+                    profile.absorb(changes, std::time::SystemTime::now());
+                    Self::hear(&mut profile, reader.take());
                     last = resolved;
                 }
                 Err(e) if profile.diffs() > 0 && ends(&e) => break,
@@ -410,14 +409,14 @@ impl Client {
             }
         }
         let (heard, listened) = reader.finish();
-        Self::hear(&mut profile, heard, std::time::SystemTime::now());
+        Self::hear(&mut profile, heard);
         Ok(Watched { profile, containers: last, failed, listened })
     }
 
     /// Adds the writes fanotify heard to a watch's profile: kind `T`, transient until a diff
     /// shows the path (see [`Profile::hear`]).
-    fn hear(profile: &mut Profile, heard: Vec<(Option<String>, crate::watch::fanotify::Heard)>, at: std::time::SystemTime) {
-        for (container, heard) in heard {
+    fn hear(profile: &mut Profile, heard: Vec<crate::watch::Heard>) {
+        for (container, heard, at) in heard {
             let mut change = Change::new(heard.path, crate::model::ChangeKind::Touched, heard.file_type);
             change.container = container;
             profile.hear(change, at);

@@ -255,7 +255,13 @@ impl Listener {
             if self.dirs.len() >= CACHE_MAX {
                 self.dirs.clear();
             }
-            let path = self.decode(handle).ok().flatten();
+            let path = match self.decode(handle) {
+                Ok(path) => path,
+                // Gone: it will not come back (a handle names one inode of one generation).
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ESTALE | libc::ENOENT)) => None,
+                // Not known for sure: not remembered.
+                Err(_) => return None,
+            };
             self.dirs.insert(handle.into(), path);
         }
         self.dirs.get(handle).and_then(Option::as_ref)

@@ -16,7 +16,7 @@
 pub mod fanotify;
 mod reader;
 
-pub(crate) use reader::Reader;
+pub(crate) use reader::{Heard, Reader};
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::path::PathBuf;
@@ -103,7 +103,7 @@ impl Profile {
         }
     }
 
-    /// Adds a write heard between diffs (fanotify), taken at `at`: kept only while no diff has
+    /// Adds a write heard between diffs (fanotify), read at `at`: kept only while no diff has
     /// shown the path, which then has its say. Until then it is `change` (made by the listener:
     /// kind [`crate::ChangeKind::Touched`]) and, in [`Self::changes`], transient.
     pub fn hear(&mut self, change: Change, at: SystemTime) {

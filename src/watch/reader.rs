@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use super::fanotify::{Heard, Listener};
+use super::fanotify::Listener;
 use super::Listened;
 use crate::layer::Layer;
 use crate::resolve::ResolvedContainer;
@@ -22,10 +22,13 @@ const TICK: Duration = Duration::from_millis(100);
 /// over); the queue holds at most 16384 events, a few dozen buffers.
 const ROUND: usize = 16;
 
-/// What the thread hands over: names heard, with the container they belong to (for a pod's).
+/// A name heard, the container it belongs to (for a pod's) and when it was read.
+pub(crate) type Heard = (Option<String>, super::fanotify::Heard, SystemTime);
+
+/// What the thread hands over.
 #[derive(Debug, Default)]
 struct State {
-    heard: Vec<(Option<String>, Heard)>,
+    heard: Vec<Heard>,
     listened: Listened,
 }
 
@@ -79,13 +82,13 @@ impl Reader {
     }
 
     /// What was heard since the last call.
-    pub(crate) fn take(&self) -> Vec<(Option<String>, Heard)> {
+    pub(crate) fn take(&self) -> Vec<Heard> {
         std::mem::take(&mut self.shared.state().heard)
     }
 
     /// Stops the thread once it has read everything queued until now, and returns what it heard
     /// since the last [`Self::take`], with the counts.
-    pub(crate) fn finish(mut self) -> (Vec<(Option<String>, Heard)>, Listened) {
+    pub(crate) fn finish(mut self) -> (Vec<Heard>, Listened) {
         self.stop();
         let mut state = self.shared.state();
         (std::mem::take(&mut state.heard), std::mem::take(&mut state.listened))
@@ -164,7 +167,8 @@ fn run(shared: &Shared, add: &mpsc::Receiver<(Option<String>, Listener)>) {
                     }
                 }
             }
-            heard.extend(names.into_iter().map(|h| (container.clone(), h)));
+            let at = SystemTime::now();
+            heard.extend(names.into_iter().map(|h| (container.clone(), h, at)));
             counts.0 += listener.events() - events;
             counts.1 += listener.overflows() - overflows;
             match result {
