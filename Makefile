@@ -1,7 +1,8 @@
 # rodiff — the two commands a user needs:
 #   make demo   set up the sandbox and run rodiff on the built-in PostgreSQL example
 #   make test   run every test (unit, real overlayfs and btrfs, Docker oracle on overlay2 and
-#               btrfs dockerds, the C ABI's, the Go package's and the Python package's tests)
+#               btrfs dockerds, the C ABI's, the Go package's and the Python package's tests,
+#               the agent's DaemonSet validated and run as it says)
 #               in sandboxes
 # Both install missing Debian packages first (as root) and clean up after themselves.
 #
@@ -21,6 +22,11 @@ GO      ?= go
 PYTHON  ?= python3
 # The virtualenv the Python package is installed in for its tests and the benchmark.
 VENV    := target/python-venv
+# deploy/: the virtualenv with kubernetes-validate (it brings PyYAML, which the agent's test uses),
+# and the Kubernetes version whose schemas the manifests must pass, strictly.
+DEPLOY_VENV         := target/deploy-venv
+KUBERNETES_VALIDATE := kubernetes-validate==1.37.0
+KUBERNETES_VERSION  := 1.37.0
 
 # Go needs a writable build cache: under $HOME by default, in target/ when there is no $HOME.
 ifeq ($(HOME),)
@@ -28,7 +34,7 @@ export GOCACHE := $(CURDIR)/target/go/cache
 export GOPATH  := $(CURDIR)/target/go/path
 endif
 
-.PHONY: all build deps demo test test-c test-go test-python python-venv bench clean install uninstall
+.PHONY: all build deps demo test test-c test-go test-python test-deploy python-venv deploy-venv bench clean install uninstall
 
 all: build
 
@@ -48,10 +54,11 @@ test: deps
 	# The Docker suites again on a dockerd whose storage driver is btrfs.
 	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox,postgres,nginx,redis -- \
 		$(CARGO) test --test docker_oracle --test plan_workloads --test live_docker --test live_nested --test helper_signals --test client --test break_daemon \
-		--test watch -- --skip watch_through_containerd
+		--test watch --test agent -- --skip containerd
 	$(MAKE) test-c
 	$(MAKE) test-go
 	$(MAKE) test-python
+	$(MAKE) test-deploy
 
 # The review's probes that hold (bindings/probes/README.md); fork, free_in_callback and
 # free_while_running show misuse the header forbids, and are run by hand.
@@ -90,6 +97,31 @@ test-python: python-venv
 	cd $(VENV) && bin/python -m mypy.stubtest rodiff._rodiff
 	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox,postgres -- \
 		$(VENV)/bin/python -m pytest -q -p no:cacheprovider python/tests
+
+# A fresh virtualenv with kubernetes-validate.
+deploy-venv: deps
+	rm -rf $(DEPLOY_VENV)
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check '$(KUBERNETES_VALIDATE)'
+
+# deploy/: every document of deploy/*.yaml against the Kubernetes $(KUBERNETES_VERSION) schemas,
+# strictly (an unknown field is an error), once the validator has been seen to reject a copy of
+# each manifest whose first metadata.name is misspelt; then the agent run as the DaemonSet runs
+# it, as a container of a sandbox's dockerd, against its containerd
+# (deploy/test/agent_in_sandbox.py; its image holds the debug binary `cargo build` makes, as
+# the other suites use it, rather than a release build of its own).
+test-deploy: deploy-venv
+	$(CARGO) build
+	@for f in deploy/*.yaml; do \
+		sed '0,/^  name:/s//  nmae:/' "$$f" >target/deploy-misspelt.yaml; \
+		if $(DEPLOY_VENV)/bin/kubernetes-validate --quiet --no-warn -k $(KUBERNETES_VERSION) --strict \
+			target/deploy-misspelt.yaml >/dev/null 2>&1; then \
+			echo "make: kubernetes-validate --strict accepted a misspelt field in a copy of $$f" >&2; exit 1; \
+		fi; \
+	done
+	$(DEPLOY_VENV)/bin/kubernetes-validate --quiet -k $(KUBERNETES_VERSION) --strict deploy/*.yaml
+	RODIFF_CONTAINERD=1 RODIFF_BIN=$(CURDIR)/target/debug/rodiff $(SANDBOX) run -- \
+		$(DEPLOY_VENV)/bin/python deploy/test/agent_in_sandbox.py
 
 install:
 	$(CARGO) build $(if $(filter debug,$(PROFILE)),,--profile $(PROFILE))

@@ -239,6 +239,14 @@ impl Client {
         Ok(self.walkers().install(|| collect.into_sorted()))
     }
 
+    /// The changes of containers already resolved, sorted by path ([`Client::diff_resolved`]
+    /// into a list; changes are tagged with their container when `tag`).
+    pub fn changes_resolved(&self, resolved: &[ResolvedContainer], tag: bool, scan: &ScanOptions) -> Result<Vec<Change>> {
+        let collect = Collect::default();
+        self.diff_resolved(resolved, tag, scan, &collect)?;
+        Ok(self.walkers().install(|| collect.into_sorted()))
+    }
+
     /// Diffs `target` into `sink` as the walk finds changes (see [`Client::diff_resolved`]).
     pub fn diff_into(&self, target: &Target, scan: &ScanOptions, sink: &dyn ChangeSink) -> Result<Outcome> {
         let resolved = self.resolve(target, &scan.stop)?;

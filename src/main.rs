@@ -1,5 +1,8 @@
 //! The `rodiff` command line.
 
+#[cfg(feature = "agent")]
+mod agent;
+
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -122,11 +125,23 @@ impl RuntimeArgs {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+#[cfg_attr(feature = "agent", derive(PartialEq, Eq))]
 enum RuntimeArg {
     /// The Docker Engine API (overlay2 and btrfs storage drivers; containerd image store).
     Docker,
     /// containerd's gRPC API (overlayfs and btrfs snapshotters).
     Containerd,
+}
+
+impl RuntimeArg {
+    /// The library's runtime.
+    #[cfg_attr(not(feature = "agent"), allow(dead_code))]
+    fn runtime(self) -> Runtime {
+        match self {
+            RuntimeArg::Docker => Runtime::Docker,
+            RuntimeArg::Containerd => Runtime::Containerd,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,7 +158,30 @@ enum Command {
     /// Accumulate what a running container writes over time, and print the union at the end.
     #[command(after_help = WATCH_HELP)]
     Watch(WatchArgs),
+    /// Run the node agent: follow every container of the node's runtimes, keep their write
+    /// profiles, and serve them over HTTP with Prometheus metrics.
+    #[cfg(feature = "agent")]
+    #[command(after_help = AGENT_HELP)]
+    Agent(agent::AgentArgs),
 }
+
+#[cfg(feature = "agent")]
+const AGENT_HELP: &str = "\
+Examples:
+  rodiff agent                                   Docker and containerd, API on 127.0.0.1:9781
+  rodiff --host-root /host --address /run/containerd/containerd.sock agent \\
+      --runtimes containerd --listen 0.0.0.0:9781 --state /var/lib/rodiff-agent   in a pod
+  curl -s localhost:9781/v1/containers | jq '.containers[] | {name, counts, drift}'
+  curl -s localhost:9781/v1/containers/web/plan?format=compose
+
+API: GET /livez, /readyz (503 while a followed runtime does not answer), /metrics (Prometheus),
+/v1/containers, /v1/containers/{id}/diff (now, as `rodiff diff --format json`),
+/v1/containers/{id}/profile (the union of its scans), /v1/containers/{id}/plan?format=docker|
+compose|k8s|json. {id} is a full id, a name or a unique id prefix. Errors are JSON with status 404
+(unknown container), 409 (ambiguous), 503 (runtime down).
+
+Profiles are kept in --state/rodiff.db (SQLite): a restart, even kill -9, loses no committed scan.
+SIGINT or SIGTERM stops it (exit 0).";
 
 const WATCH_HELP: &str = "\
 Examples:
@@ -327,6 +365,17 @@ fn main() -> ExitCode {
     // Deep trees keep a descriptor per level open; the library leaves process-wide limits alone.
     rodiff::raise_fd_limit();
     let cli = Cli::parse();
+    #[cfg(feature = "agent")]
+    if let Command::Agent(args) = &cli.command {
+        let result = agent::run(args, cli.runtime.options(), stop);
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("rodiff: {err:#}");
+                ExitCode::from(err.downcast_ref::<Error>().map_or(1, |e| e.kind().exit_code()))
+            }
+        };
+    }
     let result = Client::new(cli.runtime.options()).map_err(anyhow::Error::new).and_then(|client| {
         let run = Run { client, args: &cli.runtime, stop };
         match &cli.command {
@@ -334,6 +383,8 @@ fn main() -> ExitCode {
             Command::Plan(args) => run.plan(args),
             Command::Verify(args) => run.verify(args),
             Command::Watch(args) => run.watch(args),
+            #[cfg(feature = "agent")]
+            Command::Agent(_) => unreachable!("the agent runs above"),
         }
     });
     // A signal is how a watch without --duration ends: it printed what it saw.

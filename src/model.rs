@@ -44,6 +44,11 @@ impl ChangeKind {
         }
     }
 
+    /// The kind a letter names ([`Self::letter`]).
+    pub fn from_letter(letter: char) -> Option<ChangeKind> {
+        [ChangeKind::Added, ChangeKind::Changed, ChangeKind::Deleted, ChangeKind::Touched].into_iter().find(|k| k.letter() == letter)
+    }
+
     /// Whether `docker diff` reports this kind (everything but [`ChangeKind::Touched`]).
     pub fn visible_to_docker(self) -> bool {
         self != ChangeKind::Touched
@@ -95,6 +100,12 @@ impl FileType {
             FileType::Char => "char",
             FileType::Block => "block",
         }
+    }
+
+    /// The type a name names ([`Self::name`]).
+    pub fn from_name(name: &str) -> Option<FileType> {
+        use FileType::*;
+        [File, Dir, Symlink, Fifo, Socket, Char, Block].into_iter().find(|t| t.name() == name)
     }
 
     /// The type encoded in the `S_IFMT` bits of a `st_mode`, if it is one we know.
@@ -218,6 +229,13 @@ impl Evidence {
             Evidence::OpenDeleted => "open-deleted",
             Evidence::Transient => "transient",
         }
+    }
+}
+
+impl Evidence {
+    /// The evidence a name names ([`Self::name`]).
+    pub fn from_name(name: &str) -> Option<Evidence> {
+        [Evidence::OpenDeleted, Evidence::Transient].into_iter().find(|e| e.name() == name)
     }
 }
 

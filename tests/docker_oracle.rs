@@ -327,3 +327,26 @@ fn a_reader_that_closes_the_pipe_early_is_not_an_error() {
         assert!(out.stderr.is_empty(), "{format}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// Without CAP_SYS_ADMIN the kernel hides `trusted.overlay.*` attributes (an opaque directory
+/// reads as plain, and the deletions under it vanish from the diff): an overlay2 diff refuses to
+/// run rather than answer short.
+#[test]
+fn an_overlay_diff_without_cap_sys_admin_is_an_error_not_a_shorter_diff() {
+    if !sandbox() || storage_driver() != "overlay2" {
+        return;
+    }
+    let c = Container::run("nocap", &[], BUSYBOX, &["sh", "-c", "rm -rf /usr/share && mkdir /usr/share && echo x > /usr/share/x; sleep 3600"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin", env!("CARGO_BIN_EXE_rodiff"), "diff", &c.name])
+        .output()
+        .expect("setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("CAP_SYS_ADMIN") && stderr.contains(&c.name), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing printed: {}", String::from_utf8_lossy(&out.stdout));
+    // With it, the opaque directory's deletion is there.
+    let out = rodiff(&["diff", &c.name]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("C /usr/share"), "{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -8,6 +8,7 @@ pub mod overlay;
 pub(crate) mod twotree;
 pub mod walkers;
 
+use std::os::fd::AsFd;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -37,6 +38,40 @@ impl Layer {
             Layer::Overlay(layer) => overlay::diff(layer, walkers, options, sink),
             Layer::Btrfs(layer) => btrfs::diff(layer, walkers, options, sink),
         }
+    }
+
+    /// Up to `len` bytes from the start of the regular file at container path `path` as this
+    /// layer holds it (a file the container added or changed), read without following any
+    /// symbolic link, never leaving the layer's directory, and without updating its access time
+    /// where the kernel allows. Anything but a regular file is [`std::io::ErrorKind::InvalidInput`].
+    pub fn read_head(&self, path: &std::path::Path, len: usize) -> std::io::Result<Vec<u8>> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let top = match self {
+            Layer::Overlay(layer) => &layer.upper,
+            Layer::Btrfs(layer) => &layer.subvolume,
+        };
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        let dir = crate::fs::open_dir(top)?;
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+        let file = match rustix::fs::openat2(&dir, relative, flags | OFlags::NOATIME, Mode::empty(), resolve) {
+            // O_NOATIME is for the file's owner (or CAP_FOWNER) only.
+            Err(rustix::io::Errno::PERM) => rustix::fs::openat2(&dir, relative, flags, Mode::empty(), resolve)?,
+            other => other?,
+        };
+        if crate::fs::file_type(&crate::fs::stat_fd(file.as_fd())?) != crate::model::FileType::File {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{} is not a regular file", path.display())));
+        }
+        let mut head = vec![0; len];
+        let mut filled = 0;
+        while filled < len {
+            match rustix::io::read(&file, &mut head[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        head.truncate(filled);
+        Ok(head)
     }
 
     /// The image this layer was made from, for look-ups by path (what a read-only plan needs).

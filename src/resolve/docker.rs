@@ -118,7 +118,7 @@ impl DockerResolver {
                 return None;
             }
             let name = s.names.into_iter().flatten().next().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_else(|| id.clone());
-            let mut listed = ListedContainer::new(Runtime::Docker, None, id, name, &labels);
+            let mut listed = ListedContainer::new(Runtime::Docker, None, id, name).with_labels(&labels);
             listed.image = s.image.filter(|i| !i.is_empty());
             listed.running = Some(matches!(s.state, Some(ContainerSummaryStateEnum::RUNNING)));
             Some(listed)

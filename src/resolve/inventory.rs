@@ -30,12 +30,18 @@ pub struct ListedContainer {
 }
 
 impl ListedContainer {
-    /// A listed container with the pod fields read from `labels` (CRI's, which cri-dockerd also
-    /// sets on Docker containers).
-    pub(crate) fn new(runtime: Runtime, namespace: Option<String>, id: String, name: String, labels: &HashMap<String, String>) -> ListedContainer {
+    /// A listed container with nothing known but its runtime, namespace, id and name.
+    pub fn new(runtime: Runtime, namespace: Option<String>, id: String, name: String) -> ListedContainer {
+        ListedContainer { runtime, namespace, id, name, image: None, running: None, pod: None, pod_container: None }
+    }
+
+    /// The same with the pod fields read from `labels` (CRI's, which cri-dockerd also sets on
+    /// Docker containers).
+    pub(crate) fn with_labels(mut self, labels: &HashMap<String, String>) -> ListedContainer {
         let label = |key: &str| labels.get(key).filter(|v| !v.is_empty()).cloned();
-        let pod = label(record::LABEL_POD_NAMESPACE).zip(label(record::LABEL_POD_NAME));
-        ListedContainer { runtime, namespace, id, name, image: None, running: None, pod, pod_container: label(record::LABEL_CONTAINER_NAME) }
+        self.pod = label(record::LABEL_POD_NAMESPACE).zip(label(record::LABEL_POD_NAME));
+        self.pod_container = label(record::LABEL_CONTAINER_NAME);
+        self
     }
 
     /// A pod's sandbox (pause) container, which runs no application: its labels say so.

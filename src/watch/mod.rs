@@ -76,31 +76,85 @@ pub struct Seen {
     last_diff: u64,
 }
 
+/// How a profile names a path: the container it belongs to (for a pod's) and the path.
+pub type ProfileKey = (Option<String>, PathBuf);
+
+/// What one diff changed in a profile ([`Profile::absorb`]), for whoever keeps a copy of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Absorbed {
+    /// Paths that are new, differ from how they were last seen, or are back after a diff that
+    /// did not show them.
+    pub changed: Vec<ProfileKey>,
+    /// Paths the previous diff showed and this one does not: now transient.
+    pub vanished: Vec<ProfileKey>,
+}
+
 /// The union of a container's diffs over time (see the module documentation).
 #[derive(Clone, Debug, Default)]
 pub struct Profile {
-    seen: HashMap<(Option<String>, PathBuf), Seen>,
+    seen: HashMap<ProfileKey, Seen>,
     diffs: u64,
     /// Why the watch ended, in words (`the container exited`), when it ended on its own.
     pub ended: Option<String>,
 }
 
 impl Profile {
-    /// Adds one complete diff, taken at `at`.
-    pub fn absorb(&mut self, changes: Vec<Change>, at: SystemTime) {
+    /// Adds one complete diff, taken at `at`, and says what it changed in the profile.
+    pub fn absorb(&mut self, changes: Vec<Change>, at: SystemTime) -> Absorbed {
         self.diffs += 1;
         let diff = self.diffs;
+        let mut absorbed = Absorbed::default();
         for change in changes {
-            match self.seen.entry((change.container.clone(), change.path.clone())) {
+            let key = (change.container.clone(), change.path.clone());
+            match self.seen.entry(key) {
                 Entry::Occupied(mut seen) => {
-                    let seen = seen.get_mut();
+                    let (key, seen) = (seen.key().clone(), seen.get_mut());
+                    if seen.change != change || seen.last_diff + 1 != diff {
+                        absorbed.changed.push(key);
+                    }
                     (seen.change, seen.last_seen, seen.last_diff) = (change, at, diff);
                 }
                 Entry::Vacant(slot) => {
+                    absorbed.changed.push(slot.key().clone());
                     slot.insert(Seen { change, first_seen: at, last_seen: at, last_diff: diff });
                 }
             }
         }
+        absorbed.vanished = self.seen.iter().filter(|(_, s)| s.last_diff + 1 == diff).map(|(k, _)| k.clone()).collect();
+        absorbed
+    }
+
+    /// A profile as persisted: `diffs` diffs, and each path with when it was first and last seen
+    /// and whether the last diff showed it.
+    pub fn restore(diffs: u64, entries: impl IntoIterator<Item = (Change, SystemTime, SystemTime, bool)>) -> Profile {
+        let seen = entries
+            .into_iter()
+            .map(|(change, first_seen, last_seen, in_last)| {
+                let last_diff = if in_last { diffs } else { diffs.saturating_sub(1) };
+                ((change.container.clone(), change.path.clone()), Seen { change, first_seen, last_seen, last_diff })
+            })
+            .collect();
+        Profile { seen, diffs, ended: None }
+    }
+
+    /// The entry of `key`, if any diff showed it (or fanotify heard it).
+    pub fn get(&self, key: &ProfileKey) -> Option<&Seen> {
+        self.seen.get(key)
+    }
+
+    /// Whether the last diff showed `seen` (otherwise it is transient).
+    pub fn in_last_diff(&self, seen: &Seen) -> bool {
+        seen.last_diff == self.diffs
+    }
+
+    /// How many paths it holds.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether it holds no path.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
     }
 
     /// Adds a write heard between diffs (fanotify), read at `at`: kept only while no diff has
@@ -194,6 +248,27 @@ mod tests {
         // A diff that shows it has the last word.
         profile.absorb(vec![change("/var/a", ChangeKind::Added), change("/var/burst/f1", ChangeKind::Added)], t2);
         assert!(profile.changes().iter().all(|c| c.kind == ChangeKind::Added && c.evidence.is_none()));
+    }
+
+    #[test]
+    fn absorb_says_what_changed_and_what_vanished_and_restore_keeps_it() {
+        let (t0, t1, t2) = (SystemTime::UNIX_EPOCH, SystemTime::UNIX_EPOCH + Duration::from_secs(1), SystemTime::UNIX_EPOCH + Duration::from_secs(2));
+        let key = |p: &str| (None, PathBuf::from(p));
+        let mut profile = Profile::default();
+        let a = profile.absorb(vec![change("/a", ChangeKind::Added), change("/b", ChangeKind::Added)], t0);
+        assert_eq!((a.changed.len(), a.vanished.len()), (2, 0));
+        let a = profile.absorb(vec![change("/a", ChangeKind::Added), change("/c", ChangeKind::Added)], t1);
+        assert_eq!((a.changed, a.vanished), (vec![key("/c")], vec![key("/b")]));
+        // Seen again after a diff without it: changed (no longer transient); unchanged: nothing.
+        let a = profile.absorb(vec![change("/a", ChangeKind::Added), change("/b", ChangeKind::Added), change("/c", ChangeKind::Changed)], t2);
+        let mut changed = a.changed;
+        changed.sort();
+        assert_eq!((changed, a.vanished), (vec![key("/b"), key("/c")], vec![]));
+
+        let entries = profile.seen().map(|s| (s.change.clone(), s.first_seen, s.last_seen, profile.in_last_diff(s))).collect::<Vec<_>>();
+        let restored = Profile::restore(profile.diffs(), entries);
+        assert_eq!(restored.changes(), profile.changes());
+        assert_eq!(restored.get(&key("/a")).map(|s| (s.first_seen, s.last_seen)), Some((t0, t2)));
     }
 
     #[test]

@@ -60,5 +60,18 @@ impl XattrNamespace {
 
 /// Diffs an overlay layer against its lower stack.
 pub fn diff(layer: &OverlayLayer, walkers: &super::Walkers, options: &ScanOptions, sink: &dyn ChangeSink) -> Result<()> {
+    if layer.xattr == XattrNamespace::Trusted && !can_read_trusted_xattrs() {
+        let cause = "reading overlayfs's trusted.overlay.* markers (opaque and redirected directories) needs CAP_SYS_ADMIN: \
+            without it the kernel hides them and deleted directories would be missing from the diff";
+        return Err(crate::error::Error::io(&layer.upper, std::io::Error::new(std::io::ErrorKind::PermissionDenied, cause)));
+    }
     walk::Walker::new(layer, options, sink)?.run(walkers)
+}
+
+/// Whether this process may read `trusted.*` extended attributes: the kernel lists and returns
+/// them only to a caller with CAP_SYS_ADMIN, and answers "no such attribute" to anyone else —
+/// which would read as "not opaque", silently.
+fn can_read_trusted_xattrs() -> bool {
+    use rustix::thread::{capabilities, CapabilitySet};
+    capabilities(None).map_or(true, |caps| caps.effective.contains(CapabilitySet::SYS_ADMIN))
 }

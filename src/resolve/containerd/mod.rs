@@ -150,7 +150,7 @@ impl ContainerdResolver {
         let records = self.call("<containers>", client.list(self.request(ListContainersRequest::default()))).await?.containers;
         let listed = records.into_iter().filter(|c| !ListedContainer::is_sandbox(&c.labels)).map(|c| {
             let name = record::display_name(&c.labels, &c.id).to_string();
-            let mut listed = ListedContainer::new(Runtime::Containerd, Some(self.namespace.clone()), c.id.clone(), name, &c.labels);
+            let mut listed = ListedContainer::new(Runtime::Containerd, Some(self.namespace.clone()), c.id.clone(), name).with_labels(&c.labels);
             listed.image = Some(c.image).filter(|i| !i.is_empty());
             listed
         });

@@ -1,0 +1,191 @@
+//! The agent's HTTP API (axum): health, the followed containers, and each one's live diff, write
+//! profile and plan, in the CLI's formats. Errors are JSON `{"error": …, "kind": …}` with a status
+//! that means something: 404 an unknown container, 409 an ambiguous one, 503 a runtime that does
+//! not answer, 400 a bad query.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rodiff::plan::render::PlanFormat;
+use rodiff::render::{self, Format};
+use rodiff::{Change, ErrorKind, Rules, ScanOptions, Target};
+use serde_json::json;
+
+use super::registry::Lookup;
+use super::store::millis;
+use super::Agent;
+
+/// The routes.
+pub fn router(agent: Arc<Agent>) -> Router {
+    Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/containers", get(containers))
+        .route("/v1/containers/{id}/diff", get(diff))
+        .route("/v1/containers/{id}/profile", get(profile))
+        .route("/v1/containers/{id}/plan", get(plan))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint: see /v1/containers, /metrics, /livez, /readyz".into()) })
+        .with_state(agent)
+}
+
+fn error(status: StatusCode, kind: &str, message: String) -> Response {
+    (status, Json(json!({ "error": message, "kind": kind }))).into_response()
+}
+
+/// A library error as a response: its kind decides the status.
+fn failure(e: rodiff::Error) -> Response {
+    let status = match e.kind() {
+        ErrorKind::ContainerNotFound | ErrorKind::LayerVanished => StatusCode::NOT_FOUND,
+        ErrorKind::RuntimeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::UnsupportedStorage | ErrorKind::Unrepresentable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, &super::kind_name(e.kind()), e.to_string())
+}
+
+async fn readyz(State(agent): State<Arc<Agent>>) -> Response {
+    let runtimes = agent.runtime_states();
+    let down: Vec<String> = runtimes.iter().filter_map(|(r, s)| s.as_ref().err().map(|e| format!("{r}: {e}"))).collect();
+    let detail: serde_json::Map<String, serde_json::Value> =
+        runtimes.iter().map(|(r, s)| (r.to_string(), s.as_ref().map_or_else(|e| json!({"up": false, "error": e}), |_| json!({"up": true})))).collect();
+    if down.is_empty() {
+        (StatusCode::OK, Json(json!({ "ready": true, "runtimes": detail }))).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false, "error": down.join("; "), "kind": "runtime_unavailable", "runtimes": detail }))).into_response()
+    }
+}
+
+async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
+    let text = agent.metrics.render(&agent.registry());
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+}
+
+async fn containers(State(agent): State<Arc<Agent>>) -> Response {
+    let registry = agent.registry();
+    let list: Vec<serde_json::Value> = registry
+        .containers
+        .iter()
+        .map(|(key, t)| {
+            let s = &t.stored;
+            let l = &s.listed;
+            let ([a, c, d, touched], bytes) = t.counts();
+            json!({
+                "key": key,
+                "id": l.id,
+                "name": l.name,
+                "runtime": l.runtime,
+                "namespace": l.namespace,
+                "image": l.image,
+                "running": l.running,
+                "pod": l.pod.as_ref().map(|(ns, name)| json!({"namespace": ns, "name": name})),
+                "container_name": l.pod_container,
+                "counts": {"A": a, "C": c, "D": d, "T": touched},
+                "written_bytes": bytes,
+                "diffs": s.profile.diffs(),
+                "first_seen": millis(s.first_seen) as f64 / 1000.0,
+                "last_seen": millis(s.last_seen) as f64 / 1000.0,
+                "last_scan": s.last_scan.map(|t| millis(t) as f64 / 1000.0),
+                "removed_at": s.removed_at.map(|t| millis(t) as f64 / 1000.0),
+                "last_error": t.last_error,
+                "drift": { "executables": s.executables.iter().map(|p| String::from_utf8_lossy(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())).into_owned()).collect::<Vec<_>>() },
+            })
+        })
+        .collect();
+    Json(json!({ "containers": list })).into_response()
+}
+
+/// The key of the container `reference` names, or the response saying why there is none.
+fn lookup(agent: &Agent, reference: &str) -> Result<String, Response> {
+    match agent.registry().find(reference) {
+        Ok(key) => Ok(key.to_string()),
+        Err(Lookup::Unknown) => Err(error(StatusCode::NOT_FOUND, "container_not_found", format!("no followed container is named {reference:?} (a key, id, name or id prefix)"))),
+        Err(Lookup::Ambiguous(n)) => Err(error(StatusCode::CONFLICT, "ambiguous", format!("{n} followed containers match {reference:?}: give its full id or key"))),
+    }
+}
+
+/// Changes as `rodiff diff --format json` prints them.
+fn json_changes(changes: &[Change]) -> Response {
+    let mut body = Vec::new();
+    match render::write_all(&mut body, Format::Json, changes) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "render", e.to_string()),
+    }
+}
+
+/// Runs blocking library work off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Response> + Send + 'static) -> Result<T, Response> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|_| Err(error(StatusCode::INTERNAL_SERVER_ERROR, "panic", "the request's work panicked".into())))
+}
+
+async fn diff(State(agent): State<Arc<Agent>>, Path(reference): Path<String>) -> Response {
+    let key = match lookup(&agent, &reference) {
+        Ok(key) => key,
+        Err(response) => return response,
+    };
+    let Some((listed, client)) = agent.scan_target(&key) else {
+        return error(StatusCode::NOT_FOUND, "container_not_found", format!("container {reference} was forgotten"));
+    };
+    let stop = agent.stop.clone();
+    let changes = blocking(move || {
+        let scan = ScanOptions { metadata: true, stop, ..Default::default() };
+        client.changes_with(&Target::Container(listed.id.clone()), &scan).map_err(failure)
+    })
+    .await;
+    match changes {
+        Ok(changes) => json_changes(&changes),
+        Err(response) => response,
+    }
+}
+
+async fn profile(State(agent): State<Arc<Agent>>, Path(reference): Path<String>) -> Response {
+    let key = match lookup(&agent, &reference) {
+        Ok(key) => key,
+        Err(response) => return response,
+    };
+    let changes = agent.registry().containers.get(&key).map(|t| t.stored.profile.changes()).unwrap_or_default();
+    json_changes(&changes)
+}
+
+/// `?format=docker|compose|k8s|json` (default json).
+#[derive(serde::Deserialize)]
+struct PlanQuery {
+    format: Option<String>,
+}
+
+async fn plan(State(agent): State<Arc<Agent>>, Path(reference): Path<String>, Query(query): Query<PlanQuery>) -> Response {
+    let format = match query.format.as_deref().unwrap_or("json") {
+        "docker" => PlanFormat::Docker,
+        "compose" => PlanFormat::Compose,
+        "k8s" => PlanFormat::K8s,
+        "json" => PlanFormat::Json,
+        other => return error(StatusCode::BAD_REQUEST, "bad_request", format!("unknown plan format {other:?}: docker, compose, k8s or json")),
+    };
+    let key = match lookup(&agent, &reference) {
+        Ok(key) => key,
+        Err(response) => return response,
+    };
+    let Some((listed, client)) = agent.scan_target(&key) else {
+        return error(StatusCode::NOT_FOUND, "container_not_found", format!("container {reference} was forgotten"));
+    };
+    let changes = agent.registry().containers.get(&key).map(|t| t.stored.profile.changes()).unwrap_or_default();
+    let stop = agent.stop.clone();
+    let rendered = blocking(move || {
+        let resolved = client.resolve(&Target::Container(listed.id.clone()), &stop).map_err(failure)?;
+        let plan = client.plan_changes(&resolved[0], &changes, &Rules::default()).map_err(failure)?;
+        rodiff::plan::render::render(&[plan], format).map_err(failure)
+    })
+    .await;
+    match rendered {
+        Ok(text) => {
+            let kind = if format == PlanFormat::Json { "application/json" } else { "text/plain; charset=utf-8" };
+            ([(header::CONTENT_TYPE, kind)], text).into_response()
+        }
+        Err(response) => response,
+    }
+}
