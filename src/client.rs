@@ -35,7 +35,7 @@ use crate::resolve::docker::DockerResolver;
 use crate::resolve::inventory::{ListedContainer, RuntimeEvent};
 use crate::resolve::{ClientOptions, Origin, ResolvedContainer, Runtime, Target};
 use crate::verify::{self, Report, VerifyOptions};
-use crate::watch::{Profile, WatchOptions};
+use crate::watch::{Listened, Profile, Reader, WatchOptions};
 
 /// A handle on rodiff's engines and a container runtime. See the [module docs](self).
 #[derive(Clone)]
@@ -130,6 +130,9 @@ pub struct Watched {
     /// The error that ended the watch after some diffs were complete: the profile holds what
     /// was seen until then, but the watch did not run its course.
     pub failed: Option<Error>,
+    /// What listening with fanotify added, or why it could not listen, and how often its queue
+    /// overflowed.
+    pub listened: Listened,
 }
 
 /// A runtime's container events, as [`Client::events`] follows them. Dropping it stops following.
@@ -357,23 +360,32 @@ impl Client {
     /// running (`options.until_exit`), it is removed, or `stop` ends the watch. A diff under way
     /// when the watch ends is left out. An error before the first complete diff is returned; a
     /// later one (the runtime went away) ends the watch with what was seen, and the error in
-    /// [`Watched::failed`].
+    /// [`Watched::failed`]. With `options.fanotify`, each layer is listened to from when it is
+    /// first resolved (before its first diff) until the last diff ends, and what no diff showed
+    /// joins the profile ([`Watched::listened`] says how that went).
     pub fn watch(&self, target: &Target, options: &WatchOptions, stop: &Stop) -> Result<Watched> {
         let started = std::time::Instant::now();
         let mut profile = Profile::default();
         let mut last = Vec::new();
+        let mut reader = Reader::default();
+        let tag = matches!(target, Target::Pod(_));
         let ends = |e: &Error| matches!(e, Error::Cancelled | Error::Timeout { .. });
         let gone = |e: &Error| matches!(e.kind(), ErrorKind::ContainerNotFound | ErrorKind::LayerVanished);
+        let mut failed = None;
         loop {
             let diff = self.resolve(target, stop).and_then(|resolved| {
+                if options.fanotify {
+                    reader.listen(&resolved, tag);
+                }
                 let collect = Collect::default();
                 let scan = ScanOptions { metadata: true, stop: stop.clone(), ..Default::default() };
-                self.diff_resolved(&resolved, matches!(target, Target::Pod(_)), &scan, &collect)?;
+                self.diff_resolved(&resolved, tag, &scan, &collect)?;
                 Ok((resolved, self.walkers().install(|| collect.into_sorted())))
             });
             match diff {
                 Ok((resolved, changes)) => {
                     profile.absorb(changes, std::time::SystemTime::now());
+                    Self::hear(&mut profile, reader.take());
                     last = resolved;
                 }
                 Err(e) if profile.diffs() > 0 && ends(&e) => break,
@@ -383,7 +395,8 @@ impl Client {
                 }
                 Err(e) if profile.diffs() > 0 => {
                     profile.ended = Some("a diff failed".into());
-                    return Ok(Watched { profile, containers: last, failed: Some(e) });
+                    failed = Some(e);
+                    break;
                 }
                 Err(e) => return Err(e),
             }
@@ -403,7 +416,19 @@ impl Client {
                 break;
             }
         }
-        Ok(Watched { profile, containers: last, failed: None })
+        let (heard, listened) = reader.finish();
+        Self::hear(&mut profile, heard);
+        Ok(Watched { profile, containers: last, failed, listened })
+    }
+
+    /// Adds the writes fanotify heard to a watch's profile: kind `T`, transient until a diff
+    /// shows the path (see [`Profile::hear`]).
+    fn hear(profile: &mut Profile, heard: Vec<crate::watch::Heard>) {
+        for (container, heard, at) in heard {
+            let mut change = Change::new(heard.path, crate::model::ChangeKind::Touched, heard.file_type);
+            change.container = container;
+            profile.hear(change, at);
+        }
     }
 
     /// Proves `plan` by running Docker container `container` again, read-only, with the plan's

@@ -192,7 +192,14 @@ Examples:
 rodiff diffs the container every --interval seconds and keeps the union: each path as last seen,
 and what a later diff no longer shows (a temporary file made and removed) marked
 \"evidence\": \"transient\" in JSON, so that a plan made from it (--plan) gives its directory a
-place to write. Files that live shorter than the interval can be missed.
+place to write. In between it listens with fanotify to the filesystem that holds the container's
+layer, keeping events in the layer only: a name made, removed, renamed or chmod'ed there that no
+diff shows (a file that lived shorter than the interval) joins the union by name as kind T,
+transient: in JSON and plans (the docker format has no T). An event says only directory or not,
+so other types show as file. fanotify needs CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH (and, on btrfs,
+the filesystem mounted whole, not with subvol=); where it is unavailable rodiff says so once on
+stderr and relies on the diffs, which can miss files that live shorter than the interval. Queue
+overflows (events the kernel dropped) are counted in the summary on stderr.
 
 Exit codes: 0 ok (also when Ctrl-C or SIGTERM ends the watch), 2 usage, 3 runtime unreachable or
 container not found, 4 unsupported storage, 1 any other error.";
@@ -500,6 +507,7 @@ impl Run<'_> {
             interval: seconds(args.interval, "--interval"),
             duration: args.duration.map(|d| seconds(d, "--duration")),
             until_exit: args.until_exit,
+            fanotify: true,
         };
         let target = self.args.target(args.container.as_deref());
         let until = match (options.duration, options.until_exit) {
@@ -511,13 +519,25 @@ impl Run<'_> {
         let context = |e: Error| anyhow::Error::new(e).context(target.to_string());
         let watched = self.client.watch(&target, &options, &self.stop).map_err(context)?;
         let (profile, resolved) = (&watched.profile, &watched.containers);
+        let listened = &watched.listened;
+        if let Some(why) = &listened.unavailable {
+            eprintln!("rodiff: fanotify unavailable ({why}): diffs only, files that live shorter than the interval can be missed");
+        }
+        if listened.overflows > 0 {
+            eprintln!(
+                "rodiff: the fanotify queue overflowed {} times: events were lost, files made and removed between diffs may be missing",
+                listened.overflows
+            );
+        }
         let changes = profile.changes();
         eprintln!(
-            "rodiff: {} diffs of {target}{}: {} paths, {} of them transient",
+            "rodiff: {} diffs of {target}{}: {} paths, {} of them transient; fanotify: {} events, {} queue overflows",
             profile.diffs(),
             profile.ended.as_deref().map(|why| format!(" ({why})")).unwrap_or_default(),
             changes.len(),
-            changes.iter().filter(|c| c.evidence == Some(rodiff::Evidence::Transient)).count()
+            changes.iter().filter(|c| c.evidence == Some(rodiff::Evidence::Transient)).count(),
+            listened.events,
+            listened.overflows,
         );
         let mut out = io::BufWriter::new(io::stdout());
         match args.plan {
