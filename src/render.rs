@@ -95,35 +95,7 @@ fn write_escaped(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     if bytes.iter().all(|&b| (0x20..0x7f).contains(&b)) {
         return out.write_all(bytes);
     }
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let (valid, bad) = match std::str::from_utf8(rest) {
-            Ok(s) => (s, &[][..]),
-            Err(e) => {
-                let (good, tail) = rest.split_at(e.valid_up_to());
-                // SAFETY-free: `valid_up_to` marks a UTF-8 prefix.
-                let good = std::str::from_utf8(good).expect("valid prefix");
-                let bad_len = e.error_len().unwrap_or(tail.len());
-                (good, &tail[..bad_len])
-            }
-        };
-        for ch in valid.chars() {
-            match ch {
-                '\n' => out.write_all(b"\\n")?,
-                '\r' => out.write_all(b"\\r")?,
-                c if c != '\t' && ((c as u32) < 0x20 || c as u32 == 0x7f) => write!(out, "\\x{:02x}", c as u32)?,
-                c => {
-                    let mut buf = [0u8; 4];
-                    out.write_all(c.encode_utf8(&mut buf).as_bytes())?
-                }
-            }
-        }
-        for b in bad {
-            write!(out, "\\x{b:02x}")?;
-        }
-        rest = &rest[valid.len() + bad.len()..];
-    }
-    Ok(())
+    write!(out, "{}", crate::escape::Escaped(bytes))
 }
 
 #[cfg(test)]
