@@ -141,6 +141,10 @@ where
     items.into_par_iter().map(&walk).try_reduce(R::default, |a, b| Ok(a | b))
 }
 
+/// Changes a walk holds before it sends them on: a directory with a million entries is reported
+/// in batches while it is listed, never held whole.
+pub(crate) const MAX_BATCH: usize = 4096;
+
 /// How an engine reports: builds changes (with metadata when the scan asks for it) and sends
 /// batches to the sink.
 pub(crate) struct Reporter<'a> {
@@ -170,6 +174,19 @@ impl Reporter<'_> {
             Ok(Flow::Break(())) => Err(crate::error::Error::Stopped),
             Err(source) => Err(crate::error::Error::Sink { source }),
         }
+    }
+
+    /// Sends `batch` on once it holds [`MAX_BATCH`] changes. A sink that refuses (or a cancel)
+    /// leaves its error in `refused` and fails the directory listing that called this, which then
+    /// returns that error instead of its own.
+    pub fn flush_full(&self, batch: &mut Vec<Change>, refused: &mut Option<crate::error::Error>) -> io::Result<()> {
+        if batch.len() < MAX_BATCH {
+            return Ok(());
+        }
+        self.emit(std::mem::take(batch)).map_err(|e| {
+            *refused = Some(e);
+            io::Error::other("the scan was stopped")
+        })
     }
 }
 

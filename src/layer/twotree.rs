@@ -109,14 +109,16 @@ impl Walker<'_> {
         let mut batch = Vec::new();
         let mut pending = Vec::new();
         let mut changed = false;
+        let mut refused = None;
         let new_fd = new.as_fd();
         match (&old, scope) {
             (_, Scope::Nothing) => return Ok(false),
             (None, _) => {
                 let listed = fs::for_each_entry(new_fd, |name, file_type, ino| {
                     changed |= self.entry(path, new_fd, None, name, Some(Listed { file_type, ino }), None, &mut batch, &mut pending)?;
-                    Ok(())
+                    self.report.flush_full(&mut batch, &mut refused)
                 });
+                stopped(&mut refused)?;
                 self.report.options.progress.add(listed.map_err(io_err)?);
             }
             (Some(old), Scope::Everything) => {
@@ -129,8 +131,9 @@ impl Walker<'_> {
                     }
                     let ours = Some(Listed { file_type, ino });
                     changed |= self.entry(path, new_fd, Some(old.as_fd()), name, ours, Some(theirs), &mut batch, &mut pending)?;
-                    Ok(())
+                    self.report.flush_full(&mut batch, &mut refused)
                 });
+                stopped(&mut refused)?;
                 self.report.options.progress.add(listed.map_err(io_err)?);
                 for (name, _) in old_entries.iter().filter(|(n, _)| !seen.contains(&n[..])) {
                     let name = std::ffi::CString::new(name.to_vec()).expect("names have no NUL");
@@ -147,6 +150,8 @@ impl Walker<'_> {
                     changed |= self
                         .entry(path, new_fd, Some(old.as_fd()), &name, None, None, &mut batch, &mut pending)
                         .map_err(io_err)?;
+                    let _ = self.report.flush_full(&mut batch, &mut refused);
+                    stopped(&mut refused)?;
                 }
             }
         }
@@ -259,6 +264,12 @@ impl Walker<'_> {
 }
 
 /// A directory listing by name.
+/// The error a [`Reporter::flush_full`] left, if the sink refused a batch or the scan was
+/// cancelled.
+fn stopped(refused: &mut Option<Error>) -> Result<()> {
+    refused.take().map_or(Ok(()), Err)
+}
+
 fn list(dir: BorrowedFd<'_>) -> io::Result<HashMap<Box<[u8]>, Listed>> {
     let mut out = HashMap::new();
     let listed = fs::for_each_entry(dir, |name, file_type, ino| {
@@ -268,4 +279,3 @@ fn list(dir: BorrowedFd<'_>) -> io::Result<HashMap<Box<[u8]>, Listed>> {
     listed?;
     Ok(out)
 }
-

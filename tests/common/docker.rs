@@ -72,6 +72,11 @@ impl Container {
     /// What the Docker API's `/containers/{id}/changes` says, as `(kind, path)` with the path as
     /// Docker renders it (invalid UTF-8 replaced by U+FFFD).
     pub fn docker_changes(&self) -> BTreeSet<(char, String)> {
+        self.try_docker_changes().unwrap_or_else(|e| panic!("docker diff {}: {e}", self.name))
+    }
+
+    /// [`Container::docker_changes`], or Docker's error (it fails on paths beyond `PATH_MAX`).
+    pub fn try_docker_changes(&self) -> Result<BTreeSet<(char, String)>, String> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let host = super::client_options(rodiff::Runtime::Docker).docker_host;
@@ -79,8 +84,8 @@ impl Container {
             // Debian's dockerd 20.10 speaks API 1.41 at most; ask for no more.
             let version = bollard::ClientVersion { major_version: 1, minor_version: 41 };
             let client = bollard::Docker::connect_with_unix(socket, 120, &version).unwrap();
-            let changes = client.container_changes(&self.name).await.unwrap().unwrap_or_default();
-            changes
+            let changes = client.container_changes(&self.name).await.map_err(|e| e.to_string())?.unwrap_or_default();
+            Ok(changes
                 .into_iter()
                 .map(|c| {
                     let kind = match c.kind as i64 {
@@ -91,7 +96,7 @@ impl Container {
                     };
                     (kind, c.path)
                 })
-                .collect()
+                .collect())
         })
     }
 }

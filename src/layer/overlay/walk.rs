@@ -112,6 +112,9 @@ impl<'a> Walker<'a> {
     }
 
     /// Diffs one directory's entries and its subtree; returns what was found below it.
+    ///
+    /// Its changes go to the sink in batches of at most [`crate::layer::MAX_BATCH`]; subdirectories are walked
+    /// after its own entries.
     fn walk_dir(&self, dir: Dir) -> Result<Below> {
         let io_err = |e| Error::io(self.host_path(&dir.path), e);
         let mut batch = Vec::new();
@@ -121,13 +124,18 @@ impl<'a> Walker<'a> {
 
         if let Some(upper) = &dir.upper {
             let track_names = matches!(dir.content, Content::Other(_));
+            // A huge directory is sent on in batches as it is listed, not held whole.
+            let mut refused = None;
             let listed = fs::for_each_entry(upper.as_fd(), |name, file_type, _ino| {
                 changed |= self.upper_entry(&dir, upper.as_fd(), name, file_type, &mut batch, &mut pending)?;
                 if track_names {
                     in_upper.insert(name.into());
                 }
-                Ok(())
+                self.report.flush_full(&mut batch, &mut refused)
             });
+            if let Some(e) = refused {
+                return Err(e);
+            }
             match listed {
                 Ok(count) => self.report.options.progress.add(count),
                 Err(e) if fs::is_vanished(&e) => {}
