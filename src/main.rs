@@ -696,10 +696,40 @@ fn failure_summary(report: &rodiff::verify::Report) -> String {
         why.push_str(&format!("; writes refused at {}", paths.join(", ")));
     }
     if !report.uncovered.is_empty() {
-        let writes: Vec<String> = report.uncovered.iter().map(|u| format!("{} ({})", u.change.path.display(), u.when.describe())).collect();
+        let writes: Vec<String> = shown(&report.uncovered)
+            .iter()
+            .map(|(u, below)| match below {
+                0 => format!("{} ({})", u.change.path.display(), u.when.describe()),
+                n => format!("{} ({}, and {n} below it)", u.change.path.display(), u.when.describe()),
+            })
+            .collect();
         why.push_str(&format!("; written outside the plan's mounts: {}", writes.join(", ")));
     }
     why
+}
+
+/// More uncovered writes below a new directory than this are shown as the directory and a count.
+const SHOWN_BELOW: usize = 10;
+
+/// The uncovered writes to show: each one, but a new directory with more than [`SHOWN_BELOW`]
+/// uncovered writes below it (a whole data directory) stands for them, with their number.
+fn shown(uncovered: &[rodiff::verify::UncoveredWrite]) -> Vec<(&rodiff::verify::UncoveredWrite, usize)> {
+    // Sorted by path: what is below a directory comes right after it.
+    let mut shown = Vec::new();
+    let mut i = 0;
+    while i < uncovered.len() {
+        let u = &uncovered[i];
+        let c = &u.change;
+        let below = uncovered[i + 1..].iter().take_while(|v| v.change.path.starts_with(&c.path)).count();
+        if c.kind == rodiff::ChangeKind::Added && c.file_type == rodiff::FileType::Dir && below > SHOWN_BELOW {
+            shown.push((u, below));
+            i += 1 + below;
+        } else {
+            shown.push((u, 0));
+            i += 1;
+        }
+    }
+    shown
 }
 
 /// A plan saved with `rodiff plan --format json`.
@@ -750,11 +780,14 @@ fn print_report(out: &mut dyn Write, report: &rodiff::verify::Report) -> io::Res
     }
     if !report.uncovered.is_empty() {
         writeln!(out, "written by the shadow run outside the plan's mounts (lost or refused under --read-only):")?;
-        for u in &report.uncovered {
+        for (u, below) in shown(&report.uncovered) {
             let c = &u.change;
             write!(out, "  {} ", c.kind.letter())?;
             render::write_escaped(out, c.path_bytes())?;
-            writeln!(out, " ({}, {})", c.file_type.name(), u.when.describe())?;
+            match below {
+                0 => writeln!(out, " ({}, {})", c.file_type.name(), u.when.describe())?,
+                n => writeln!(out, " ({}, {}; and {n} writes below it)", c.file_type.name(), u.when.describe())?,
+            }
         }
     }
     if !report.log_tail.is_empty() {

@@ -317,9 +317,14 @@ pub(crate) type Differ = dyn Fn(String) -> BoxFuture<'static, Result<(Vec<Change
 
 /// The writes among the shadow's changes `before` its stop and `after` it that no mount covers:
 /// not the runtime's, not at or below one of `mounts`. A path first seen `after` appeared at stop.
-/// A changed directory that is only changed because of an uncovered write below it is left out
-/// (that write speaks for it).
+/// A changed directory with any change below it is left out: what is below speaks for it — an
+/// uncovered write, or a covered one, or a mount point the runtime made (`/var` changes when
+/// Docker makes `/var/lib` for a volume at `/var/lib/app`; the read-only run has it too).
 pub(crate) fn uncovered(before: &[Change], after: Option<&[Change]>, mounts: &[PathBuf]) -> Vec<UncoveredWrite> {
+    let has_below = |dir: &Change| {
+        let below = |c: &Change| c.path != dir.path && c.path.starts_with(&dir.path);
+        before.iter().any(below) || after.unwrap_or_default().iter().any(below)
+    };
     let outside = |c: &&Change| !c.runtime_made() && !mounts.iter().any(|m| c.path.starts_with(m));
     let mut found: Vec<UncoveredWrite> =
         before.iter().filter(outside).map(|c| UncoveredWrite { change: c.clone(), when: Phase::Run }).collect();
@@ -329,13 +334,7 @@ pub(crate) fn uncovered(before: &[Change], after: Option<&[Change]>, mounts: &[P
             found.push(UncoveredWrite { change: c.clone(), when: Phase::Stop });
         }
     }
-    let paths: Vec<PathBuf> = found.iter().map(|u| u.change.path.clone()).collect();
-    found.retain(|u| {
-        let c = &u.change;
-        !(c.kind == ChangeKind::Changed
-            && c.file_type == FileType::Dir
-            && paths.iter().any(|p| p != &c.path && p.starts_with(&c.path)))
-    });
+    found.retain(|u| !(u.change.kind == ChangeKind::Changed && u.change.file_type == FileType::Dir && has_below(&u.change)));
     found.sort_by(|a, b| path_order(a.change.path_bytes(), b.change.path_bytes()));
     found
 }
@@ -651,11 +650,19 @@ mod tests {
         after.push(change("/var/cache/app", ChangeKind::Touched, FileType::Dir));
         after.push(change("/srv/state", ChangeKind::Added, FileType::File));
         after.sort_by(|a, b| path_order(a.path_bytes(), b.path_bytes()));
+        // /var changed only because the runtime made the mount point /var/lib/app: not a write.
+        after.push(change("/var", ChangeKind::Changed, FileType::Dir));
+        // /opt changed by itself (its mode): a write.
+        after.push(change("/opt", ChangeKind::Changed, FileType::Dir));
+        after.sort_by(|a, b| path_order(a.path_bytes(), b.path_bytes()));
         let found = uncovered(&before, Some(&after), &[PathBuf::from("/tmp"), PathBuf::from("/var/lib/app")]);
         let got: Vec<(&str, char, Phase)> =
             found.iter().map(|u| (u.change.path.to_str().unwrap(), u.change.kind.letter(), u.when)).collect();
-        assert_eq!(got, [("/run/app.pid", 'A', Phase::Run), ("/srv/state", 'A', Phase::Stop), ("/var/cache/app", 'T', Phase::Stop)]);
-        let json = serde_json::to_value(&found[1]).unwrap();
+        assert_eq!(
+            got,
+            [("/opt", 'C', Phase::Stop), ("/run/app.pid", 'A', Phase::Run), ("/srv/state", 'A', Phase::Stop), ("/var/cache/app", 'T', Phase::Stop)]
+        );
+        let json = serde_json::to_value(&found[2]).unwrap();
         assert_eq!(json, serde_json::json!({"path": "/srv/state", "kind": "A", "type": "file", "when": "stop"}));
     }
 

@@ -193,12 +193,40 @@ fn run_with_flags(w: &Workload, original: &Container, plan: &serde_json::Value, 
     drop(volumes);
 }
 
-/// (b): `rodiff verify` passes, with the exercise as its probe, and leaves nothing behind.
+/// (b): `rodiff verify` passes, with the exercise as its probe — through a graceful stop and a
+/// restart of the read-only copy, and a shadow run that writes nothing outside the plan's mounts —
+/// and leaves nothing behind.
 fn verify_passes(w: &Workload, original: &Container) {
     let probe = format!("{} && {}", w.ready, w.exercise);
+    let started = Instant::now();
     let out = rodiff(&["verify", &original.name, "--probe", &probe, "--wait", w.wait]);
     let text = ok(&out, "rodiff verify");
+    eprintln!("{}: rodiff verify on {}: {:.1} s", w.key, storage_driver(), started.elapsed().as_secs_f64());
     assert!(text.contains("verified:"), "{text}");
+    assert!(text.contains("graceful stop: stopped in") && text.contains(", exit code 0"), "{}: not stopped cleanly:\n{text}", w.key);
+    assert!(text.contains("restart (same volumes): running again"), "{text}");
+    assert!(text.contains("shadow run (writable root): ran, stopped in"), "{text}");
+    assert_eq!(text.matches("probe `").count(), 2, "the probe runs before the stop and after the restart:\n{text}");
+    assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");
+}
+
+/// (c): `rodiff verify --fix` converges: its final plan holds, has the mounts the workload needs,
+/// and the rounds it took are printed (`verify --fix rounds: KEY on DRIVER: N`).
+fn verify_fix_converges(w: &Workload, original: &Container) {
+    let probe = format!("{} && {}", w.ready, w.exercise);
+    let started = Instant::now();
+    let out = rodiff(&["verify", &original.name, "--fix", "--format", "json", "--probe", &probe, "--wait", w.wait]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let plan = ok(&out, "rodiff verify --fix");
+    let verdict = stderr.lines().find(|l| l.contains("the plan holds after")).unwrap_or_else(|| panic!("no verdict:\n{stderr}"));
+    let rounds: usize = verdict.split("after ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    eprintln!("verify --fix rounds: {} on {}: {rounds} ({:.1} s)", w.key, storage_driver(), started.elapsed().as_secs_f64());
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let got = mounts_of(&plan);
+    let want: BTreeSet<(String, String)> = w.mounts.iter().map(|(p, k)| (p.to_string(), k.to_string())).collect();
+    assert!(want.is_subset(&got), "{}: fixed plan {got:?} lacks some of {want:?}\n{stderr}", w.key);
+    // Every round but the last added something, and said what and why.
+    assert!(stderr.matches(": + ").count() >= rounds, "{stderr}");
     assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");
 }
 
@@ -209,6 +237,7 @@ fn workload(w: &Workload) {
     let (original, plan, flags) = run_and_plan(w);
     run_with_flags(w, &original, &plan, &flags);
     verify_passes(w, &original);
+    verify_fix_converges(w, &original);
 }
 
 #[test]
@@ -260,7 +289,7 @@ fn a_plan_with_a_mount_removed_fails_verification_naming_the_path() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     // pg-start's `mkdir -p /var/lib/postgresql/data` is refused.
-    assert!(stdout.contains("writes refused by the read-only root filesystem:\n  /var/lib/postgresql/data\n"), "{stdout}");
+    assert!(stdout.contains("writes refused by the read-only root filesystem:\n  /var/lib/postgresql/data (during the run)\n"), "{stdout}");
     assert!(stdout.contains("Read-only file system"), "{stdout}");
     let line = stderr.lines().find(|l| l.starts_with("rodiff:")).expect("an error line");
     assert!(line.contains(&original.name) && line.contains("/var/lib/postgresql/data"), "{line}");
