@@ -152,7 +152,8 @@ enum Command {
     /// Plan the mounts a container needs to run with a read-only root filesystem.
     #[command(after_help = PLAN_HELP)]
     Plan(PlanArgs),
-    /// Prove a plan: run the container again, read-only with the plan's mounts, and probe it (Docker).
+    /// Prove a plan: run the container again, read-only with the plan's mounts, probe it, stop and
+    /// restart it, beside a writable shadow copy whose diff shows any write the plan misses (Docker).
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
     /// Accumulate what a running container writes over time, and print the union at the end.
@@ -225,14 +226,20 @@ Examples:
   rodiff verify db --probe 'pg_isready' --wait 10
   rodiff verify web --probe 'curl -fsS http://127.0.0.1/ >/dev/null'
   rodiff plan db --format json > plan.json; (edit it); rodiff verify db --plan plan.json
+  rodiff verify db --fix --format compose --probe 'pg_isready'    the plan, grown until it holds
 
 The new container has the original's image, command, entrypoint, environment, user, working
 directory and labels, its network mode (`none` stays `none`; ports are not published), its tmpfs and
-bind mounts, new throw-away volumes in place of its volumes, and the plan's mounts. It passes when it
-still runs after --wait seconds, the probe (run as `sh -c PROBE`) exits 0, and its log has no
-`Read-only file system` error. It and its volumes are removed afterwards, also on errors and Ctrl-C.
+bind mounts, new throw-away volumes in place of its volumes, and the plan's mounts. It is started,
+probed after --wait seconds, stopped gracefully (its stop signal, SIGKILL after --stop-timeout),
+started again with the same volumes and probed again. It passes when it runs at both probes, both
+exit 0, it exits 0 at stop (or as the shadow copy does), and its log has no `Read-only file system`
+error. Beside it a shadow copy runs with the same mounts and a writable root, is probed and stopped
+the same way, and is diffed before and after its stop: every write outside the plan's mounts fails
+the verification, named with its kind and when it appeared (during the run, at stop), whether the
+application logged it or not. Everything is removed afterwards, also on errors and Ctrl-C.
 
-Exit codes: 0 verified, 1 verification failed (the refused writes and the paths they name are
+Exit codes: 0 verified, 1 verification failed (the problems, refused writes and uncovered writes are
 printed) or any other error, 2 usage, 3 runtime unreachable or container not found.";
 
 #[derive(Args, Debug)]

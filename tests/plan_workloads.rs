@@ -23,6 +23,9 @@ struct Workload {
     ready: &'static str,
     /// Uses the service with its own client, making it write; must succeed.
     exercise: &'static str,
+    /// Like `exercise`, and passes again on the same data (`rodiff verify` probes before the
+    /// graceful stop and after the restart).
+    again: &'static str,
     /// Mounts the plan must have, as (path, kind).
     mounts: &'static [(&'static str, &'static str)],
     /// Seconds `rodiff verify` waits before its probe.
@@ -36,22 +39,34 @@ const POSTGRES: Workload = Workload {
     exercise: r#"psql -v ON_ERROR_STOP=1 -q -c "CREATE TABLE visits (id serial PRIMARY KEY, at timestamptz DEFAULT now());
         INSERT INTO visits DEFAULT VALUES; INSERT INTO visits DEFAULT VALUES;" &&
         test "$(psql -tA -c 'SELECT count(*) FROM visits')" = 2"#,
+    // Two rows before the stop; four after the restart (the table kept) — or two, had the restart
+    // lost it, which the probe cannot tell from a first run.
+    again: r#"psql -v ON_ERROR_STOP=1 -q -c "CREATE TABLE IF NOT EXISTS visits (id serial PRIMARY KEY, at timestamptz DEFAULT now());
+        INSERT INTO visits DEFAULT VALUES; INSERT INTO visits DEFAULT VALUES;" &&
+        n=$(psql -tA -c 'SELECT count(*) FROM visits') && { [ "$n" = 2 ] || [ "$n" = 4 ]; }"#,
     mounts: &[("/run/postgresql", "tmpfs"), ("/var/lib/postgresql", "volume")],
     wait: "8",
 };
+
+const NGINX_EXERCISE: &str = r#"curl -fsS http://127.0.0.1/ | grep -q "Welcome to nginx" &&
+        test "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/missing)" = 404 &&
+        grep -q 'GET /missing' /var/log/nginx/access.log"#;
 
 const NGINX: Workload = Workload {
     key: "nginx",
     image: "rodiff-demo/nginx:bookworm",
     ready: "curl -fsS -o /dev/null http://127.0.0.1/",
-    exercise: r#"curl -fsS http://127.0.0.1/ | grep -q "Welcome to nginx" &&
-        test "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/missing)" = 404 &&
-        grep -q 'GET /missing' /var/log/nginx/access.log"#,
+    exercise: NGINX_EXERCISE,
+    again: NGINX_EXERCISE,
     // The image ships /run/lock and the (empty) log files: volumes, which Docker fills from the
     // image, where a tmpfs would hide them.
     mounts: &[("/run", "volume"), ("/var/lib/nginx", "volume"), ("/var/log/nginx", "volume")],
     wait: "3",
 };
+
+const REDIS_EXERCISE: &str = r#"r() { redis-cli -s /run/redis/redis-server.sock "$@"; }
+        r SET greeting hello | grep -q OK && r SAVE | grep -q OK && test "$(r GET greeting)" = hello &&
+        test -s /var/lib/redis/dump.rdb && grep -q 'DB saved on disk' /var/log/redis/redis-server.log"#;
 
 /// redis writes where few look: its pid file and socket in /run/redis, its log in /var/log/redis
 /// (redis:adm 2750: a root-owned tmpfs would lock it out), its snapshots in /var/lib/redis.
@@ -59,9 +74,8 @@ const REDIS: Workload = Workload {
     key: "redis",
     image: "rodiff-demo/redis:bookworm",
     ready: "redis-cli -s /run/redis/redis-server.sock ping | grep -q PONG",
-    exercise: r#"r() { redis-cli -s /run/redis/redis-server.sock "$@"; }
-        r SET greeting hello | grep -q OK && r SAVE | grep -q OK && test "$(r GET greeting)" = hello &&
-        test -s /var/lib/redis/dump.rdb && grep -q 'DB saved on disk' /var/log/redis/redis-server.log"#,
+    exercise: REDIS_EXERCISE,
+    again: REDIS_EXERCISE,
     mounts: &[("/run/redis", "tmpfs"), ("/var/lib/redis", "volume"), ("/var/log/redis", "tmpfs")],
     wait: "3",
 };
@@ -197,7 +211,7 @@ fn run_with_flags(w: &Workload, original: &Container, plan: &serde_json::Value, 
 /// restart of the read-only copy, and a shadow run that writes nothing outside the plan's mounts —
 /// and leaves nothing behind.
 fn verify_passes(w: &Workload, original: &Container) {
-    let probe = format!("{} && {}", w.ready, w.exercise);
+    let probe = format!("{} && {}", w.ready, w.again);
     let started = Instant::now();
     let out = rodiff(&["verify", &original.name, "--probe", &probe, "--wait", w.wait]);
     let text = ok(&out, "rodiff verify");
@@ -213,7 +227,7 @@ fn verify_passes(w: &Workload, original: &Container) {
 /// (c): `rodiff verify --fix` converges: its final plan holds, has the mounts the workload needs,
 /// and the rounds it took are printed (`verify --fix rounds: KEY on DRIVER: N`).
 fn verify_fix_converges(w: &Workload, original: &Container) {
-    let probe = format!("{} && {}", w.ready, w.exercise);
+    let probe = format!("{} && {}", w.ready, w.again);
     let started = Instant::now();
     let out = rodiff(&["verify", &original.name, "--fix", "--format", "json", "--probe", &probe, "--wait", w.wait]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
