@@ -318,3 +318,43 @@ fn a_plan_with_a_mount_removed_fails_verification_naming_the_path() {
     assert!(line.contains(&original.name) && line.contains("/var/lib/postgresql/data"), "{line}");
     assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");
 }
+
+/// The case on a real service: redis saves its data set when it stops (the image's
+/// `save` points), and logs a failed save only to its own log file, on a tmpfs. A plan without
+/// its data volume passes the run (nothing is written to /var/lib/redis while it runs) — the
+/// shadow run sees `dump.rdb` appear at stop, and verification fails naming it.
+#[test]
+fn a_redis_plan_that_loses_the_data_set_at_stop_fails_verification() {
+    if !sandbox() || !image_available(REDIS.image) {
+        return;
+    }
+    let original = Container::run("redis-neg", &[], REDIS.image, &[]);
+    wait_until(&original, REDIS.ready);
+    original.sh(REDIS.exercise);
+    let out = rodiff(&["plan", &original.name, "--format", "json"]);
+    let mut plan: serde_json::Value = serde_json::from_str(&ok(&out, "rodiff plan")).unwrap();
+    let mounts = plan["mounts"].as_array_mut().unwrap();
+    let before = mounts.len();
+    mounts.retain(|m| m["path"] != "/var/lib/redis");
+    assert_eq!(mounts.len(), before - 1, "the plan has /var/lib/redis: {plan:#}");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), plan.to_string()).unwrap();
+
+    // The probe writes a key, and saves nothing itself.
+    let probe = format!("{} && redis-cli -s /run/redis/redis-server.sock SET greeting hello | grep -q OK", REDIS.ready);
+    let started = Instant::now();
+    let out = rodiff(&["verify", &original.name, "--plan", file.path().to_str().unwrap(), "--probe", &probe, "--wait", "3", "--stop-timeout", "5"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("redis without its data volume on {}: {:.1} s; read-only copy: {}", storage_driver(), started.elapsed().as_secs_f64(),
+        stdout.lines().find(|l| l.starts_with("graceful stop:")).unwrap_or("(no stop)"));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    // The run alone is fine: running, probe passed, nothing refused in the container's log.
+    assert!(stdout.contains("read-only run: after 3.0 s: running"), "{stdout}");
+    assert!(!stdout.contains("(dir, during the run)") && !stdout.contains("(file, during the run)"), "{stdout}");
+    // The shadow run names the data set written at stop.
+    assert!(stdout.lines().any(|l| l == "  A /var/lib/redis/dump.rdb (file, at stop)"), "{stdout}");
+    let line = stderr.lines().find(|l| l.starts_with("rodiff:")).expect("an error line");
+    assert!(line.contains(&original.name) && line.contains("/var/lib/redis/dump.rdb (at stop)"), "{line}");
+    assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");
+}
