@@ -358,3 +358,38 @@ fn a_redis_plan_that_loses_the_data_set_at_stop_fails_verification() {
     assert!(line.contains(&original.name) && line.contains("/var/lib/redis/dump.rdb (at stop)"), "{line}");
     assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");
 }
+
+/// The issue's case from the start: a redis that was only written to (no SAVE) when it was
+/// planned. `rodiff plan` cannot see /var/lib/redis (nothing was written there yet); `verify
+/// --fix` finds `dump.rdb` written at stop and adds the volume `plan` would have given it, in one
+/// round (`verify --fix rounds: redis-unsaved on DRIVER: 1`).
+#[test]
+fn verify_fix_gives_an_unsaved_redis_its_data_volume() {
+    if !sandbox() || !image_available(REDIS.image) {
+        return;
+    }
+    let original = Container::run("redis-unsaved", &[], REDIS.image, &[]);
+    wait_until(&original, REDIS.ready);
+    original.sh("redis-cli -s /run/redis/redis-server.sock SET greeting hello | grep -q OK");
+    let plan: serde_json::Value = serde_json::from_str(&ok(&rodiff(&["plan", &original.name, "--format", "json"]), "rodiff plan")).unwrap();
+    let before = mounts_of(&plan);
+    assert!(!before.iter().any(|(p, _)| p == "/var/lib/redis"), "nothing was saved yet, yet the plan has /var/lib/redis: {plan:#}");
+
+    let probe = format!("{} && redis-cli -s /run/redis/redis-server.sock SET greeting hello | grep -q OK", REDIS.ready);
+    let started = Instant::now();
+    let out = rodiff(&["verify", &original.name, "--fix", "--format", "json", "--probe", &probe, "--wait", "3", "--stop-timeout", "5"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let fixed = ok(&out, "rodiff verify --fix");
+    let verdict = stderr.lines().find(|l| l.contains("the plan holds after")).unwrap_or_else(|| panic!("no verdict:\n{stderr}"));
+    let rounds: usize = verdict.split("after ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    eprintln!("verify --fix rounds: redis-unsaved on {}: {rounds} ({:.1} s)", storage_driver(), started.elapsed().as_secs_f64());
+    assert_eq!(rounds, 1, "{stderr}");
+    assert!(stderr.contains("  A /var/lib/redis/dump.rdb (file, at stop)"), "{stderr}");
+    let added = stderr.lines().find(|l| l.contains("round 1: + volume /var/lib/redis ")).unwrap_or_else(|| panic!("no volume added:\n{stderr}"));
+    assert!(added.contains("(/var/lib/*: a service's data"), "the rule and reason `plan` gives: {added}");
+    let fixed: serde_json::Value = serde_json::from_str(&fixed).unwrap();
+    let mut want = before.clone();
+    want.insert(("/var/lib/redis".into(), "volume".into()));
+    assert_eq!(mounts_of(&fixed), want, "{fixed:#}");
+    assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");
+}
