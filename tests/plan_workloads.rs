@@ -354,6 +354,10 @@ fn a_redis_plan_that_loses_the_data_set_at_stop_fails_verification() {
     assert!(!stdout.contains("(dir, during the run)") && !stdout.contains("(file, during the run)"), "{stdout}");
     // The shadow run names the data set written at stop.
     assert!(stdout.lines().any(|l| l == "  A /var/lib/redis/dump.rdb (file, at stop)"), "{stdout}");
+    // And the read-only copy did not stop as the shadow did: redis will not exit without its save
+    // (killed after the stop timeout).
+    let stop_problem = stdout.lines().find(|l| l.starts_with("failed: the read-only container exited with code ")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(stop_problem.ends_with(" at stop (the writable shadow copy: code 0)"), "{stop_problem}");
     let line = stderr.lines().find(|l| l.starts_with("rodiff:")).expect("an error line");
     assert!(line.contains(&original.name) && line.contains("/var/lib/redis/dump.rdb (at stop)"), "{line}");
     assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");

@@ -177,3 +177,25 @@ impl Drop for RemoveVolume {
         let _ = Command::new("docker").args(["volume", "rm", "-f", &self.0]).output();
     }
 }
+
+/// A program whose save at SIGTERM fails loudly: the read-only copy's own log has the
+/// `Read-only file system` line, written at stop, and that alone fails it — named with its path
+/// and when — beside the shadow run's `A /srv/state (file, at stop)`.
+#[test]
+fn a_read_only_error_logged_at_stop_fails_verify() {
+    if !sandbox() {
+        return;
+    }
+    let c = Container::run("loud", &[], BUSYBOX, &["sh", "-c", "trap 'echo saved > /srv/state; exit 0' TERM; while :; do sleep 1 & wait $!; done"]);
+    let out = rodiff(&["verify", &c.name, "--probe", "true", "--wait", "2", "--stop-timeout", "5"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("read-only run: after 2.0 s: running"), "{stdout}");
+    let refused = "writes refused by the read-only root filesystem:\n  /srv/state (at stop)\n";
+    assert!(stdout.contains(refused) && stdout.contains("Read-only file system"), "{stdout}");
+    assert!(stdout.lines().any(|l| l == "failed: writes refused by the read-only root filesystem (at stop)"), "{stdout}");
+    assert!(stdout.lines().any(|l| l == "  A /srv/state (file, at stop)"), "{stdout}");
+    let error = stderr.lines().find(|l| l.starts_with("rodiff:")).unwrap_or_else(|| panic!("no error line:\n{stderr}"));
+    assert!(error.contains("writes refused at /srv/state"), "{error}");
+    assert_eq!(leftovers(&c.name), "", "verification left containers or volumes behind");
+}
