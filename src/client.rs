@@ -432,8 +432,9 @@ impl Client {
     }
 
     /// Proves `plan` by running Docker container `container` again, read-only, with the plan's
-    /// mounts (see [`verify`](mod@verify)). What it makes is removed before it returns, also when
-    /// `stop` cancels it.
+    /// mounts, through a graceful stop and a restart, beside a shadow copy with a writable root
+    /// whose diff shows the writes no mount covers (see [`verify`](mod@verify)). What it makes is
+    /// removed before it returns, also when `stop` cancels it.
     pub fn verify(&self, container: &str, plan: &Plan, options: &VerifyOptions, stop: &Stop) -> Result<Report> {
         if self.options().runtime != Runtime::Docker {
             return Err(Error::RuntimeCall {
@@ -446,7 +447,21 @@ impl Client {
         let (client, container, plan, options, stop) = (self.clone(), container.to_string(), plan.clone(), options.clone(), stop.clone());
         self.block(async move {
             let docker = client.docker(&stop).await?;
-            verify::verify(docker, &container, &plan, &options, &stop).await
+            let differ = client.clone();
+            let diff_stop = stop.clone();
+            // The shadow copy is diffed with the engine every diff uses: resolved through Docker,
+            // walked on the walker pool, mount points marked.
+            let diff = move |name: String| -> futures_util::future::BoxFuture<'static, Result<(Vec<Change>, Vec<PathBuf>)>> {
+                let (client, stop) = (differ.clone(), diff_stop.clone());
+                Box::pin(async move {
+                    let resolved = client.resolve_io(&Target::from(name.as_str()), &stop).await?;
+                    let mounts = resolved.iter().flat_map(|r| r.mount_destinations.clone()).collect();
+                    let scan = ScanOptions { metadata: true, stop, ..Default::default() };
+                    let changes = client.on_walkers(move |client| client.changes_resolved(&resolved, false, &scan)).await?;
+                    Ok((changes, mounts))
+                })
+            };
+            verify::verify(docker, &container, &plan, &options, &diff, &stop).await
         })
     }
 

@@ -152,7 +152,8 @@ enum Command {
     /// Plan the mounts a container needs to run with a read-only root filesystem.
     #[command(after_help = PLAN_HELP)]
     Plan(PlanArgs),
-    /// Prove a plan: run the container again, read-only with the plan's mounts, and probe it (Docker).
+    /// Prove a plan: run the container again, read-only with the plan's mounts, probe it, stop and
+    /// restart it, beside a writable shadow copy whose diff shows any write the plan misses (Docker).
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
     /// Accumulate what a running container writes over time, and print the union at the end.
@@ -225,14 +226,20 @@ Examples:
   rodiff verify db --probe 'pg_isready' --wait 10
   rodiff verify web --probe 'curl -fsS http://127.0.0.1/ >/dev/null'
   rodiff plan db --format json > plan.json; (edit it); rodiff verify db --plan plan.json
+  rodiff verify db --fix --format compose --probe 'pg_isready'    the plan, grown until it holds
 
 The new container has the original's image, command, entrypoint, environment, user, working
 directory and labels, its network mode (`none` stays `none`; ports are not published), its tmpfs and
-bind mounts, new throw-away volumes in place of its volumes, and the plan's mounts. It passes when it
-still runs after --wait seconds, the probe (run as `sh -c PROBE`) exits 0, and its log has no
-`Read-only file system` error. It and its volumes are removed afterwards, also on errors and Ctrl-C.
+bind mounts, new throw-away volumes in place of its volumes, and the plan's mounts. It is started,
+probed after --wait seconds, stopped gracefully (its stop signal, SIGKILL after --stop-timeout),
+started again with the same volumes and probed again. It passes when it runs at both probes, both
+exit 0, it exits 0 at stop (or as the shadow copy does), and its log has no `Read-only file system`
+error. Beside it a shadow copy runs with the same mounts and a writable root, is probed and stopped
+the same way, and is diffed before and after its stop: every write outside the plan's mounts fails
+the verification, named with its kind and when it appeared (during the run, at stop), whether the
+application logged it or not. Everything is removed afterwards, also on errors and Ctrl-C.
 
-Exit codes: 0 verified, 1 verification failed (the refused writes and the paths they name are
+Exit codes: 0 verified, 1 verification failed (the problems, refused writes and uncovered writes are
 printed) or any other error, 2 usage, 3 runtime unreachable or container not found.";
 
 #[derive(Args, Debug)]
@@ -309,9 +316,21 @@ struct VerifyArgs {
     /// Seconds the new container must keep running before the probe.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     wait: f64,
+    /// Seconds a graceful stop may take (the image's stop signal first, then SIGKILL), for both
+    /// copies: `docker stop -t`.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    stop_timeout: u32,
     /// Verify this plan (`rodiff plan --format json`, maybe edited) instead of planning anew.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["tmpfs", "volume"])]
     plan: Option<std::path::PathBuf>,
+    /// Add what the shadow run wrote outside the plan's mounts to the plan (same rules, same
+    /// reasons) and verify again, until the plan holds or a round adds nothing; print the final
+    /// plan (--format) on stdout, each round on stderr.
+    #[arg(long, conflicts_with = "plan")]
+    fix: bool,
+    /// With --fix: the final plan's format, as for `rodiff plan`.
+    #[arg(long, short, value_enum, default_value_t = PlanFormatArg::Docker, requires = "fix")]
+    format: PlanFormatArg,
     #[command(flatten)]
     rules: RuleArgs,
 }
@@ -608,6 +627,14 @@ impl Run<'_> {
             use clap::CommandFactory;
             Cli::command().error(clap::error::ErrorKind::ValueValidation, "--wait takes a number of seconds").exit();
         }
+        let verify = VerifyOptions {
+            probe: args.probe.clone(),
+            wait: Duration::from_secs_f64(args.wait),
+            stop_timeout: Duration::from_secs(args.stop_timeout.into()),
+        };
+        if args.fix {
+            return self.verify_fix(args, &verify);
+        }
         let context = || format!("container {}", args.container);
         let plan = match &args.plan {
             Some(file) => read_plan(file)?,
@@ -617,25 +644,121 @@ impl Run<'_> {
                 plans.into_iter().next().ok_or_else(|| anyhow::anyhow!("no plan").context(context()))?
             }
         };
-        let verify = VerifyOptions { probe: args.probe.clone(), wait: Duration::from_secs_f64(args.wait) };
         let flags = rodiff::plan::render::render(std::slice::from_ref(&plan), PlanFormat::Docker).unwrap_or_default();
-        println!("rodiff verify: running {} again, read-only, with the plan (volumes are throw-away copies):", args.container);
+        println!("rodiff verify: running {} again, read-only, with the plan (volumes are throw-away copies), and a shadow copy with a writable root:", args.container);
         println!("  {}", flags.trim_end());
         let report = self.client.verify(&args.container, &plan, &verify, &self.stop).map_err(|e| anyhow::Error::new(e).context(context()))?;
-        print_report(&report);
+        print_report(&mut io::stdout().lock(), &report).map_err(|e| Error::io("<stdout>", e))?;
         for left in &report.leftovers {
             eprintln!("rodiff: warning: could not remove {left}");
         }
         if report.passed() {
             return Ok(());
         }
-        let paths: Vec<&str> = report.failures.iter().filter_map(|f| f.path.as_deref()).collect();
-        let mut why = String::from("verification failed");
-        if !paths.is_empty() {
-            why.push_str(&format!(": writes refused at {}", paths.join(", ")));
-        }
-        Err(anyhow::anyhow!(why).context(context()))
+        Err(anyhow::anyhow!(failure_summary(&report)).context(context()))
     }
+
+    /// `verify --fix`: plan from the container's diff, verify, add the shadow run's uncovered
+    /// writes to the changes and plan again, until the plan holds or a round adds no mount.
+    fn verify_fix(&self, args: &VerifyArgs, verify: &VerifyOptions) -> anyhow::Result<()> {
+        /// Rounds of additions at most (each adds a mount; this only bounds a runaway).
+        const MAX_ROUNDS: usize = 16;
+        let context = || format!("container {}", args.container);
+        let wrap = |e: Error| anyhow::Error::new(e).context(context());
+        let rules = args.rules.rules();
+        let resolved = self.client.resolve(&Target::from(args.container.as_str()), &self.stop).map_err(wrap)?;
+        let scan = ScanOptions { metadata: true, stop: self.stop.clone(), ..Default::default() };
+        let mut changes = self.client.changes_resolved(&resolved, false, &scan).map_err(wrap)?;
+        let original = resolved.first().ok_or_else(|| anyhow::anyhow!("no container").context(context()))?;
+        let mut plan = self.client.plan_changes(original, &changes, &rules).map_err(wrap)?;
+        let mut round = 0;
+        let mut err = io::stderr().lock();
+        let (holds, summary) = loop {
+            let flags = rodiff::plan::render::render(std::slice::from_ref(&plan), PlanFormat::Docker).unwrap_or_default();
+            let _ = writeln!(err, "rodiff verify --fix: round {round}: verifying {}", flags.trim_end());
+            let report = self.client.verify(&args.container, &plan, verify, &self.stop).map_err(wrap)?;
+            let _ = print_report(&mut err, &report);
+            for left in &report.leftovers {
+                let _ = writeln!(err, "rodiff: warning: could not remove {left}");
+            }
+            if report.passed() {
+                let _ = writeln!(err, "rodiff verify --fix: the plan holds after {round} round(s) of additions");
+                break (true, String::new());
+            }
+            let known: std::collections::HashSet<std::path::PathBuf> = changes.iter().map(|c| c.path.clone()).collect();
+            let extra: Vec<rodiff::Change> = report.uncovered.iter().map(|u| u.change.clone()).filter(|c| !known.contains(&c.path)).collect();
+            changes.extend(extra);
+            changes.sort_by(|a, b| rodiff::model::path_order(a.path_bytes(), b.path_bytes()));
+            let next = self.client.plan_changes(original, &changes, &rules).map_err(wrap)?;
+            let added: Vec<&rodiff::plan::PlannedMount> =
+                next.mounts.iter().filter(|m| !plan.mounts.iter().any(|p| p.path == m.path && p.kind == m.kind)).collect();
+            if added.is_empty() || round >= MAX_ROUNDS {
+                let _ = writeln!(err, "rodiff verify --fix: round {} adds no mount: the plan does not hold", round + 1);
+                for u in &next.uncovered {
+                    let _ = writeln!(err, "rodiff verify --fix: no mount can cover {}: {}", u.path.display(), u.reason);
+                }
+                break (false, failure_summary(&report));
+            }
+            round += 1;
+            for m in &added {
+                let covers: Vec<String> = m.covers.iter().map(|p| p.display().to_string()).collect();
+                let _ = writeln!(err, "rodiff verify --fix: round {round}: + {} {} ({}: {}) for {}", m.kind.name(), m.path.display(), m.rule, m.reason, covers.join(", "));
+            }
+            plan = next;
+        };
+        drop(err);
+        let text = rodiff::plan::render::render(std::slice::from_ref(&plan), plan_format(args.format))?;
+        io::stdout().write_all(text.as_bytes()).map_err(|e| Error::io("<stdout>", e))?;
+        match holds {
+            true => Ok(()),
+            false => Err(anyhow::anyhow!(summary).context(context())),
+        }
+    }
+}
+
+/// The one-line reason a verification failed: its problems, the refused paths, the uncovered
+/// writes.
+fn failure_summary(report: &rodiff::verify::Report) -> String {
+    let mut why = format!("verification failed: {}", report.problems().join("; "));
+    let paths: Vec<&str> = report.failures.iter().filter_map(|f| f.path.as_deref()).collect();
+    if !paths.is_empty() {
+        why.push_str(&format!("; writes refused at {}", paths.join(", ")));
+    }
+    if !report.uncovered.is_empty() {
+        let writes: Vec<String> = shown(&report.uncovered)
+            .iter()
+            .map(|(u, below)| match below {
+                0 => format!("{} ({})", u.change.path.display(), u.when.describe()),
+                n => format!("{} ({}, and {n} below it)", u.change.path.display(), u.when.describe()),
+            })
+            .collect();
+        why.push_str(&format!("; written outside the plan's mounts: {}", writes.join(", ")));
+    }
+    why
+}
+
+/// More uncovered writes below a new directory than this are shown as the directory and a count.
+const SHOWN_BELOW: usize = 10;
+
+/// The uncovered writes to show: each one, but a new directory with more than [`SHOWN_BELOW`]
+/// uncovered writes below it (a whole data directory) stands for them, with their number.
+fn shown(uncovered: &[rodiff::verify::UncoveredWrite]) -> Vec<(&rodiff::verify::UncoveredWrite, usize)> {
+    // Sorted by path: what is below a directory comes right after it.
+    let mut shown = Vec::new();
+    let mut i = 0;
+    while i < uncovered.len() {
+        let u = &uncovered[i];
+        let c = &u.change;
+        let below = uncovered[i + 1..].iter().take_while(|v| v.change.path.starts_with(&c.path)).count();
+        if c.kind == rodiff::ChangeKind::Added && c.file_type == rodiff::FileType::Dir && below > SHOWN_BELOW {
+            shown.push((u, below));
+            i += 1 + below;
+        } else {
+            shown.push((u, 0));
+            i += 1;
+        }
+    }
+    shown
 }
 
 /// A plan saved with `rodiff plan --format json`.
@@ -646,43 +769,92 @@ fn read_plan(file: &std::path::Path) -> rodiff::Result<rodiff::Plan> {
 }
 
 /// Prints what a verification found, for people.
-fn print_report(report: &rodiff::verify::Report) {
+fn print_report(out: &mut dyn Write, report: &rodiff::verify::Report) -> io::Result<()> {
     let state = match (&report.start_error, report.running, report.exit_code) {
         (Some(e), _, _) => format!("Docker could not start it: {e}"),
         (None, true, _) => "running".to_string(),
         (None, false, Some(code)) => format!("exited with code {code}"),
         (None, false, None) => "stopped".to_string(),
     };
-    println!("after {:.1} s: {state}", report.ran_for.as_secs_f64());
-    if let Some(probe) = &report.probe {
-        let verdict = match probe.exit_code {
-            Some(0) => "passed".to_string(),
-            Some(code) => format!("failed (exit {code})"),
-            None => "failed (no exit code)".to_string(),
+    writeln!(out, "read-only run: after {:.1} s: {state}", report.ran_for.as_secs_f64())?;
+    print_probe(out, report.probe.as_ref(), "")?;
+    if let Some(stop) = &report.stop {
+        writeln!(out, "graceful stop: {}", stopped(stop))?;
+    }
+    if let Some(r) = &report.restart {
+        let state = match (&r.start_error, r.running, r.exit_code) {
+            (Some(e), _, _) => format!("Docker could not start it again: {e}"),
+            (None, true, _) => "running again".to_string(),
+            (None, false, Some(code)) => format!("exited with code {code}"),
+            (None, false, None) => "stopped".to_string(),
         };
-        println!("probe `{}`: {verdict}", probe.command);
-        if !probe.passed() {
-            for line in probe.output.lines() {
-                println!("  | {line}");
+        writeln!(out, "restart (same volumes): {state}")?;
+        print_probe(out, r.probe.as_ref(), " after the restart")?;
+    }
+    if let Some(shadow) = &report.shadow {
+        let state = match (&shadow.start_error, &shadow.stop, shadow.exit_code) {
+            (Some(e), _, _) => format!("Docker could not start it: {e}"),
+            (None, Some(stop), _) => format!("ran, {}", stopped(stop)),
+            (None, None, Some(code)) => format!("exited with code {code} by itself"),
+            (None, None, None) => "stopped by itself".to_string(),
+        };
+        writeln!(out, "shadow run (writable root): {state}")?;
+    }
+    if !report.failures.is_empty() {
+        writeln!(out, "writes refused by the read-only root filesystem:")?;
+        for f in &report.failures {
+            writeln!(out, "  {} ({})", f.path.as_deref().unwrap_or("(the line names no path)"), f.when.describe())?;
+            writeln!(out, "    {}", f.line)?;
+        }
+    }
+    if !report.uncovered.is_empty() {
+        writeln!(out, "written by the shadow run outside the plan's mounts (lost or refused under --read-only):")?;
+        for (u, below) in shown(&report.uncovered) {
+            let c = &u.change;
+            write!(out, "  {} ", c.kind.letter())?;
+            render::write_escaped(out, c.path_bytes())?;
+            match below {
+                0 => writeln!(out, " ({}, {})", c.file_type.name(), u.when.describe())?,
+                n => writeln!(out, " ({}, {}; and {n} writes below it)", c.file_type.name(), u.when.describe())?,
             }
         }
     }
-    if !report.failures.is_empty() {
-        println!("writes refused by the read-only root filesystem:");
-        for f in &report.failures {
-            println!("  {}", f.path.as_deref().unwrap_or("(the line names no path)"));
-            println!("    {}", f.line);
-        }
-    }
     if !report.log_tail.is_empty() {
-        println!("last log lines:");
+        writeln!(out, "last log lines:")?;
         for line in &report.log_tail {
-            println!("  | {line}");
+            writeln!(out, "  | {line}")?;
         }
     }
     if report.passed() {
-        println!("verified: {} runs with a read-only root filesystem and the plan's mounts", report.container);
+        writeln!(out, "verified: {} runs with a read-only root filesystem and the plan's mounts, stops cleanly and starts again; the shadow run wrote nothing outside them", report.container)?;
+    } else {
+        for problem in report.problems() {
+            writeln!(out, "failed: {problem}")?;
+        }
     }
+    Ok(())
+}
+
+fn print_probe(out: &mut dyn Write, probe: Option<&rodiff::verify::ProbeOutcome>, when: &str) -> io::Result<()> {
+    let Some(probe) = probe else { return Ok(()) };
+    let verdict = match probe.exit_code {
+        Some(0) => "passed".to_string(),
+        Some(code) => format!("failed (exit {code})"),
+        None => "failed (no exit code)".to_string(),
+    };
+    writeln!(out, "probe `{}`{when}: {verdict}", probe.command)?;
+    if !probe.passed() {
+        for line in probe.output.lines() {
+            writeln!(out, "  | {line}")?;
+        }
+    }
+    Ok(())
+}
+
+fn stopped(stop: &rodiff::verify::Stopped) -> String {
+    let code = stop.exit_code.map_or("no exit code".to_string(), |c| format!("exit code {c}"));
+    let killed = if stop.killed { ", killed after the stop timeout" } else { "" };
+    format!("stopped in {:.1} s, {code}{killed}", stop.took.as_secs_f64())
 }
 
 /// Runs a scan, showing a progress line on stderr (only on a terminal, only after a second).

@@ -90,7 +90,8 @@ impl<W: Write + Send> ChangeSink for Streaming<W> {
     }
 }
 
-fn write_escaped(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+/// Writes a path as a `docker diff` line carries it (see [`write_docker_line`]).
+pub fn write_escaped(out: &mut (impl Write + ?Sized), bytes: &[u8]) -> io::Result<()> {
     // The common case: printable ASCII, nothing to escape.
     if bytes.iter().all(|&b| (0x20..0x7f).contains(&b)) {
         return out.write_all(bytes);

@@ -120,7 +120,7 @@ fn two_verifications_of_one_container_at_once() {
     let client = Client::new(common::client_options(Runtime::Docker)).unwrap();
     let plans = client.plan(&Target::from(c.name.as_str()), &rodiff::Rules::builtin(), &Stop::default()).unwrap();
     let plan = plans.into_iter().next().unwrap();
-    let options = VerifyOptions { probe: Some("true".into()), wait: Duration::from_secs(3) };
+    let options = VerifyOptions { probe: Some("true".into()), wait: Duration::from_secs(3), ..Default::default() };
     let results: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
             .map(|i| {
@@ -250,7 +250,7 @@ fn a_verification_stopped_by_deadline_or_cancel_leaves_nothing() {
     let c = writer();
     let client = Client::new(common::client_options(Runtime::Docker)).unwrap();
     let plan = client.plan(&Target::from(c.name.as_str()), &rodiff::Rules::builtin(), &Stop::default()).unwrap().remove(0);
-    let options = VerifyOptions { probe: Some("sleep 30".into()), wait: Duration::from_secs(2) };
+    let options = VerifyOptions { probe: Some("sleep 30".into()), wait: Duration::from_secs(2), ..Default::default() };
     for after in [300u64, 900, 1500, 2500, 4000] {
         let stop = Stop { deadline: Some(rodiff::Deadline::after(Duration::from_millis(after))), ..Default::default() };
         let started = Instant::now();

@@ -23,6 +23,9 @@ struct Workload {
     ready: &'static str,
     /// Uses the service with its own client, making it write; must succeed.
     exercise: &'static str,
+    /// Like `exercise`, and passes again on the same data (`rodiff verify` probes before the
+    /// graceful stop and after the restart).
+    again: &'static str,
     /// Mounts the plan must have, as (path, kind).
     mounts: &'static [(&'static str, &'static str)],
     /// Seconds `rodiff verify` waits before its probe.
@@ -36,22 +39,34 @@ const POSTGRES: Workload = Workload {
     exercise: r#"psql -v ON_ERROR_STOP=1 -q -c "CREATE TABLE visits (id serial PRIMARY KEY, at timestamptz DEFAULT now());
         INSERT INTO visits DEFAULT VALUES; INSERT INTO visits DEFAULT VALUES;" &&
         test "$(psql -tA -c 'SELECT count(*) FROM visits')" = 2"#,
+    // Two rows before the stop; four after the restart (the table kept) — or two, had the restart
+    // lost it, which the probe cannot tell from a first run.
+    again: r#"psql -v ON_ERROR_STOP=1 -q -c "CREATE TABLE IF NOT EXISTS visits (id serial PRIMARY KEY, at timestamptz DEFAULT now());
+        INSERT INTO visits DEFAULT VALUES; INSERT INTO visits DEFAULT VALUES;" &&
+        n=$(psql -tA -c 'SELECT count(*) FROM visits') && { [ "$n" = 2 ] || [ "$n" = 4 ]; }"#,
     mounts: &[("/run/postgresql", "tmpfs"), ("/var/lib/postgresql", "volume")],
     wait: "8",
 };
+
+const NGINX_EXERCISE: &str = r#"curl -fsS http://127.0.0.1/ | grep -q "Welcome to nginx" &&
+        test "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/missing)" = 404 &&
+        grep -q 'GET /missing' /var/log/nginx/access.log"#;
 
 const NGINX: Workload = Workload {
     key: "nginx",
     image: "rodiff-demo/nginx:bookworm",
     ready: "curl -fsS -o /dev/null http://127.0.0.1/",
-    exercise: r#"curl -fsS http://127.0.0.1/ | grep -q "Welcome to nginx" &&
-        test "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/missing)" = 404 &&
-        grep -q 'GET /missing' /var/log/nginx/access.log"#,
+    exercise: NGINX_EXERCISE,
+    again: NGINX_EXERCISE,
     // The image ships /run/lock and the (empty) log files: volumes, which Docker fills from the
     // image, where a tmpfs would hide them.
     mounts: &[("/run", "volume"), ("/var/lib/nginx", "volume"), ("/var/log/nginx", "volume")],
     wait: "3",
 };
+
+const REDIS_EXERCISE: &str = r#"r() { redis-cli -s /run/redis/redis-server.sock "$@"; }
+        r SET greeting hello | grep -q OK && r SAVE | grep -q OK && test "$(r GET greeting)" = hello &&
+        test -s /var/lib/redis/dump.rdb && grep -q 'DB saved on disk' /var/log/redis/redis-server.log"#;
 
 /// redis writes where few look: its pid file and socket in /run/redis, its log in /var/log/redis
 /// (redis:adm 2750: a root-owned tmpfs would lock it out), its snapshots in /var/lib/redis.
@@ -59,9 +74,8 @@ const REDIS: Workload = Workload {
     key: "redis",
     image: "rodiff-demo/redis:bookworm",
     ready: "redis-cli -s /run/redis/redis-server.sock ping | grep -q PONG",
-    exercise: r#"r() { redis-cli -s /run/redis/redis-server.sock "$@"; }
-        r SET greeting hello | grep -q OK && r SAVE | grep -q OK && test "$(r GET greeting)" = hello &&
-        test -s /var/lib/redis/dump.rdb && grep -q 'DB saved on disk' /var/log/redis/redis-server.log"#,
+    exercise: REDIS_EXERCISE,
+    again: REDIS_EXERCISE,
     mounts: &[("/run/redis", "tmpfs"), ("/var/lib/redis", "volume"), ("/var/log/redis", "tmpfs")],
     wait: "3",
 };
@@ -193,12 +207,49 @@ fn run_with_flags(w: &Workload, original: &Container, plan: &serde_json::Value, 
     drop(volumes);
 }
 
-/// (b): `rodiff verify` passes, with the exercise as its probe, and leaves nothing behind.
+/// (b): `rodiff verify` passes, with the exercise as its probe — through a graceful stop and a
+/// restart of the read-only copy, and a shadow run that writes nothing outside the plan's mounts —
+/// and leaves nothing behind.
+/// `rodiff verify`'s probe: waits up to a minute for the service to answer (a slow start — a
+/// loaded machine, a new database cluster — is not what is being verified), then `again`.
+fn verify_probe(w: &Workload) -> String {
+    format!("i=0; until {}; do i=$((i+1)); [ $i -lt 240 ] || exit 1; sleep 0.25; done; {}", w.ready, w.again)
+}
+
 fn verify_passes(w: &Workload, original: &Container) {
-    let probe = format!("{} && {}", w.ready, w.exercise);
+    let probe = verify_probe(w);
+    let started = Instant::now();
     let out = rodiff(&["verify", &original.name, "--probe", &probe, "--wait", w.wait]);
     let text = ok(&out, "rodiff verify");
+    eprintln!("{}: rodiff verify on {}: {:.1} s", w.key, storage_driver(), started.elapsed().as_secs_f64());
     assert!(text.contains("verified:"), "{text}");
+    // Both copies stop on their stop signal, with 0, well before the stop timeout.
+    for copy in ["graceful stop: stopped in ", "shadow run (writable root): ran, stopped in "] {
+        let line = text.lines().find(|l| l.starts_with(copy)).unwrap_or_else(|| panic!("{}: no line {copy:?}:\n{text}", w.key));
+        assert!(line.ends_with(", exit code 0"), "{}: not stopped cleanly: {line}\n{text}", w.key);
+    }
+    assert!(text.contains("restart (same volumes): running again"), "{text}");
+    assert_eq!(text.matches("probe `").count(), 2, "the probe runs before the stop and after the restart:\n{text}");
+    assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");
+}
+
+/// (c): `rodiff verify --fix` converges: its final plan holds, has the mounts the workload needs,
+/// and the rounds it took are printed (`verify --fix rounds: KEY on DRIVER: N`).
+fn verify_fix_converges(w: &Workload, original: &Container) {
+    let probe = verify_probe(w);
+    let started = Instant::now();
+    let out = rodiff(&["verify", &original.name, "--fix", "--format", "json", "--probe", &probe, "--wait", w.wait]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let plan = ok(&out, "rodiff verify --fix");
+    let verdict = stderr.lines().find(|l| l.contains("the plan holds after")).unwrap_or_else(|| panic!("no verdict:\n{stderr}"));
+    let rounds: usize = verdict.split("after ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    eprintln!("verify --fix rounds: {} on {}: {rounds} ({:.1} s)", w.key, storage_driver(), started.elapsed().as_secs_f64());
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let got = mounts_of(&plan);
+    let want: BTreeSet<(String, String)> = w.mounts.iter().map(|(p, k)| (p.to_string(), k.to_string())).collect();
+    assert!(want.is_subset(&got), "{}: fixed plan {got:?} lacks some of {want:?}\n{stderr}", w.key);
+    // Every round but the last added something, and said what and why.
+    assert!(stderr.matches(": + ").count() >= rounds, "{stderr}");
     assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");
 }
 
@@ -209,6 +260,7 @@ fn workload(w: &Workload) {
     let (original, plan, flags) = run_and_plan(w);
     run_with_flags(w, &original, &plan, &flags);
     verify_passes(w, &original);
+    verify_fix_converges(w, &original);
 }
 
 #[test]
@@ -260,9 +312,88 @@ fn a_plan_with_a_mount_removed_fails_verification_naming_the_path() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     // pg-start's `mkdir -p /var/lib/postgresql/data` is refused.
-    assert!(stdout.contains("writes refused by the read-only root filesystem:\n  /var/lib/postgresql/data\n"), "{stdout}");
+    assert!(stdout.contains("writes refused by the read-only root filesystem:\n  /var/lib/postgresql/data (during the run)\n"), "{stdout}");
     assert!(stdout.contains("Read-only file system"), "{stdout}");
     let line = stderr.lines().find(|l| l.starts_with("rodiff:")).expect("an error line");
     assert!(line.contains(&original.name) && line.contains("/var/lib/postgresql/data"), "{line}");
+    assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");
+}
+
+/// The issue's case on a real service: redis saves its data set when it stops (the image's
+/// `save` points), and logs a failed save only to its own log file, on a tmpfs. A plan without
+/// its data volume passes the run (nothing is written to /var/lib/redis while it runs) — the
+/// shadow run sees `dump.rdb` appear at stop, and verification fails naming it.
+#[test]
+fn a_redis_plan_that_loses_the_data_set_at_stop_fails_verification() {
+    if !sandbox() || !image_available(REDIS.image) {
+        return;
+    }
+    let original = Container::run("redis-neg", &[], REDIS.image, &[]);
+    wait_until(&original, REDIS.ready);
+    original.sh(REDIS.exercise);
+    let out = rodiff(&["plan", &original.name, "--format", "json"]);
+    let mut plan: serde_json::Value = serde_json::from_str(&ok(&out, "rodiff plan")).unwrap();
+    let mounts = plan["mounts"].as_array_mut().unwrap();
+    let before = mounts.len();
+    mounts.retain(|m| m["path"] != "/var/lib/redis");
+    assert_eq!(mounts.len(), before - 1, "the plan has /var/lib/redis: {plan:#}");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), plan.to_string()).unwrap();
+
+    // The probe writes a key, and saves nothing itself.
+    let probe = format!("{} && redis-cli -s /run/redis/redis-server.sock SET greeting hello | grep -q OK", REDIS.ready);
+    let started = Instant::now();
+    let out = rodiff(&["verify", &original.name, "--plan", file.path().to_str().unwrap(), "--probe", &probe, "--wait", "3", "--stop-timeout", "5"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("redis without its data volume on {}: {:.1} s; read-only copy: {}", storage_driver(), started.elapsed().as_secs_f64(),
+        stdout.lines().find(|l| l.starts_with("graceful stop:")).unwrap_or("(no stop)"));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    // The run alone is fine: running, probe passed, nothing refused in the container's log.
+    assert!(stdout.contains("read-only run: after 3.0 s: running"), "{stdout}");
+    assert!(!stdout.contains("(dir, during the run)") && !stdout.contains("(file, during the run)"), "{stdout}");
+    // The shadow run names the data set written at stop.
+    assert!(stdout.lines().any(|l| l == "  A /var/lib/redis/dump.rdb (file, at stop)"), "{stdout}");
+    // And the read-only copy did not stop as the shadow did: redis will not exit without its save
+    // (killed after the stop timeout).
+    let stop_problem = stdout.lines().find(|l| l.starts_with("failed: the read-only container exited with code ")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(stop_problem.ends_with(" at stop (the writable shadow copy: code 0)"), "{stop_problem}");
+    let line = stderr.lines().find(|l| l.starts_with("rodiff:")).expect("an error line");
+    assert!(line.contains(&original.name) && line.contains("/var/lib/redis/dump.rdb (at stop)"), "{line}");
+    assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");
+}
+
+/// The issue's case from the start: a redis that was only written to (no SAVE) when it was
+/// planned. `rodiff plan` cannot see /var/lib/redis (nothing was written there yet); `verify
+/// --fix` finds `dump.rdb` written at stop and adds the volume `plan` would have given it, in one
+/// round (`verify --fix rounds: redis-unsaved on DRIVER: 1`).
+#[test]
+fn verify_fix_gives_an_unsaved_redis_its_data_volume() {
+    if !sandbox() || !image_available(REDIS.image) {
+        return;
+    }
+    let original = Container::run("redis-unsaved", &[], REDIS.image, &[]);
+    wait_until(&original, REDIS.ready);
+    original.sh("redis-cli -s /run/redis/redis-server.sock SET greeting hello | grep -q OK");
+    let plan: serde_json::Value = serde_json::from_str(&ok(&rodiff(&["plan", &original.name, "--format", "json"]), "rodiff plan")).unwrap();
+    let before = mounts_of(&plan);
+    assert!(!before.iter().any(|(p, _)| p == "/var/lib/redis"), "nothing was saved yet, yet the plan has /var/lib/redis: {plan:#}");
+
+    let probe = format!("{} && redis-cli -s /run/redis/redis-server.sock SET greeting hello | grep -q OK", REDIS.ready);
+    let started = Instant::now();
+    let out = rodiff(&["verify", &original.name, "--fix", "--format", "json", "--probe", &probe, "--wait", "3", "--stop-timeout", "5"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let fixed = ok(&out, "rodiff verify --fix");
+    let verdict = stderr.lines().find(|l| l.contains("the plan holds after")).unwrap_or_else(|| panic!("no verdict:\n{stderr}"));
+    let rounds: usize = verdict.split("after ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    eprintln!("verify --fix rounds: redis-unsaved on {}: {rounds} ({:.1} s)", storage_driver(), started.elapsed().as_secs_f64());
+    assert_eq!(rounds, 1, "{stderr}");
+    assert!(stderr.contains("  A /var/lib/redis/dump.rdb (file, at stop)"), "{stderr}");
+    let added = stderr.lines().find(|l| l.contains("round 1: + volume /var/lib/redis ")).unwrap_or_else(|| panic!("no volume added:\n{stderr}"));
+    assert!(added.contains("(/var/lib/*: a service's data"), "the rule and reason `plan` gives: {added}");
+    let fixed: serde_json::Value = serde_json::from_str(&fixed).unwrap();
+    let mut want = before.clone();
+    want.insert(("/var/lib/redis".into(), "volume".into()));
+    assert_eq!(mounts_of(&fixed), want, "{fixed:#}");
     assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");
 }

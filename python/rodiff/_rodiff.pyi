@@ -182,7 +182,9 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        """The container kept running, the probe passed and no read-only error was logged."""
+        """The plan held: the read-only container kept running, the probe passed before the
+        graceful stop and after the restart, it stopped cleanly, no read-only error was logged,
+        and the writable shadow copy wrote nothing outside the plan's mounts (see json())."""
     @property
     def container(self) -> str: ...
     @property

@@ -127,7 +127,7 @@ impl Client {
     fn verify(&self, py: Python<'_>, container: String, plan: &Plan, probe: Option<String>, wait: f64) -> PyResult<Report> {
         let wait = Duration::try_from_secs_f64(wait)
             .map_err(|_| PyValueError::new_err(format!("wait must be a number of seconds, not {wait}")))?;
-        let options = core_lib::verify::VerifyOptions { probe, wait };
+        let options = core_lib::verify::VerifyOptions { probe, wait, ..Default::default() };
         let cancel = Cancel::new();
         let stop = Stop { cancel: cancel.clone(), deadline: None };
         let core = self.core(py)?;

@@ -228,7 +228,9 @@ pub(crate) struct Report(pub(crate) core_lib::verify::Report);
 
 #[pymethods]
 impl Report {
-    /// The container kept running, the probe passed, and no read-only error was logged.
+    /// The plan held: the read-only container kept running, the probe passed before the graceful
+    /// stop and after the restart, it stopped cleanly, no read-only error was logged, and the
+    /// writable shadow copy wrote nothing outside the plan's mounts (details in `json()`).
     #[getter]
     fn passed(&self) -> bool {
         self.0.passed()
@@ -288,7 +290,8 @@ impl Report {
         self.0.leftovers.clone()
     }
 
-    /// The report as a JSON object (`ran_for` in seconds).
+    /// The report as a JSON object (durations in seconds), with the graceful stop, the restart,
+    /// the shadow run and its `uncovered` writes (`path`, `kind`, `type`, `when`).
     fn json(&self) -> PyResult<String> {
         serde_json::to_string(&self.0).map_err(|e| PyValueError::new_err(e.to_string()))
     }

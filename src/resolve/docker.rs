@@ -60,6 +60,11 @@ impl DockerResolver {
         &self.docker
     }
 
+    /// How long one request may take ([`ClientOptions::timeout`]).
+    pub(crate) fn timeout(&self) -> std::time::Duration {
+        self.options.timeout
+    }
+
     /// Runs one Engine API request under [`ClientOptions::timeout`] as a whole, body included:
     /// bollard's own timeout ends when the response headers arrive, and a daemon that stalls in
     /// the middle of a body would otherwise be waited for forever. Running out of time is bollard's

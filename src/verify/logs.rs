@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use super::Phase;
+
 /// The phrase `strerror(EROFS)` gives.
 const EROFS: &str = "Read-only file system";
 
@@ -13,13 +15,22 @@ pub struct ReadOnlyFailure {
     pub line: String,
     /// The path the line names, if it names one.
     pub path: Option<String>,
+    /// When the line was written: during the run, at stop, after the restart.
+    pub when: Phase,
 }
 
 /// Every line of `log` that mentions a read-only file system, with the path it names.
 pub fn failures(log: &str) -> Vec<ReadOnlyFailure> {
+    failures_in(log, 0, Phase::Run)
+}
+
+/// [`failures`] in the lines of `log` after the first `skip` (those are an earlier phase's), as
+/// written `when`.
+pub fn failures_in(log: &str, skip: usize, when: Phase) -> Vec<ReadOnlyFailure> {
     log.lines()
+        .skip(skip)
         .filter(|l| l.contains(EROFS))
-        .map(|l| ReadOnlyFailure { line: l.trim_end().to_string(), path: named_path(l) })
+        .map(|l| ReadOnlyFailure { line: l.trim_end().to_string(), path: named_path(l), when })
         .collect()
 }
 
@@ -88,5 +99,8 @@ ok";
             ]
         );
         assert!(found[0].line.starts_with("mkdir:"));
+        let later = failures_in(log, 5, Phase::Stop);
+        assert_eq!(later.len(), 2);
+        assert_eq!((later[0].path.as_deref(), later[0].when), (Some("/tmp/f"), Phase::Stop));
     }
 }

@@ -1,5 +1,6 @@
 //! The verification container: the original's image, command, entrypoint, environment, user,
-//! working directory and labels, run with a read-only root filesystem and the plan's mounts.
+//! working directory and labels, run with a read-only root filesystem and the plan's mounts (or a
+//! writable one, for the shadow run).
 //!
 //! The original's own mounts come along so the application finds what it had: tmpfs mounts as
 //! they were, bind mounts with the same source, and volumes as new throw-away volumes (Docker fills
@@ -30,7 +31,8 @@ pub struct Spec {
 }
 
 /// The verification container for `original` with `plan`'s mounts; every name starts with `prefix`.
-pub fn spec(original: &ContainerInspectResponse, plan: &Plan, prefix: &str) -> Spec {
+/// Its root filesystem is read-only when `read_only` (the shadow run's is writable).
+pub fn spec(original: &ContainerInspectResponse, plan: &Plan, prefix: &str, read_only: bool) -> Spec {
     let config = original.config.clone().unwrap_or_default();
     let host = original.host_config.clone().unwrap_or_default();
     let id = original.id.clone().unwrap_or_default();
@@ -81,7 +83,7 @@ pub fn spec(original: &ContainerInspectResponse, plan: &Plan, prefix: &str) -> S
 
     let network = host.network_mode.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "none".into());
     let host_config = HostConfig {
-        readonly_rootfs: Some(true),
+        readonly_rootfs: Some(read_only),
         network_mode: Some(network),
         binds: Some(binds),
         tmpfs: Some(tmpfs),
@@ -164,7 +166,8 @@ mod tests {
             ]
         }))
         .unwrap();
-        let spec = spec(&original, &plan, "rv");
+        assert_eq!(spec(&original, &plan, "rv", false).body.host_config.unwrap().readonly_rootfs, Some(false));
+        let spec = spec(&original, &plan, "rv", true);
         assert_eq!(spec.volumes, ["rv-own-0", "rv-var-lib-pg"]);
         let body = spec.body;
         assert_eq!(body.image.as_deref(), Some("sha256:1234"));

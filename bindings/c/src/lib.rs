@@ -200,7 +200,7 @@ pub unsafe extern "C" fn rodiff_verify(
             return Err(FfiError::invalid("verify runs one Docker container, not a pod"));
         };
         let probe = options::optional_str(probe, "probe")?.map(str::to_string);
-        let verify = VerifyOptions { probe, wait: Duration::from_millis(wait_ms) };
+        let verify = VerifyOptions { probe, wait: Duration::from_millis(wait_ms), ..Default::default() };
         let plans = client.plan(&call.target, &Rules::builtin(), &call.stop).map_err(|e| call.context(e))?;
         let plan = plans.into_iter().next().ok_or_else(|| FfiError::invalid("no container to verify"))?;
         let outcome = client.verify(name, &plan, &verify, &call.stop).map_err(|e| call.context(e))?;
