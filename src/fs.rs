@@ -38,6 +38,25 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     }
 }
 
+/// Opens the regular file `name` below `dir` for reading, without following a symlink and
+/// without opening anything else: `O_PATH` first (opening a fifo or a device node has effects),
+/// then, once it is known to be a regular file, the same inode again for reading (without
+/// updating its access time where allowed). Anything but a regular file is
+/// [`io::ErrorKind::InvalidInput`]; a symlink is `ELOOP`.
+pub fn open_regular_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    let handle = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    if file_type(&stat_fd(std::os::fd::AsFd::as_fd(&handle))?) != FileType::File {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let again = format!("/proc/self/fd/{}", handle.as_raw_fd());
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    match rustix::fs::open(&again, flags | OFlags::NOATIME, Mode::empty()) {
+        // O_NOATIME is for the file's owner (or CAP_FOWNER) only.
+        Err(rustix::io::Errno::PERM) => Ok(rustix::fs::open(&again, flags, Mode::empty())?),
+        other => Ok(other?),
+    }
+}
+
 /// `lstat` of `name` below `dir`.
 pub fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Stat> {
     Ok(rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?)
