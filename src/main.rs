@@ -211,6 +211,12 @@ Examples:
   rodiff plan db --format json | jq '.mounts[] | {path, kind, reason}'
   rodiff plan db --tmpfs /var/cache/app --volume /srv/uploads   override the rules
 
+A directory the image gives the user the container's processes run as (a running container's,
+from /proc; a stopped one's configured user), in a place the rules have for state or data
+(/var/lib/<service>, /var/log/<name>, /run/<name> …; never /etc), is covered too although nothing
+was written there yet — data saved only at shutdown needs it (--observed-only: no such mounts).
+On a running container, rodiff says on stderr that shutdown writes show only after a stop.
+
 Each write is covered where a rule says (/tmp, /var/tmp, /run/<name>, /var/cache/<name>,
 /var/log/<name> as tmpfs; /var/lib/<service>, /var/spool/<name>, /data, /srv/<name>, /home/<user>
 as volumes; pid, lock and socket files are runtime state), else in its own directory. A directory
@@ -262,6 +268,10 @@ struct PlanArgs {
     format: PlanFormatArg,
     #[command(flatten)]
     rules: RuleArgs,
+    /// Cover observed writes only: no mount for a directory the image gives the container's user
+    /// (ownership evidence) unless a write showed there.
+    #[arg(long)]
+    observed_only: bool,
 }
 
 /// The user's additions to the rule table.
@@ -561,8 +571,15 @@ impl Run<'_> {
 
     fn plan(&self, args: &PlanArgs) -> anyhow::Result<()> {
         let target = self.args.target(args.container.as_deref());
-        let rules = args.rules.rules();
+        let mut rules = args.rules.rules();
+        rules.observed_only(args.observed_only);
         let resolved = self.client.resolve(&target, &self.stop).map_err(|e| anyhow::Error::new(e).context(target.to_string()))?;
+        if resolved.iter().any(|r| r.processes.init.is_some()) {
+            eprintln!(
+                "rodiff: {target} is running: what it writes only when it stops (state saved at shutdown) shows after a \
+                 graceful stop; to include it, `docker stop` it and plan again, or run `rodiff verify --fix`"
+            );
+        }
         let plans = resolved
             .iter()
             .map(|r| self.client.plan_resolved(r, &rules, &self.stop).map_err(|e| anyhow::Error::new(e).context(format!("container {}", r.name))))
