@@ -471,3 +471,35 @@ fn validate_k8s(patch: &str) {
     std::fs::write(&misspelt, merged.replacen("mountPath:", "mountPth:", 1)).unwrap();
     assert!(!validate(&misspelt).status.success(), "kubernetes-validate --strict accepted a misspelt field");
 }
+
+/// A container that never ran (no processes to read): who it runs as is its configured user
+/// (`USER redis` in the image: Docker's `Config.User`), resolved in the image's /etc/passwd. Every
+/// directory the redis package gives redis is anticipated; no note about a running container.
+#[test]
+fn a_container_that_never_ran_is_planned_from_its_configured_user() {
+    if !sandbox() || !image_available(REDIS.image) {
+        return;
+    }
+    let probe = Container::run("redis-id", &["--entrypoint", "id"], REDIS.image, &["-u"]);
+    docker(&["wait", &probe.name]);
+    let uid = docker(&["logs", &probe.name]);
+    let created = Container { name: format!("{}-created", probe.name) };
+    docker(&["create", "--network", "none", "--name", &created.name, REDIS.image]);
+    let out = rodiff(&["plan", &created.name, "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&ok(&out, "rodiff plan --format json")).unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("is running"), "{}", String::from_utf8_lossy(&out.stderr));
+    let anticipated: Vec<(String, String)> = plan["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["anticipated"], true, "nothing was written: {m:#}");
+            (m["path"].as_str().unwrap().to_string(), m["evidence"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    let evidence = format!("owned by uid {uid}, which the container's configured user (redis) is");
+    let want: Vec<(String, String)> = ["/run/redis", "/var/lib/redis", "/var/log/redis"].iter().map(|p| (p.to_string(), evidence.clone())).collect();
+    assert_eq!(anticipated, want, "{plan:#}");
+    let observed = ok(&rodiff(&["plan", &created.name, "--observed-only"]), "rodiff plan --observed-only");
+    assert_eq!(observed.trim_end(), "--read-only");
+}

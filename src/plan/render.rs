@@ -144,6 +144,12 @@ pub fn ownership_command(mount: &PlannedMount, dir: &str) -> String {
     format!("chown {}:{} {dir} && chmod {:05o} {dir}", mount.uid, mount.gid, mount.mode)
 }
 
+/// `text` on one line: control characters (a newline in a directory's name) escaped, so that a
+/// comment cannot end early and put text of the image's choosing into the YAML.
+fn one_line(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
 /// YAML comment lines for the mounts planned on ownership evidence (empty when none is).
 fn anticipated_comments(plans: &[Plan]) -> String {
     let mut out = String::new();
@@ -152,8 +158,8 @@ fn anticipated_comments(plans: &[Plan]) -> String {
             let Some(evidence) = &m.evidence else { continue };
             let who = if plans.len() > 1 { format!("{}: ", plan.container) } else { String::new() };
             let what = if m.anticipated { "anticipated, no write seen yet" } else { "also anticipated" };
-            let path = m.path.to_string_lossy();
-            out.push_str(&format!("# {who}{path}: {what}: {}\n", evidence.replace('\n', " ")));
+            let line = format!("{who}{}: {what}: {evidence}", m.path.to_string_lossy());
+            out.push_str(&format!("# {}\n", one_line(&line)));
         }
     }
     out
@@ -291,5 +297,11 @@ mod tests {
         assert_eq!(shell_quote(b"it's"), r"'it'\''s'");
         assert_eq!(shell_quote(b"x\xffy"), r"$'x\xffy'");
         assert_eq!(shell_quote(b""), "''");
+    }
+
+    #[test]
+    fn comments_stay_on_one_line() {
+        assert_eq!(one_line("/srv/a\nservices: {}\tx"), "/srv/a\\nservices: {}\\tx");
+        assert_eq!(one_line("owned by uid 100"), "owned by uid 100");
     }
 }
