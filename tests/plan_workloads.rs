@@ -1,9 +1,12 @@
 //! Read-only plans for real workloads, built from Debian packages in the sandbox (`scripts/
-//! sandbox.sh run --images busybox,postgres,nginx,redis`): each service runs normally and is
-//! exercised with its own client through `docker exec`; then `rodiff plan` must give flags with
-//! which (a) the image, run read-only by hand with exactly those flags, passes the same exercise,
-//! and (b) `rodiff verify` passes. A plan with a mount removed must fail verification and name the
-//! path.
+//! sandbox.sh run --images busybox,postgres,nginx,redis,mosquitto`): each service runs normally
+//! and is exercised with its own client through `docker exec`; then `rodiff plan` must give flags
+//! with which (a) the image, run read-only by hand with exactly those flags, passes the same
+//! exercise, and (b) `rodiff verify` passes. A plan with a mount removed must fail verification and
+//! name the path. A broker that saves its state only when it stops (mosquitto) keeps it with a
+//! plan made while it ran (ownership evidence), also with the Kubernetes patch's init container on
+//! volumes that start empty and root-owned; the patch passes `kubernetes-validate --strict` when
+//! `make deploy-venv` has made it available.
 
 mod common;
 
