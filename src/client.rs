@@ -347,10 +347,12 @@ impl Client {
     /// diff, or the union of a watch ([`Self::watch`]).
     pub fn plan_changes(&self, resolved: &ResolvedContainer, changes: &[Change], rules: &Rules) -> Result<Plan> {
         let view = resolved.layer.image()?;
+        let run_as = if rules.anticipates() { crate::run_as::run_as(resolved, view.as_ref())? } else { None };
         let input = plan::PlanInput {
             container: resolved.name.clone(),
             image: resolved.image.clone(),
             mount_destinations: resolved.mount_destinations.clone(),
+            run_as,
         };
         plan::plan(&changes, view.as_ref(), &input, rules)
     }

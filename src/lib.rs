@@ -50,6 +50,7 @@ pub mod mountinfo;
 pub mod plan;
 pub mod render;
 pub mod resolve;
+pub mod run_as;
 pub mod verify;
 pub mod watch;
 

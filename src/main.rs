@@ -212,6 +212,12 @@ Examples:
   rodiff plan db --format json | jq '.mounts[] | {path, kind, reason}'
   rodiff plan db --tmpfs /var/cache/app --volume /srv/uploads   override the rules
 
+A directory the image gives the user the container's processes run as (a running container's,
+from /proc; a stopped one's configured user), in a place the rules have for state or data
+(/var/lib/<service>, /var/log/<name>, /run/<name> …; never /etc), is covered too although nothing
+was written there yet — data saved only at shutdown needs it (--observed-only: no such mounts).
+On a running container, rodiff says on stderr that shutdown writes show only after a stop.
+
 Each write is covered where a rule says (/tmp, /var/tmp, /run/<name>, /var/cache/<name>,
 /var/log/<name> as tmpfs; /var/lib/<service>, /var/spool/<name>, /data, /srv/<name>, /home/<user>
 as volumes; pid, lock and socket files are runtime state), else in its own directory. A directory
@@ -275,11 +281,27 @@ struct PlanArgs {
 #[derive(Args, Debug)]
 struct RuleArgs {
     /// Mount a tmpfs at PATH and cover every write below it there (repeatable).
-    #[arg(long = "tmpfs", value_name = "PATH")]
+    #[arg(long = "tmpfs", value_name = "PATH", value_parser = mount_path)]
     tmpfs: Vec<std::path::PathBuf>,
     /// Mount a volume at PATH and cover every write below it there (repeatable).
-    #[arg(long = "volume", value_name = "PATH")]
+    #[arg(long = "volume", value_name = "PATH", value_parser = mount_path)]
     volume: Vec<std::path::PathBuf>,
+    /// Cover observed writes only: no mount for a directory the image gives the container's user
+    /// (ownership evidence) unless a write showed there.
+    #[arg(long)]
+    observed_only: bool,
+}
+
+/// `--tmpfs`/`--volume`: an absolute path in the container, not `/` itself.
+fn mount_path(s: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::Path::new(s);
+    if !path.is_absolute() {
+        return Err(format!("{} is not an absolute path in the container", rodiff::escape::Escaped::str(s)));
+    }
+    if path.components().count() == 1 {
+        return Err("the root itself cannot be a mount: a read-only root is the point".into());
+    }
+    Ok(path.to_path_buf())
 }
 
 impl RuleArgs {
@@ -293,6 +315,7 @@ impl RuleArgs {
         for path in &self.tmpfs {
             rules.add(Rule::forced(path, MountKind::Tmpfs));
         }
+        rules.observed_only(self.observed_only);
         rules
     }
 }
@@ -321,7 +344,7 @@ struct VerifyArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     stop_timeout: u32,
     /// Verify this plan (`rodiff plan --format json`, maybe edited) instead of planning anew.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["tmpfs", "volume"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["tmpfs", "volume", "observed_only"])]
     plan: Option<std::path::PathBuf>,
     /// Add what the shadow run wrote outside the plan's mounts to the plan (same rules, same
     /// reasons) and verify again, until the plan holds or a round adds nothing; print the final
@@ -604,6 +627,12 @@ impl Run<'_> {
         let target = self.args.target(args.container.as_deref());
         let rules = args.rules.rules();
         let resolved = self.client.resolve(&target, &self.stop).map_err(|e| anyhow::Error::new(e).context(target.to_string()))?;
+        if resolved.iter().any(|r| r.processes.init.is_some()) {
+            eprintln!(
+                "rodiff: {target} is running: what it writes only when it stops (state saved at shutdown) shows after a \
+                 graceful stop; to include it, `docker stop` it and plan again, or run `rodiff verify --fix`"
+            );
+        }
         let plans = resolved
             .iter()
             .map(|r| self.client.plan_resolved(r, &rules, &self.stop).map_err(|e| anyhow::Error::new(e).context(format!("container {}", r.name))))

@@ -519,3 +519,48 @@ fn a_container_removed_mid_scan_gives_the_whole_diff_or_an_error() {
     }
     assert!(vanished > 0, "no diff overlapped the removal in 3 attempts");
 }
+
+/// Ownership evidence on containerd: the redis image (`USER redis`, which containerd resolves into
+/// the OCI spec's `process.user`) gives /var/lib/redis and /var/log/redis to redis. While the task
+/// runs, who its processes run as comes from /proc; once stopped, from the spec's user. ctr's
+/// default spec mounts a tmpfs on /run: /run/redis below it needs nothing.
+#[test]
+fn plan_anticipates_the_directories_the_image_gives_the_containers_user() {
+    const REDIS: &str = "rodiff-demo/redis:bookworm";
+    if !ctrd::sandbox() || !common::require(docker(&["images", "-q", REDIS]) != "", &format!("image {REDIS} (sandbox.sh --images redis)")) {
+        return;
+    }
+    let image = ctrd::import("default", REDIS);
+    let c = CtrContainer::run("default", &ctrd::unique_id("owned"), "overlayfs", &[], &image, &["sleep", "3600"]);
+    let (uid, gid) = (c.sh("id -u"), c.sh("id -g"));
+    assert_ne!(uid, "0", "the image's USER");
+    let plan = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["--runtime", "containerd", "-n", "default", "plan", c.id.as_str(), "--format", "json"];
+        args.extend_from_slice(extra);
+        let out = ctrd::rodiff(&args);
+        assert!(out.status.success(), "rodiff plan: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let evidence = |plan: &serde_json::Value| -> Vec<(String, String)> {
+        plan["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["anticipated"] == true)
+            .map(|m| (m["path"].as_str().unwrap().to_string(), m["evidence"].as_str().unwrap_or_default().to_string()))
+            .collect()
+    };
+    let running = format!("owned by uid {uid}, which the container's processes run as");
+    assert_eq!(
+        evidence(&plan(&[])),
+        [("/var/lib/redis".to_string(), running.clone()), ("/var/log/redis".to_string(), running)],
+        "{:#}",
+        plan(&[])
+    );
+    assert!(evidence(&plan(&["--observed-only"])).is_empty());
+    c.stop();
+    let stopped = format!("owned by uid {uid}, which the container's configured user ({uid}:{gid}) is");
+    assert_eq!(evidence(&plan(&[])), [("/var/lib/redis".to_string(), stopped.clone()), ("/var/log/redis".to_string(), stopped)]);
+    drop(c);
+    let _ = ctr("default", &["images", "rm", &image]);
+}

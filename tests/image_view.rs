@@ -35,6 +35,34 @@ fn expect(view: &dyn ImageView) {
     assert!(!entries("/run/lock") && !entries("/run/svc"));
     assert!(!entries("/gone") && !entries("/etc/a") && !entries("/var/run") && !entries("/absent"));
     assert!(!entries("/only-whiteouts"), "every lower entry is deleted above");
+
+    // The directories in a directory (ownership evidence looks through a few this way).
+    let subdirs = |p: &str| {
+        let mut found: Vec<(String, u32, u32, u32)> = view
+            .subdirs(Path::new(p))
+            .unwrap()
+            .into_iter()
+            .map(|(path, m)| (path.to_str().unwrap().to_string(), m.mode, m.uid, m.gid))
+            .collect();
+        found.sort();
+        found
+    };
+    let names = |p: &str| subdirs(p).into_iter().map(|(path, ..)| path).collect::<Vec<_>>();
+    assert_eq!(names("/"), ["/etc", "/only-whiteouts", "/opq", "/run", "/var"], "/gone is deleted");
+    assert_eq!(subdirs("/run")[1], ("/run/svc".to_string(), 0o2750, 100, 4), "the top layer's owner and mode");
+    assert_eq!(names("/run"), ["/run/lock", "/run/svc"]);
+    assert!(names("/var").is_empty(), "a symlink is not a directory");
+    assert!(names("/var/run").is_empty() && names("/gone").is_empty() && names("/absent").is_empty() && names("/etc/a").is_empty());
+    assert!(names("/opq").is_empty(), "files only, the lower one hidden");
+
+    // Regular files, read from the layer that has them, never through a symlink.
+    let read = |p: &str, max: usize| view.read_file(Path::new(p), max).unwrap();
+    assert_eq!(read("/etc/a", 100).as_deref(), Some(&b"base"[..]));
+    assert_eq!(read("/etc/a", 2).as_deref(), Some(&b"ba"[..]));
+    assert_eq!(read("/opq/new", 100).as_deref(), Some(&b"top"[..]));
+    for absent in ["/etc/b", "/opq/x", "/gone/y", "/run/lock", "/var/run", "/var/run/x", "/absent", "/absent/x"] {
+        assert_eq!(read(absent, 100), None, "{absent}");
+    }
 }
 
 /// A service's directory: owned by 100:4, mode 2750.

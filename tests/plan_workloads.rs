@@ -1,9 +1,12 @@
 //! Read-only plans for real workloads, built from Debian packages in the sandbox (`scripts/
-//! sandbox.sh run --images busybox,postgres,nginx,redis`): each service runs normally and is
-//! exercised with its own client through `docker exec`; then `rodiff plan` must give flags with
-//! which (a) the image, run read-only by hand with exactly those flags, passes the same exercise,
-//! and (b) `rodiff verify` passes. A plan with a mount removed must fail verification and name the
-//! path.
+//! sandbox.sh run --images busybox,postgres,nginx,redis,mosquitto`): each service runs normally
+//! and is exercised with its own client through `docker exec`; then `rodiff plan` must give flags
+//! with which (a) the image, run read-only by hand with exactly those flags, passes the same
+//! exercise, and (b) `rodiff verify` passes. A plan with a mount removed must fail verification and
+//! name the path. A broker that saves its state only when it stops (mosquitto) keeps it with a
+//! plan made while it ran (ownership evidence), also with the Kubernetes patch's init container on
+//! volumes that start empty and root-owned; the patch passes `kubernetes-validate --strict` when
+//! `make deploy-venv` has made it available.
 
 mod common;
 
@@ -44,7 +47,8 @@ const POSTGRES: Workload = Workload {
     again: r#"psql -v ON_ERROR_STOP=1 -q -c "CREATE TABLE IF NOT EXISTS visits (id serial PRIMARY KEY, at timestamptz DEFAULT now());
         INSERT INTO visits DEFAULT VALUES; INSERT INTO visits DEFAULT VALUES;" &&
         n=$(psql -tA -c 'SELECT count(*) FROM visits') && { [ "$n" = 2 ] || [ "$n" = 4 ]; }"#,
-    mounts: &[("/run/postgresql", "tmpfs"), ("/var/lib/postgresql", "volume")],
+    // /var/log/postgresql (root:postgres 1775): ownership evidence, although it logs to stderr.
+    mounts: &[("/run/postgresql", "tmpfs"), ("/var/lib/postgresql", "volume"), ("/var/log/postgresql", "tmpfs")],
     wait: "8",
 };
 
@@ -77,6 +81,21 @@ const REDIS: Workload = Workload {
     exercise: REDIS_EXERCISE,
     again: REDIS_EXERCISE,
     mounts: &[("/run/redis", "tmpfs"), ("/var/lib/redis", "volume"), ("/var/log/redis", "tmpfs")],
+    wait: "3",
+};
+
+/// Debian's MQTT broker, started as root (it drops to user mosquitto). Its package gives
+/// /var/lib/mosquitto to mosquitto, and with Debian's `persistence true` the broker saves its
+/// state there (mosquitto.db) only when it stops: a diff of the running container cannot show
+/// it; ownership evidence covers it. Its log is in /var/log/mosquitto, its pid file in
+/// /run/mosquitto.
+const MOSQUITTO: Workload = Workload {
+    key: "mqtt",
+    image: "rodiff-demo/mosquitto:bookworm",
+    ready: "mosquitto_pub -h 127.0.0.1 -t rodiff/ready -m x",
+    exercise: r#"mosquitto_pub -h 127.0.0.1 -q 1 -r -t rodiff/greeting -m hello &&
+        test "$(mosquitto_sub -h 127.0.0.1 -t rodiff/greeting -C 1 -W 10)" = hello"#,
+    mounts: &[("/run/mosquitto", "tmpfs"), ("/var/lib/mosquitto", "volume"), ("/var/log/mosquitto", "tmpfs")],
     wait: "3",
 };
 
@@ -396,4 +415,225 @@ fn verify_fix_gives_an_unsaved_redis_its_data_volume() {
     want.insert(("/var/lib/redis".into(), "volume".into()));
     assert_eq!(mounts_of(&fixed), want, "{fixed:#}");
     assert_eq!(leftovers(&original.name), "", "verification left containers or volumes behind");
+}
+
+#[test]
+fn mosquitto_runs_read_only_with_its_plan() {
+    workload(&MOSQUITTO);
+}
+
+/// The retained message a broker run keeps across a graceful stop and a start, when it can save
+/// its state.
+const RETAIN: &str = "mosquitto_pub -h 127.0.0.1 -q 1 -r -t rodiff/kept -m across-restarts";
+const RETAINED: &str = r#"test "$(mosquitto_sub -h 127.0.0.1 -t rodiff/kept -C 1 -W 5)" = across-restarts"#;
+
+/// Runs `c` (made, not started, or stopped): publishes a retained message, stops it gracefully
+/// (SIGTERM: the broker saves its state), and returns its log.
+fn publish_and_stop(c: &Container) -> String {
+    wait_until(c, MOSQUITTO.ready);
+    c.sh(RETAIN);
+    docker(&["stop", "-t", "30", &c.name]);
+    let logs = Command::new("docker").args(["logs", &c.name]).output().unwrap();
+    String::from_utf8_lossy(&logs.stdout).into_owned() + &String::from_utf8_lossy(&logs.stderr)
+}
+
+/// `ls -ln`-like facts about a volume's root and what is in it: "UID GID MODE" and the names.
+fn volume_root(volume: &str) -> (String, Vec<String>) {
+    let mount = format!("type=volume,src={volume},dst=/v,volume-nocopy");
+    let c = Container::run("vol", &["--mount", &mount, "--entrypoint", "sh"], BUSYBOX, &["-c", "stat -c '%u %g %a' /v; ls -A /v"]);
+    docker(&["wait", &c.name]);
+    let out = docker(&["logs", &c.name]);
+    let mut lines = out.lines().map(str::to_string);
+    (lines.next().unwrap_or_default(), lines.collect())
+}
+
+/// A broker's state is saved only when it stops. Planned from the running container (which has
+/// written nothing there), run read-only with exactly the plan's flags, stopped gracefully: its
+/// state file is in the volume and a restart finds the retained message. With --observed-only
+/// the plan has no place for it, and the message is lost.
+#[test]
+fn mosquitto_saves_its_state_at_shutdown_with_a_plan_from_the_running_container() {
+    if !sandbox() || !image_available(MOSQUITTO.image) {
+        return;
+    }
+    let original = Container::run("mqtt-own", &[], MOSQUITTO.image, &[]);
+    wait_until(&original, MOSQUITTO.ready);
+    original.sh(MOSQUITTO.exercise);
+    let uid = original.sh("id -u mosquitto").trim().to_string();
+    assert!(original.sh("ls -A /var/lib/mosquitto").trim().is_empty(), "the broker saved its state while running");
+
+    let out = rodiff(&["plan", &original.name, "--format", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let plan: serde_json::Value = serde_json::from_str(&ok(&out, "rodiff plan --format json")).unwrap();
+    assert_eq!(stderr.matches("is running").count(), 1, "one note on what a running diff cannot see: {stderr}");
+    assert!(stderr.contains("graceful stop") && stderr.contains("plan again") && stderr.contains("verify --fix"), "{stderr}");
+    let data = plan["mounts"].as_array().unwrap().iter().find(|m| m["path"] == "/var/lib/mosquitto").unwrap_or_else(|| panic!("{plan:#}"));
+    assert_eq!(data["kind"], "volume");
+    assert_eq!(data["anticipated"], true, "{data:#}");
+    assert_eq!(data["covers"], serde_json::json!([]), "{data:#}");
+    assert_eq!(data["evidence"], format!("owned by uid {uid}, which the container's processes run as"), "{data:#}");
+    // Configuration stays read-only, whoever owns it.
+    assert!(plan["mounts"].as_array().unwrap().iter().all(|m| !m["path"].as_str().unwrap().starts_with("/etc")), "{plan:#}");
+    let flags = ok(&rodiff(&["plan", &original.name]), "rodiff plan").trim_end().to_string();
+    let compose = ok(&rodiff(&["plan", &original.name, "--format", "compose"]), "rodiff plan --format compose");
+    let comment = format!("# /var/lib/mosquitto: anticipated, no write seen yet: owned by uid {uid}, which the container's processes run as\n");
+    assert!(compose.contains(&comment), "{compose}");
+    let observed = ok(&rodiff(&["plan", &original.name, "--observed-only"]), "rodiff plan --observed-only").trim_end().to_string();
+    assert!(!observed.contains("/var/lib/mosquitto") && flags.contains("/var/lib/mosquitto"), "{flags}\n{observed}");
+
+    // Exactly the plan's flags, read-only: the state is saved at `docker stop` and found again.
+    for (what, flags, kept) in [("plan", &flags, true), ("observed-only plan", &observed, false)] {
+        let name = format!("{}-{}", original.name, if kept { "ro" } else { "observed" });
+        let volumes = Volumes(flags.split_whitespace().filter_map(|w| w.split_once(':')).filter(|(v, _)| !v.starts_with('/')).map(|(v, _)| v.to_string()).collect());
+        let ro = Container { name: name.clone() };
+        let script = format!("docker create --network none --name {name} {flags} {}", MOSQUITTO.image);
+        ok(&Command::new("sh").args(["-c", &script]).output().unwrap(), &script);
+        docker(&["start", &name]);
+        let log = publish_and_stop(&ro);
+        let data_volume = format!("{}-var-lib-mosquitto", original.name);
+        if kept {
+            assert!(log.contains("Saving in-memory database"), "{what}: the broker logs to stderr too: {log}");
+            assert!(!log.contains("Read-only file system") && !log.contains("Error saving"), "{what}: {log}");
+            assert_eq!(docker(&["inspect", "-f", "{{.State.ExitCode}}", &name]), "0", "{what}: {log}");
+            let (_, files) = volume_root(&data_volume);
+            assert!(files.contains(&"mosquitto.db".to_string()), "{what}: no mosquitto.db in {data_volume}: {files:?}\n{log}");
+            docker(&["start", &name]);
+            wait_until(&ro, MOSQUITTO.ready);
+            ro.sh(RETAINED);
+        } else {
+            // The issue's broker: it runs read-only, and cannot save its state when it stops.
+            assert!(log.contains("Read-only file system") || log.contains("Error saving"), "{what}: {log}");
+            docker(&["start", &name]);
+            wait_until(&ro, MOSQUITTO.ready);
+            assert!(
+                !Command::new("docker").args(["exec", &name, "sh", "-c", RETAINED]).output().unwrap().status.success(),
+                "{what}: the retained message survived without a place to save it"
+            );
+        }
+        drop(ro);
+        drop(volumes);
+    }
+}
+
+/// The Kubernetes patch, tried the way a cluster behaves: every volume (PVC or emptyDir) starts
+/// empty, root-owned, 755, and Docker must not fill it (`volume-nocopy`); the rendered init
+/// container's command runs against them, then the service, read-only with them, starts, saves
+/// its state at a graceful stop and finds it after a start. The patch, merged into a Deployment,
+/// passes `kubernetes-validate --strict`.
+#[test]
+fn mosquitto_k8s_init_container_gives_empty_root_owned_volumes_their_owner() {
+    if !sandbox() || !image_available(MOSQUITTO.image) {
+        return;
+    }
+    let original = Container::run("mqtt-k8s", &[], MOSQUITTO.image, &[]);
+    wait_until(&original, MOSQUITTO.ready);
+    original.sh(MOSQUITTO.exercise);
+    let plan: serde_json::Value = serde_json::from_str(&ok(&rodiff(&["plan", &original.name, "--format", "json"]), "rodiff plan --format json")).unwrap();
+    let k8s = ok(&rodiff(&["plan", &original.name, "--format", "k8s"]), "rodiff plan --format k8s");
+    assert!(k8s.contains("# /var/lib/mosquitto: anticipated, no write seen yet: owned by uid"), "{k8s}");
+    // The init container's script: the quoted string after `- "-c"` (our YAML writer quotes it
+    // JSON-style).
+    let line = k8s.lines().skip_while(|l| l.trim() != "- \"-c\"").nth(1).unwrap_or_else(|| panic!("no sh -c in\n{k8s}"));
+    let script: String = serde_json::from_str(line.trim().trim_start_matches("- ")).unwrap_or_else(|e| panic!("{line}: {e}"));
+
+    let mounts = plan["mounts"].as_array().unwrap();
+    let volumes = Volumes(mounts.iter().map(|m| format!("{}-k8s-{}", original.name, m["name"].as_str().unwrap())).collect());
+    let mut init_args: Vec<String> = Vec::new();
+    let mut run_args: Vec<String> = vec!["--read-only".into()];
+    for (m, volume) in mounts.iter().zip(&volumes.0) {
+        docker(&["volume", "create", volume]);
+        let (root, files) = volume_root(volume);
+        assert_eq!((root.as_str(), files.len()), ("0 0 755", 0), "{volume}: a fresh volume, as a cluster gives it");
+        let name = m["name"].as_str().unwrap();
+        init_args.extend(["--mount".into(), format!("type=volume,src={volume},dst=/rodiff-seed/{name},volume-nocopy")]);
+        run_args.extend(["--mount".into(), format!("type=volume,src={volume},dst={},volume-nocopy", m["path"].as_str().unwrap())]);
+    }
+    let mut args: Vec<&str> = vec!["--user", "0", "--entrypoint", "sh"];
+    args.extend(init_args.iter().map(String::as_str));
+    let init = Container::run("mqtt-init", &args, MOSQUITTO.image, &["-c", &script]);
+    assert_eq!(docker(&["wait", &init.name]), "0", "the init container failed: {}\n{script}", docker(&["logs", &init.name]));
+    for (m, volume) in mounts.iter().zip(&volumes.0) {
+        let (root, _) = volume_root(volume);
+        let want = format!("{} {} {:o}", m["uid"], m["gid"], m["mode"].as_u64().unwrap());
+        assert_eq!(root, want, "{volume}: after the init container, the owner and mode of {}", m["path"]);
+    }
+
+    let args: Vec<&str> = run_args.iter().map(String::as_str).collect();
+    let service = Container::run("mqtt-k8s-ro", &args, MOSQUITTO.image, &[]);
+    let log = publish_and_stop(&service);
+    assert!(log.contains("Saving in-memory database") && !log.contains("Read-only file system") && !log.contains("Error"), "{log}");
+    docker(&["start", &service.name]);
+    wait_until(&service, MOSQUITTO.ready);
+    service.sh(RETAINED);
+    drop(service);
+    drop(init);
+    drop(volumes);
+
+    validate_k8s(&k8s);
+}
+
+/// `make deploy-venv`'s kubernetes-validate (its Kubernetes version and --strict, as `make
+/// test-deploy` runs it) on the patch merged into a Deployment; once it has been seen to reject
+/// a misspelt field.
+fn validate_k8s(patch: &str) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target/deploy-venv/bin");
+    if !require(venv.join("kubernetes-validate").exists(), "kubernetes-validate (make deploy-venv)") {
+        return;
+    }
+    let version = std::fs::read_to_string(root.join("Makefile"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("KUBERNETES_VERSION").map(|v| v.trim_start_matches([' ', ':', '=']).trim().to_string()))
+        .expect("KUBERNETES_VERSION in the Makefile");
+    let dir = tempfile::tempdir().unwrap();
+    let patch_file = dir.path().join("patch.yaml");
+    std::fs::write(&patch_file, patch).unwrap();
+    let deployment = dir.path().join("deployment.yaml");
+    let merge = Command::new(venv.join("python"))
+        .arg(root.join("deploy/test/plan_deployment.py"))
+        .args([&patch_file, std::path::Path::new(MOSQUITTO.image), &deployment])
+        .output()
+        .unwrap();
+    ok(&merge, "deploy/test/plan_deployment.py");
+    let validate = |file: &std::path::Path| {
+        Command::new(venv.join("kubernetes-validate")).args(["--quiet", "--no-warn", "-k", &version, "--strict"]).arg(file).output().unwrap()
+    };
+    let merged = std::fs::read_to_string(&deployment).unwrap();
+    ok(&validate(&deployment), &format!("kubernetes-validate --strict of the merged Deployment:\n{merged}"));
+    let misspelt = dir.path().join("misspelt.yaml");
+    std::fs::write(&misspelt, merged.replacen("mountPath:", "mountPth:", 1)).unwrap();
+    assert!(!validate(&misspelt).status.success(), "kubernetes-validate --strict accepted a misspelt field");
+}
+
+/// A container that never ran (no processes to read): who it runs as is its configured user
+/// (`USER redis` in the image: Docker's `Config.User`), resolved in the image's /etc/passwd. Every
+/// directory the redis package gives redis is anticipated; no note about a running container.
+#[test]
+fn a_container_that_never_ran_is_planned_from_its_configured_user() {
+    if !sandbox() || !image_available(REDIS.image) {
+        return;
+    }
+    let probe = Container::run("redis-id", &["--entrypoint", "id"], REDIS.image, &["-u"]);
+    docker(&["wait", &probe.name]);
+    let uid = docker(&["logs", &probe.name]);
+    let created = Container { name: format!("{}-created", probe.name) };
+    docker(&["create", "--network", "none", "--name", &created.name, REDIS.image]);
+    let out = rodiff(&["plan", &created.name, "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&ok(&out, "rodiff plan --format json")).unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("is running"), "{}", String::from_utf8_lossy(&out.stderr));
+    let anticipated: Vec<(String, String)> = plan["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["anticipated"], true, "nothing was written: {m:#}");
+            (m["path"].as_str().unwrap().to_string(), m["evidence"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    let evidence = format!("owned by uid {uid}, which the container's configured user (redis) is");
+    let want: Vec<(String, String)> = ["/run/redis", "/var/lib/redis", "/var/log/redis"].iter().map(|p| (p.to_string(), evidence.clone())).collect();
+    assert_eq!(anticipated, want, "{plan:#}");
+    let observed = ok(&rodiff(&["plan", &created.name, "--observed-only"]), "rodiff plan --observed-only");
+    assert_eq!(observed.trim_end(), "--read-only");
 }

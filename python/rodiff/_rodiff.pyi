@@ -130,6 +130,12 @@ class Mount:
     @property
     def rule(self) -> str: ...
     @property
+    def anticipated(self) -> bool:
+        """No change needs it: planned on ownership evidence alone."""
+    @property
+    def evidence(self) -> Optional[str]:
+        """Why directories the container's user owns are covered without a write there, or None."""
+    @property
     def reason(self) -> str: ...
     @property
     def covers(self) -> list[str]:

@@ -195,6 +195,19 @@ impl Mount {
         &self.get().rule
     }
 
+    /// No change needs it: it is planned on ownership evidence alone.
+    #[getter]
+    fn anticipated(&self) -> bool {
+        self.get().anticipated
+    }
+
+    /// Why directories the container's user owns are covered although no write showed there
+    /// (`owned by uid 100, which the container's processes run as`), or `None`.
+    #[getter]
+    fn evidence(&self) -> Option<&str> {
+        self.get().evidence.as_deref()
+    }
+
     /// Why this mount, and why this kind.
     #[getter]
     fn reason(&self) -> &str {

@@ -27,6 +27,42 @@ pub trait ImageView {
     /// Whether the image's directory at `dir` has any entries; `false` when the image has no
     /// directory there.
     fn has_entries(&self, dir: &Path) -> Result<bool>;
+
+    /// The image's directories directly in `dir`, with their metadata, in no particular order
+    /// (whiteouts applied; a symlink is not a directory); empty when the image has no directory
+    /// there. The planner lists a few places this way for directories the container's user owns
+    /// ([`crate::plan`]). The default finds none: such a view anticipates nothing.
+    fn subdirs(&self, dir: &Path) -> Result<Vec<(PathBuf, Metadata)>> {
+        let _ = dir;
+        Ok(Vec::new())
+    }
+
+    /// Up to `max` bytes from the start of the regular file the image ships at `path` (opened
+    /// without following a symlink); `None` when the image has no regular file there. Read for
+    /// `/etc/passwd` and `/etc/group`. The default has no files.
+    fn read_file(&self, path: &Path, max: usize) -> Result<Option<Vec<u8>>> {
+        let _ = (path, max);
+        Ok(None)
+    }
+}
+
+/// Up to `max` bytes of an open regular file, from its start.
+pub(crate) fn read_up_to(fd: std::os::fd::BorrowedFd<'_>, max: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; max];
+    let mut filled = 0;
+    while filled < max {
+        match rustix::io::pread(fd, &mut buf[filled..], filled as u64)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+/// Whether an error opening an image's file means "no regular file there".
+pub(crate) fn not_a_file(e: &io::Error) -> bool {
+    fs::is_vanished(e) || e.kind() == io::ErrorKind::InvalidInput || e.raw_os_error() == Some(libc::ELOOP)
 }
 
 /// The components of an absolute container path as NUL-terminated names, for `*at` calls.
@@ -107,6 +143,43 @@ impl ImageView for DirImage {
         let count = fs::for_each_entry(fd.as_fd(), |_, _, _| Ok(())).map_err(|e| Error::io(self.host_path(dir), e))?;
         Ok(count > 0)
     }
+
+    fn subdirs(&self, dir: &Path) -> Result<Vec<(PathBuf, Metadata)>> {
+        let names = components(dir)?;
+        let Some(fd) = self.open_dir(&names, dir)? else { return Ok(Vec::new()) };
+        let listing = fs::open_dir_at(fd.as_fd(), c".").map_err(|e| Error::io(self.host_path(dir), e))?;
+        let mut candidates = Vec::new();
+        fs::for_each_entry(listing.as_fd(), |name, t, _| {
+            if matches!(t, None | Some(FileType::Dir)) {
+                candidates.push(CString::from(name));
+            }
+            Ok(())
+        })
+        .map_err(|e| Error::io(self.host_path(dir), e))?;
+        let mut out = Vec::new();
+        for name in candidates {
+            let path = dir.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
+            match fs::stat_at(fd.as_fd(), &name) {
+                Ok(st) if fs::file_type(&st) == FileType::Dir => out.push((path, fs::metadata(&st))),
+                Ok(_) => {}
+                Err(e) if fs::is_vanished(&e) => {}
+                Err(e) => return Err(Error::io(self.host_path(&path), e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_file(&self, path: &Path, max: usize) -> Result<Option<Vec<u8>>> {
+        let names = components(path)?;
+        let Some((last, parents)) = names.split_last() else { return Ok(None) };
+        let Some(dir) = self.open_dir(parents, path)? else { return Ok(None) };
+        let file = match fs::open_regular_at(dir.as_fd(), last) {
+            Ok(fd) => fd,
+            Err(e) if not_a_file(&e) => return Ok(None),
+            Err(e) => return Err(Error::io(self.host_path(path), e)),
+        };
+        read_up_to(file.as_fd(), max).map(Some).map_err(|e| Error::io(self.host_path(path), e))
+    }
 }
 
 #[cfg(test)]
@@ -137,5 +210,19 @@ mod tests {
         assert!(!image.has_entries(Path::new("/varrun")).unwrap());
         assert!(!image.has_entries(Path::new("/absent")).unwrap());
         assert!(image.stat(Path::new("relative")).is_err());
+
+        std::fs::create_dir_all(root.join("var/lib/sub")).unwrap();
+        std::os::unix::fs::symlink("/run", root.join("var/lib/link")).unwrap();
+        std::fs::write(root.join("var/lib/file"), "x").unwrap();
+        let mut subdirs: Vec<PathBuf> = image.subdirs(Path::new("/var/lib")).unwrap().into_iter().map(|(p, _)| p).collect();
+        subdirs.sort();
+        assert_eq!(subdirs, [PathBuf::from("/var/lib/empty"), PathBuf::from("/var/lib/sub")]);
+        assert!(image.subdirs(Path::new("/absent")).unwrap().is_empty());
+        assert!(image.subdirs(Path::new("/varrun")).unwrap().is_empty());
+        assert_eq!(image.read_file(Path::new("/etc.conf"), 100).unwrap().as_deref(), Some(&b"x"[..]));
+        assert_eq!(image.read_file(Path::new("/etc.conf"), 0).unwrap().as_deref(), Some(&b""[..]));
+        assert!(image.read_file(Path::new("/run"), 100).unwrap().is_none());
+        assert!(image.read_file(Path::new("/varrun/x"), 100).unwrap().is_none());
+        assert!(image.read_file(Path::new("/absent"), 100).unwrap().is_none());
     }
 }

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use super::owned::Owned;
 use super::rules::{Class, Rule, Rules};
 use super::writes::Write;
 use super::{MountKind, PlannedMount, Uncovered};
@@ -35,10 +36,13 @@ struct Candidate<'r> {
     file_rule: Option<&'r Rule>,
     data: bool,
     covers: Vec<PathBuf>,
+    /// Directories covered on ownership evidence, with it.
+    owned: Vec<(PathBuf, String)>,
 }
 
-/// Places and classifies mounts for `writes` (found in `changes`).
-pub(super) fn cover(writes: &[Write], changes: &[Change], image: &dyn ImageView, rules: &Rules) -> Result<Covered> {
+/// Places and classifies mounts for `writes` (found in `changes`) and for the directories `owned`
+/// by the container's user (each where a place rule puts it, as a write there would be).
+pub(super) fn cover(writes: &[Write], owned: &[Owned], changes: &[Change], image: &dyn ImageView, rules: &Rules) -> Result<Covered> {
     let own: HashMap<&Path, Metadata> = changes
         .iter()
         .filter(|c| c.file_type == FileType::Dir)
@@ -73,6 +77,14 @@ pub(super) fn cover(writes: &[Write], changes: &[Change], image: &dyn ImageView,
         candidate.data |= class == Class::Data;
         candidate.covers.push(change.path.clone());
     }
+    for o in owned {
+        // `owned` keeps only directories a place rule matches.
+        let Some((place, rule)) = rules.place(&o.dir) else { continue };
+        let candidate = candidates.entry(place).or_default();
+        candidate.rule = candidate.rule.or(Some(rule));
+        candidate.data |= rule.class == Class::Data;
+        candidate.owned.push((o.dir.clone(), o.evidence.clone()));
+    }
 
     // Merge mounts below other mounts into them (BTreeMap order puts a directory before its
     // contents); mounts the user asked for stay where they are.
@@ -80,7 +92,10 @@ pub(super) fn cover(writes: &[Write], changes: &[Change], image: &dyn ImageView,
     for (place, candidate) in candidates {
         let forced = candidate.rule.is_some_and(|r| r.kind.is_some());
         match kept.iter_mut().rev().find(|(p, _)| place.starts_with(p)) {
-            Some((_, outer)) if !forced => outer.covers.extend(candidate.covers),
+            Some((_, outer)) if !forced => {
+                outer.covers.extend(candidate.covers);
+                outer.owned.extend(candidate.owned);
+            }
             _ => kept.push((place, candidate)),
         }
     }
@@ -88,6 +103,7 @@ pub(super) fn cover(writes: &[Write], changes: &[Change], image: &dyn ImageView,
     for (place, mut candidate) in kept {
         candidate.covers.sort_by(|a, b| path_order(a.as_os_str().as_bytes(), b.as_os_str().as_bytes()));
         candidate.covers.dedup();
+        candidate.owned.sort_by(|a, b| path_order(a.0.as_os_str().as_bytes(), b.0.as_os_str().as_bytes()));
         covered.mounts.push(describe(place, candidate, image, &own)?);
     }
     Ok(covered)
@@ -127,10 +143,26 @@ fn describe(place: PathBuf, c: Candidate, image: &dyn ImageView, own: &HashMap<&
         .or(in_image.as_ref())
         .map_or(NEW_VOLUME, |m| (m.mode, m.uid, m.gid));
 
-    let why = match (c.rule, c.file_rule) {
+    let mut why = match (c.rule, c.file_rule) {
         (Some(rule), _) | (None, Some(rule)) if class == rule.class => rule.reason.clone(),
         _ => "written by the application, and no rule says it is disposable".into(),
     };
+    let anticipated = c.covers.is_empty() && !c.owned.is_empty();
+    let mut evidence: Vec<String> = Vec::new();
+    for (dir, e) in &c.owned {
+        let e = if *dir == place { e.clone() } else { format!("{}: {e}", dir.display()) };
+        if !evidence.contains(&e) {
+            evidence.push(e);
+        }
+    }
+    let evidence = (!evidence.is_empty()).then(|| evidence.join("; "));
+    if let Some(e) = &evidence {
+        why = if anticipated {
+            format!("{why}; anticipated, no write seen yet: {e}")
+        } else {
+            format!("{why}; also {e}")
+        };
+    }
     let how = match kind {
         MountKind::Tmpfs if populated => "a tmpfs, as asked: it hides what the image ships here".to_string(),
         MountKind::Tmpfs => format!(
@@ -160,5 +192,8 @@ fn describe(place: PathBuf, c: Candidate, image: &dyn ImageView, own: &HashMap<&
         rule: c.rule.or(c.file_rule).map_or_else(|| "default".to_string(), Rule::label),
         reason: format!("{why}; {how}"),
         covers: c.covers,
+        anticipated,
+        anticipates: c.owned.into_iter().map(|(dir, _)| dir).collect(),
+        evidence,
     })
 }

@@ -14,9 +14,15 @@
 //!    `/tmp` …), else where it is; mounts below other mounts are merged into them;
 //! 3. each mount becomes a tmpfs (runtime state) or a volume (data), and a volume also whenever a
 //!    tmpfs would hide files the image ships there. A tmpfs keeps the directory's owner and mode.
+//!
+//! Besides what the diff shows, `owned` anticipates writes: a directory the image gives the
+//! user the container's processes run as ([`RunAs`]), in a place the rule table has for state or
+//! data, is covered by step 2 as if a write had shown there, and the mount says so
+//! ([`PlannedMount::evidence`]). [`Rules::observed_only`] turns that off.
 
 mod cover;
 pub mod names;
+mod owned;
 pub mod render;
 pub mod rules;
 mod writes;
@@ -30,6 +36,7 @@ use crate::error::Result;
 use crate::layer::image::ImageView;
 use crate::model::Change;
 
+pub use owned::RunAs;
 pub use rules::{Class, Matcher, Rule, Rules};
 
 /// The mounts a container needs to run with a read-only root filesystem.
@@ -80,6 +87,18 @@ pub struct PlannedMount {
     /// The changes that need it (the roots of added trees, changed files, written directories).
     #[serde(with = "crate::model::path_json::many")]
     pub covers: Vec<PathBuf>,
+    /// No change needs it: it is there only for [`Self::anticipates`] (left out of JSON when
+    /// `false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anticipated: bool,
+    /// Directories of the image the container's user owns that it covers although no write showed
+    /// there yet (left out of JSON when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "crate::model::path_json::many")]
+    pub anticipates: Vec<PathBuf>,
+    /// Why those are covered: `owned by uid 100, which the container's processes run as` (left out
+    /// of JSON when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
 
 /// The kind of a planned mount.
@@ -132,6 +151,9 @@ pub struct PlanInput {
     /// Destinations of the container's existing mounts (volumes, binds, tmpfs): writes there do not
     /// touch the root filesystem.
     pub mount_destinations: Vec<PathBuf>,
+    /// Who the container's processes run as: directories the image gives them are covered on
+    /// ownership evidence (unless [`Rules::observed_only`]). `None`: nothing is anticipated.
+    pub run_as: Option<RunAs>,
 }
 
 impl Plan {
@@ -158,7 +180,11 @@ impl Plan {
 /// Plans the mounts for a container's `changes` (a diff with metadata), given its image.
 pub fn plan(changes: &[Change], image: &dyn ImageView, input: &PlanInput, rules: &Rules) -> Result<Plan> {
     let found = writes::writes(changes, image, &input.mount_destinations)?;
-    let covered = cover::cover(&found.writes, changes, image, rules)?;
+    let owned = match &input.run_as {
+        Some(run_as) if rules.anticipates() => owned::owned(image, rules, run_as, &input.mount_destinations)?,
+        _ => Vec::new(),
+    };
+    let covered = cover::cover(&found.writes, &owned, changes, image, rules)?;
     let mut plan = Plan {
         container: input.container.clone(),
         image: input.image.clone(),

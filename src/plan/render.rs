@@ -134,7 +134,35 @@ fn compose(plans: &[Plan]) -> Result<String> {
         doc.push(("volumes".to_string(), Node::Map(volumes)));
     }
     let names: Vec<&str> = plans.iter().map(|p| p.container.as_str()).collect();
-    Ok(format!("# rodiff plan for {}: merge into the compose file\n{}", names.join(", "), Node::Map(doc).to_yaml()))
+    Ok(format!("# rodiff plan for {}: merge into the compose file\n{}{}", names.join(", "), anticipated_comments(plans), Node::Map(doc).to_yaml()))
+}
+
+/// The shell command that gives the mount root `dir` (quoted) the owner and mode of the directory
+/// the mount replaces: `chown U:G DIR && chmod 0MMMM DIR`. The mode has five octal digits, so
+/// that GNU chmod also clears set-id bits on a directory (busybox takes it as it is).
+pub fn ownership_command(mount: &PlannedMount, dir: &str) -> String {
+    format!("chown {}:{} {dir} && chmod {:05o} {dir}", mount.uid, mount.gid, mount.mode)
+}
+
+/// `text` on one line: control characters (a newline in a directory's name) escaped, so that a
+/// comment cannot end early and put text of the image's choosing into the YAML.
+fn one_line(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
+/// YAML comment lines for the mounts planned on ownership evidence (empty when none is).
+fn anticipated_comments(plans: &[Plan]) -> String {
+    let mut out = String::new();
+    for plan in plans {
+        for m in &plan.mounts {
+            let Some(evidence) = &m.evidence else { continue };
+            let who = if plans.len() > 1 { format!("{}: ", plan.container) } else { String::new() };
+            let what = if m.anticipated { "anticipated, no write seen yet" } else { "also anticipated" };
+            let line = format!("{who}{}: {what}: {evidence}", m.path.to_string_lossy());
+            out.push_str(&format!("# {}\n", one_line(&line)));
+        }
+    }
+    out
 }
 
 fn k8s(plans: &[Plan]) -> Result<String> {
@@ -161,15 +189,16 @@ fn k8s(plans: &[Plan]) -> Result<String> {
                 ("emptyDir", Node::map([("medium", Node::str("Memory"))]))
             };
             volumes.push(Node::map([("name", Node::str(&name)), source]));
+            // A PVC or an emptyDir starts empty and root-owned (Docker fills a new volume from
+            // the image and gives it the directory's owner): the init container does both, for
+            // every mount, seeded or not.
+            let seed = format!("{SEED_DIR}/{name}");
+            let quoted = shell_quote(seed.as_bytes());
             if m.seed {
-                let seed = format!("{SEED_DIR}/{name}");
-                script.push(format!(
-                    "if [ -z \"$(ls -A {seed})\" ]; then cp -a {src}/. {seed}/; fi",
-                    seed = shell_quote(seed.as_bytes()),
-                    src = shell_quote(path.as_bytes())
-                ));
-                seeds.push(Node::map([("name", Node::str(&name)), ("mountPath", Node::str(seed))]));
+                script.push(format!("if [ -z \"$(ls -A {quoted})\" ]; then cp -a {src}/. {quoted}/; fi", src = shell_quote(path.as_bytes())));
             }
+            script.push(ownership_command(m, &quoted));
+            seeds.push(Node::map([("name", Node::str(&name)), ("mountPath", Node::str(seed))]));
         }
         if !seeds.is_empty() {
             let image = plan.image.clone().unwrap_or_else(|| {
@@ -213,8 +242,12 @@ fn k8s(plans: &[Plan]) -> Result<String> {
         head.push_str("# placeholders: IMAGE is the container's image (the runtime did not say)\n");
     }
     if seeding {
-        head.push_str("# the init container copies what the image ships into each empty volume, as Docker does\n");
+        head.push_str(
+            "# the init container gives each volume the owner and mode of the directory it replaces and copies what\n\
+             # the image ships into an empty one, as Docker does with a new volume (a PVC or emptyDir starts empty, root's)\n",
+        );
     }
+    head.push_str(&anticipated_comments(plans));
     Ok(head + &doc.to_yaml())
 }
 
@@ -264,5 +297,11 @@ mod tests {
         assert_eq!(shell_quote(b"it's"), r"'it'\''s'");
         assert_eq!(shell_quote(b"x\xffy"), r"$'x\xffy'");
         assert_eq!(shell_quote(b""), "''");
+    }
+
+    #[test]
+    fn comments_stay_on_one_line() {
+        assert_eq!(one_line("/srv/a\nservices: {}\tx"), "/srv/a\\nservices: {}\\tx");
+        assert_eq!(one_line("owned by uid 100"), "owned by uid 100");
     }
 }

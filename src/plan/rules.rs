@@ -126,6 +126,9 @@ impl Rule {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rules {
     rules: Vec<Rule>,
+    /// Cover directories the container's user owns although no write showed there (ownership
+    /// evidence); on unless [`Rules::observed_only`].
+    anticipate: bool,
 }
 
 impl Default for Rules {
@@ -163,7 +166,19 @@ impl Rules {
             Rule::name("*.sock", State, "a socket"),
             Rule::file_type(FileType::Socket, State, "a socket"),
         ];
-        Rules { rules }
+        Rules { rules, anticipate: true }
+    }
+
+    /// Plans from observed writes only (`--observed-only`) when `on`: no mount on ownership
+    /// evidence alone ([`crate::plan::RunAs`]).
+    pub fn observed_only(&mut self, on: bool) -> &mut Rules {
+        self.anticipate = !on;
+        self
+    }
+
+    /// Whether directories the container's user owns are covered without an observed write.
+    pub fn anticipates(&self) -> bool {
+        self.anticipate
     }
 
     /// Adds a rule that wins over the built-in ones (and over rules added before it).

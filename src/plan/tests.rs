@@ -38,6 +38,9 @@ impl ImageView for FakeImage {
     fn has_entries(&self, dir: &Path) -> Result<bool> {
         Ok(self.0.keys().any(|p| p.parent() == Some(dir)))
     }
+    fn subdirs(&self, dir: &Path) -> Result<Vec<(PathBuf, Metadata)>> {
+        Ok(self.0.iter().filter(|(p, (t, _))| p.parent() == Some(dir) && *t == FileType::Dir).map(|(p, (_, m))| (p.clone(), *m)).collect())
+    }
 }
 
 /// A change with metadata; directories keep the image's mtime unless `written`.
@@ -286,5 +289,156 @@ fn non_utf8_paths_stay_lossless_in_json_and_are_refused_where_the_runtime_needs_
     for format in [PlanFormat::Docker, PlanFormat::Compose, PlanFormat::K8s] {
         let err = render(std::slice::from_ref(&plan), format).unwrap_err();
         assert!(matches!(err, crate::Error::Unrepresentable { .. }) && err.to_string().contains("not UTF-8"), "{format:?}: {err}");
+    }
+}
+
+/// A broker's image: Debian's mosquitto gives /var/lib/mosquitto (empty: it saves its state there
+/// only when it stops), /var/log/mosquitto and /etc/mosquitto to user mosquitto (100:101).
+fn broker_image() -> FakeImage {
+    FakeImage::default()
+        .dir("/run/lock", 0o1777, 0, 0)
+        .dir("/run/mosquitto", 0o755, 100, 101)
+        .dir("/var/lib/mosquitto", 0o750, 100, 101)
+        .dir("/var/lib/dpkg", 0o755, 0, 0)
+        .file("/var/lib/dpkg/status")
+        .dir("/var/lib/misc", 0o750, 0, 101) // the broker's group, but it cannot write
+        .dir("/var/log/mosquitto", 0o750, 100, 4)
+        .dir("/var/cache/man", 0o755, 6, 12) // another user's
+        .dir("/var/spool/queue", 0o2770, 0, 101) // root's, group-writable for the broker's group
+        .dir("/etc/mosquitto", 0o755, 100, 101) // configuration
+        .dir("/etc/mosquitto/conf.d", 0o755, 100, 101)
+        .dir("/tmp", 0o1777, 0, 0)
+        .dir("/srv/mirror/pool", 0o755, 100, 101) // depth 2 below /srv
+}
+
+fn broker_plan(image: &FakeImage, rules: &Rules, run_as: Option<RunAs>, mounts: &[&str]) -> Plan {
+    let changes = [
+        c_dir("/var", image),
+        c_dir("/var/log", image),
+        c_dir("/var/log/mosquitto", image),
+        change("/var/log/mosquitto/mosquitto.log", ChangeKind::Added, FileType::File, meta(0o644, 100, 101)),
+    ];
+    let input = PlanInput {
+        container: "mq".into(),
+        image: Some("mosquitto".into()),
+        mount_destinations: mounts.iter().map(PathBuf::from).collect(),
+        run_as,
+    };
+    plan(&changes, image, &input, rules).unwrap()
+}
+
+/// The broker's processes, as /proc shows them: it started as root and dropped to mosquitto.
+fn broker_processes() -> RunAs {
+    RunAs { uids: [0, 100].into(), gids: [0, 101].into(), source: "the container's processes run as".into() }
+}
+
+#[test]
+fn directories_the_service_owns_are_anticipated_where_the_rules_have_a_place() {
+    let image = broker_image();
+    let plan = broker_plan(&image, &Rules::builtin(), Some(broker_processes()), &[]);
+    assert_eq!(
+        summary(&plan),
+        [
+            "tmpfs /run/mosquitto 100:101 755",
+            "volume /srv/mirror 0:0 755 seed",
+            "volume /var/lib/mosquitto 100:101 750",
+            "tmpfs /var/log/mosquitto 100:4 750",
+            "volume /var/spool/queue 0:101 2770",
+        ],
+        "never root-owned /tmp, /run/lock, /var/lib/dpkg; never /var/lib/misc (its group cannot write), another user's \
+         /var/cache/man, or /etc/mosquitto (configuration): {plan:#?}"
+    );
+    let data = plan.mount(Path::new("/var/lib/mosquitto")).unwrap();
+    assert!(data.anticipated && data.covers.is_empty() && data.persistent && !data.seed, "{data:?}");
+    assert_eq!(data.anticipates, [PathBuf::from("/var/lib/mosquitto")]);
+    assert_eq!(data.evidence.as_deref(), Some("owned by uid 100, which the container's processes run as"));
+    assert!(data.reason.contains("anticipated, no write seen yet"), "{}", data.reason);
+    // The group case: root's directory, group-writable, the processes' group.
+    let queue = plan.mount(Path::new("/var/spool/queue")).unwrap();
+    assert_eq!(queue.evidence.as_deref(), Some("group-writable and owned by gid 101, which the container's processes run as"));
+    // A place rule puts /srv/mirror/pool at /srv/mirror (root's, so it is seeded by the image).
+    let mirror = plan.mount(Path::new("/srv/mirror")).unwrap();
+    assert_eq!(mirror.anticipates, [PathBuf::from("/srv/mirror/pool")]);
+    assert!(mirror.evidence.as_deref().unwrap().starts_with("/srv/mirror/pool: owned by uid 100"), "{mirror:?}");
+    // Observed and owned: the write is what it covers; the evidence is noted.
+    let log = plan.mount(Path::new("/var/log/mosquitto")).unwrap();
+    assert!(!log.anticipated && log.covers == [PathBuf::from("/var/log/mosquitto/mosquitto.log")], "{log:?}");
+    assert!(log.reason.contains("; also owned by uid 100"), "{}", log.reason);
+
+    let json: serde_json::Value = serde_json::from_str(&render(std::slice::from_ref(&plan), PlanFormat::Json).unwrap()).unwrap();
+    let m = json["mounts"].as_array().unwrap().iter().find(|m| m["path"] == "/var/lib/mosquitto").unwrap();
+    assert_eq!(m["evidence"], "owned by uid 100, which the container's processes run as");
+    assert_eq!(m["anticipated"], true);
+    assert_eq!(m["covers"], serde_json::json!([]));
+    let tmp = json["mounts"].as_array().unwrap().iter().find(|m| m["path"] == "/run/mosquitto").unwrap();
+    assert!(tmp.get("evidence").is_some());
+    let back: Plan = serde_json::from_value(json).unwrap();
+    assert_eq!(back, plan);
+
+    let comment = "# /var/lib/mosquitto: anticipated, no write seen yet: owned by uid 100, which the container's processes run as\n";
+    for format in [PlanFormat::Compose, PlanFormat::K8s] {
+        let text = render(std::slice::from_ref(&plan), format).unwrap();
+        assert!(text.contains(comment), "{format:?}:\n{text}");
+        assert!(text.contains("# /var/log/mosquitto: also anticipated: owned by uid 100"), "{format:?}:\n{text}");
+    }
+    let docker = render(std::slice::from_ref(&plan), PlanFormat::Docker).unwrap();
+    assert!(docker.contains("--volume mq-var-lib-mosquitto:/var/lib/mosquitto"), "{docker}");
+}
+
+#[test]
+fn observed_only_covers_what_was_written_and_nothing_else() {
+    let image = broker_image();
+    let mut rules = Rules::builtin();
+    rules.observed_only(true);
+    assert!(!rules.anticipates());
+    let plan = broker_plan(&image, &rules, Some(broker_processes()), &[]);
+    assert_eq!(summary(&plan), ["tmpfs /var/log/mosquitto 100:4 750"]);
+    assert!(plan.mounts.iter().all(|m| m.evidence.is_none() && !m.anticipated && m.anticipates.is_empty()));
+    let json = render(std::slice::from_ref(&plan), PlanFormat::Json).unwrap();
+    assert!(!json.contains("evidence") && !json.contains("anticipated"), "{json}");
+    assert!(!render(std::slice::from_ref(&plan), PlanFormat::K8s).unwrap().contains("anticipated"));
+    // Nobody known to run it (root, or no process and no user configured): the same.
+    assert_eq!(summary(&broker_plan(&image, &Rules::builtin(), None, &[])), ["tmpfs /var/log/mosquitto 100:4 750"]);
+    // Root only: root-owned directories never count.
+    let root = RunAs { uids: [0].into(), gids: [0].into(), source: "the container's processes run as".into() };
+    assert_eq!(summary(&broker_plan(&image, &Rules::builtin(), Some(root), &[])), ["tmpfs /var/log/mosquitto 100:4 750"]);
+}
+
+#[test]
+fn owned_directories_below_the_containers_own_mounts_need_nothing() {
+    let image = broker_image();
+    let plan = broker_plan(&image, &Rules::builtin(), Some(broker_processes()), &["/var/lib/mosquitto", "/srv", "/run/mosquitto"]);
+    assert_eq!(summary(&plan), ["tmpfs /var/log/mosquitto 100:4 750", "volume /var/spool/queue 0:101 2770"]);
+}
+
+#[test]
+fn owned_by_group_only_the_configured_user_of_a_stopped_container() {
+    // `USER 100:101` resolved: uid 100 does not own it, gid 101 does and may write.
+    let image = FakeImage::default().dir("/var/lib/app", 0o770, 0, 101).dir("/var/lib/other", 0o755, 0, 101);
+    let run_as = RunAs { uids: [100].into(), gids: [101].into(), source: "the container's configured user (100:101) is".into() };
+    let input = PlanInput { container: "app".into(), run_as: Some(run_as), ..Default::default() };
+    let plan = plan(&[], &image, &input, &Rules::builtin()).unwrap();
+    assert_eq!(summary(&plan), ["volume /var/lib/app 0:101 770"]);
+    assert_eq!(
+        plan.mounts[0].evidence.as_deref(),
+        Some("group-writable and owned by gid 101, which the container's configured user (100:101) is")
+    );
+}
+
+#[test]
+fn kubernetes_mount_roots_get_the_owner_and_mode_of_the_directory_they_replace() {
+    let image = broker_image();
+    let plan = broker_plan(&image, &Rules::builtin(), Some(broker_processes()), &[]);
+    let k8s = render(std::slice::from_ref(&plan), PlanFormat::K8s).unwrap();
+    // Not seeded (the image's directory is empty), yet owned and moded like it.
+    assert!(k8s.contains("chown 100:101 /rodiff-seed/var-lib-mosquitto && chmod 00750 /rodiff-seed/var-lib-mosquitto"), "{k8s}");
+    assert!(!k8s.contains("cp -a /var/lib/mosquitto"), "{k8s}");
+    assert!(k8s.contains("chown 0:101 /rodiff-seed/var-spool-queue && chmod 02770 /rodiff-seed/var-spool-queue"), "{k8s}");
+    assert!(k8s.contains("chown 100:4 /rodiff-seed/var-log-mosquitto && chmod 00750 /rodiff-seed/var-log-mosquitto"), "{k8s}");
+    // Seeded, then owned.
+    let seeded = k8s.find("cp -a /srv/mirror/. /rodiff-seed/srv-mirror/").expect(&k8s);
+    assert!(k8s[seeded..].contains("chown 0:0 /rodiff-seed/srv-mirror && chmod 00755 /rodiff-seed/srv-mirror"), "{k8s}");
+    for name in ["var-lib-mosquitto", "var-log-mosquitto", "run-mosquitto", "srv-mirror", "var-spool-queue"] {
+        assert!(k8s.contains(&format!("mountPath: /rodiff-seed/{name}\n")), "{name}: {k8s}");
     }
 }

@@ -225,7 +225,8 @@ impl DockerResolver {
         let pid = inspect.state.as_ref().and_then(|s| s.pid).and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
         let processes = self.processes(&id, pid);
         let image = inspect.config.as_ref().and_then(|c| c.image.clone()).filter(|i| !i.is_empty());
-        Ok(ResolvedContainer { id, name, image, layer, mount_destinations, processes, origin: Origin::Docker })
+        let user = inspect.config.as_ref().and_then(|c| c.user.clone()).filter(|u| !u.is_empty());
+        Ok(ResolvedContainer { id, name, image, layer, mount_destinations, processes, origin: Origin::Docker, user })
     }
 
     /// The processes of a container whose init process is `pid` (`State.Pid`, 0 when it is not

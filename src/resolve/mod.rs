@@ -183,6 +183,11 @@ pub struct ResolvedContainer {
     pub processes: Processes,
     /// What the runtime calls the layer, to confirm after a walk that it still exists.
     pub origin: Origin,
+    /// The user the runtime starts the container's process as, as configured: Docker's
+    /// `Config.User` (`redis`, `redis:adm`, `100:102`; names are the image's), containerd's OCI
+    /// `process.user` as `uid:gid`; `None` when none is set (root). For ownership evidence in
+    /// plans of a stopped container ([`crate::run_as`]).
+    pub user: Option<String>,
 }
 
 /// The runtime object a resolved layer belongs to. A container removed while its upper directory

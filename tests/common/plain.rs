@@ -35,5 +35,6 @@ pub fn resolved(root: &Path, name: &str) -> ResolvedContainer {
         mount_destinations: Vec::new(),
         processes: Processes::none(&ClientOptions::default()),
         origin: Origin::Unknown,
+        user: None,
     }
 }

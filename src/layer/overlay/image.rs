@@ -2,6 +2,7 @@
 //! `LowerView` (whiteouts and opaque directories honoured, symlinks never followed).
 
 use std::ffi::CStr;
+use std::os::unix::ffi::OsStrExt;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use super::lower::LowerView;
 use super::OverlayLayer;
 use crate::error::{Error, Result};
 use crate::fs;
-use crate::layer::image::{components, ImageView};
+use crate::layer::image::{components, not_a_file, read_up_to, ImageView};
 use crate::model::{FileType, Metadata};
 
 /// The lower stack of an overlay layer, seen as one image.
@@ -61,5 +62,31 @@ impl ImageView for OverlayImage {
             return Ok(false);
         }
         Ok(!view.entries().map_err(|e| self.error(dir, e))?.is_empty())
+    }
+
+    fn subdirs(&self, dir: &Path) -> Result<Vec<(PathBuf, Metadata)>> {
+        let view = self.view(&components(dir)?, dir)?;
+        if view.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries = view.entries().map_err(|e| self.error(dir, e))?;
+        Ok(entries
+            .into_iter()
+            .filter(|(_, st)| fs::file_type(st) == FileType::Dir)
+            .map(|(name, st)| (dir.join(std::ffi::OsStr::from_bytes(name.to_bytes())), fs::metadata(&st)))
+            .collect())
+    }
+
+    fn read_file(&self, path: &Path, max: usize) -> Result<Option<Vec<u8>>> {
+        let names = components(path)?;
+        let Some((last, parents)) = names.split_last() else { return Ok(None) };
+        let view = self.view(parents, path)?;
+        let Some(holder) = view.holder(last).map_err(|e| self.error(path, e))? else { return Ok(None) };
+        let file = match fs::open_regular_at(holder, last) {
+            Ok(fd) => fd,
+            Err(e) if not_a_file(&e) => return Ok(None),
+            Err(e) => return Err(self.error(path, e)),
+        };
+        read_up_to(std::os::fd::AsFd::as_fd(&file), max).map(Some).map_err(|e| self.error(path, e))
     }
 }

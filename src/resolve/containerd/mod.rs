@@ -245,11 +245,12 @@ impl ContainerdResolver {
         let key = record::snapshot_key(&c.snapshot_key, &c.id);
         let layer = self.snapshot_layer(container, snapshotter, key).await?;
         let mount_destinations = c.spec.as_ref().map(|spec| record::mount_destinations(&spec.value)).unwrap_or_default();
+        let user = c.spec.as_ref().and_then(|spec| record::user(&spec.value));
         let name = record::display_name(&c.labels, &c.id).to_string();
         let processes = self.task_processes(container, &c.id).await?;
         let image = Some(c.image).filter(|i| !i.is_empty());
         let origin = Origin::Containerd { namespace: self.namespace.clone(), snapshotter: snapshotter.to_string(), key: key.to_string() };
-        Ok(ResolvedContainer { id: c.id, name, image, layer, mount_destinations, processes, origin })
+        Ok(ResolvedContainer { id: c.id, name, image, layer, mount_destinations, processes, origin, user })
     }
 
     /// The processes of the container's task: its pid (the init, from `Get`) and every process of

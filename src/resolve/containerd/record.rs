@@ -53,6 +53,15 @@ pub fn mount_destinations(spec_json: &[u8]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The user an OCI runtime spec (JSON) starts the process as, `uid:gid` from `process.user`;
+/// `None` for root (`0:0`), or when the spec says nothing or is not JSON.
+pub fn user(spec_json: &[u8]) -> Option<String> {
+    let spec = serde_json::from_slice::<serde_json::Value>(spec_json).ok()?;
+    let user = &spec["process"]["user"];
+    let (uid, gid) = (user["uid"].as_u64()?, user["gid"].as_u64().unwrap_or(0));
+    (uid != 0 || gid != 0).then(|| format!("{uid}:{gid}"))
+}
+
 /// Whether a record is a pod's sandbox (pause) container.
 pub fn is_sandbox(labels: &HashMap<String, String>) -> bool {
     labels.get(LABEL_KIND).is_some_and(|k| k == "sandbox")
@@ -104,6 +113,14 @@ fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_user() {
+        assert_eq!(user(br#"{"process":{"user":{"uid":100,"gid":102,"additionalGids":[102]}}}"#).as_deref(), Some("100:102"));
+        assert_eq!(user(br#"{"process":{"user":{"uid":0,"gid":0}}}"#), None);
+        assert_eq!(user(br#"{"process":{}}"#), None);
+        assert_eq!(user(b"not json"), None);
+    }
 
     #[test]
     fn defaults_for_empty_record_fields() {
