@@ -42,6 +42,9 @@ pub mod client;
 pub mod error;
 pub mod evidence;
 pub(crate) mod fs;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layer;
 pub mod live;
 pub mod model;

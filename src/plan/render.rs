@@ -94,7 +94,7 @@ fn docker(plans: &[Plan]) -> Result<String> {
     let mut out = String::new();
     for plan in plans {
         if plans.len() > 1 {
-            out.push_str(&format!("# container {}\n", plan.container));
+            out.push_str(&format!("# container {}\n", super::yaml::comment(&plan.container)));
         }
         let words: Vec<String> = docker_args(plan)?.iter().map(|a| shell_quote(a)).collect();
         out.push_str(&words.join(" "));
@@ -133,7 +133,7 @@ fn compose(plans: &[Plan]) -> Result<String> {
     if !volumes.is_empty() {
         doc.push(("volumes".to_string(), Node::Map(volumes)));
     }
-    let names: Vec<&str> = plans.iter().map(|p| p.container.as_str()).collect();
+    let names: Vec<String> = plans.iter().map(|p| super::yaml::comment(&p.container)).collect();
     Ok(format!("# rodiff plan for {}: merge into the compose file\n{}", names.join(", "), Node::Map(doc).to_yaml()))
 }
 
@@ -264,5 +264,18 @@ mod tests {
         assert_eq!(shell_quote(b"it's"), r"'it'\''s'");
         assert_eq!(shell_quote(b"x\xffy"), r"$'x\xffy'");
         assert_eq!(shell_quote(b""), "''");
+    }
+
+    /// A container name with a line break stays in its comment line: it was copied as it is, and
+    /// what followed the break became a shell line of its own (or YAML content).
+    #[test]
+    fn names_in_comments_cannot_start_lines() {
+        let plans = [
+            Plan { container: "x\nrm -rf /".into(), ..Plan::default() },
+            Plan { container: "y\u{85}".into(), ..Plan::default() },
+        ];
+        assert_eq!(render(&plans, PlanFormat::Docker).unwrap(), "# container x\\nrm -rf /\n--read-only\n# container y\\u{85}\n--read-only\n");
+        let compose = render(&plans, PlanFormat::Compose).unwrap();
+        assert!(compose.starts_with("# rodiff plan for x\\nrm -rf /, y\\u{85}: merge into the compose file\nservices:\n"), "{compose}");
     }
 }
