@@ -73,7 +73,7 @@ fn plan(u: &mut Unstructured, taken: &mut HashSet<String>) -> Result<Plan> {
 }
 
 /// Splits a line as a POSIX shell splits it, for the quoting `shell_quote` uses: bare words,
-/// `'…'`, and bash's `$'…'` with `\\`, `\'` and `\xNN`.
+/// `\x`, `'…'`, and bash's `$'…'` with `\\`, `\'` and `\xNN`.
 fn shell_words(line: &str) -> Vec<Vec<u8>> {
     let b = line.as_bytes();
     let (mut words, mut word, mut in_word, mut i) = (Vec::new(), Vec::new(), false, 0);
@@ -119,7 +119,13 @@ fn shell_words(line: &str) -> Vec<Vec<u8>> {
                 }
                 i += 1;
             }
-            b'\\' | b'"' | b'`' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')' | b'*' | b'?' | b'[' | b'#' | b'~' | b'\t' => {
+            // Outside quotes, a backslash quotes the next byte (`'\''` is how a quote is written).
+            b'\\' => {
+                in_word = true;
+                word.push(*b.get(i + 1).expect("a byte after a backslash"));
+                i += 2;
+            }
+            b'$' | b'"' | b'`' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')' | b'*' | b'?' | b'[' | b'#' | b'~' | b'\t' => {
                 panic!("unquoted shell metacharacter {:?} in {line:?}", b[i] as char)
             }
             c => {

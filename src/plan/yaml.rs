@@ -99,12 +99,12 @@ impl Node {
 /// A string as a YAML scalar: plain when it cannot be misread, double-quoted otherwise.
 ///
 /// Plain only when no YAML 1.1 or 1.2 reader (kubectl's reads 1.1) takes it for anything but a
-/// string: not a boolean or null, and not starting with a digit or `+` (integers in any base,
-/// `1_000`, floats, timestamps).
+/// string: not a boolean or null, not starting with an indicator (`@`, `,`, `-`) or `.`, and not
+/// with a digit or `+` (integers in any base, `1_000`, floats, timestamps).
 fn scalar(s: &str) -> String {
     let plain = !s.is_empty()
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_.-=,+@".contains(&b))
-        && !s.starts_with(['-', '.', '+'])
+        && !s.starts_with(['-', '.', '+', '@', ','])
         && !s.starts_with(|c: char| c.is_ascii_digit())
         && s != "="
         && s.parse::<f64>().is_err()
@@ -166,13 +166,14 @@ mod tests {
     }
 
     /// Strings a YAML reader would take for something else, or could not read at all, are quoted
-    /// and escaped: a path with DEL or a C1 control made a compose file no YAML parser reads (found
-    /// by the `plan_render` fuzz target), and names like `0x1f` or `1_000` are numbers to YAML.
+    /// and escaped: a path with DEL or a C1 control, or a container named `@`, made a compose file
+    /// no YAML parser reads (found by the `plan_render` fuzz target), and names like `0x1f` or
+    /// `1_000` are numbers to YAML.
     #[test]
     fn scalars_read_back_as_the_same_strings() {
         assert_eq!(scalar("web"), "web");
         assert_eq!(scalar("/var/lib/x"), "/var/lib/x");
-        for number in ["0x1f", "0o17", "0b101", "1_000", "017", "2001-12-14", "+1", "1e3", "="] {
+        for number in ["0x1f", "0o17", "0b101", "1_000", "017", "2001-12-14", "+1", "1e3", "=", "@", "@x", ",x"] {
             assert_eq!(scalar(number), format!("\"{number}\""));
         }
         assert_eq!(scalar("/a\u{7f}b\u{85}c\u{2028}\u{feff}\u{1}"), r#""/a\u007fb\u0085c\u2028\ufeff\u0001""#);
