@@ -142,6 +142,7 @@ FUZZ_SHORT_SECONDS ?= 10
 # release (make fuzz) or debug (make fuzz-short).
 FUZZ_PROFILE       ?= release
 FUZZ_TRIPLE        := $(shell rustc -vV | sed -n 's/^host: //p')
+FUZZ_TARGET_DIR    ?= fuzz/target
 FUZZ_RUSTFLAGS     := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 	-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 	-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing \
@@ -153,14 +154,14 @@ FUZZ_OPTIONS       := -rss_limit_mb=1024 -malloc_limit_mb=256 -timeout=10 -print
 
 fuzz-build: deps
 	RUSTFLAGS='$(FUZZ_RUSTFLAGS)$(if $(filter release,$(FUZZ_PROFILE)), -Ccodegen-units=1)' \
-		$(CARGO) build --manifest-path fuzz/Cargo.toml --target $(FUZZ_TRIPLE) --bins \
+		$(CARGO) build --manifest-path fuzz/Cargo.toml --target-dir $(FUZZ_TARGET_DIR) --target $(FUZZ_TRIPLE) --bins \
 		$(if $(filter release,$(FUZZ_PROFILE)),$(FUZZ_RELEASE))
 
 fuzz: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p fuzz/corpus/$$t fuzz/artifacts/$$t; \
 		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
-		fuzz/target/$(FUZZ_TRIPLE)/$(FUZZ_PROFILE)/$$t $(FUZZ_OPTIONS) -max_total_time=$(FUZZ_SECONDS) \
+		$(FUZZ_TARGET_DIR)/$(FUZZ_TRIPLE)/$(FUZZ_PROFILE)/$$t $(FUZZ_OPTIONS) -max_total_time=$(FUZZ_SECONDS) \
 			-artifact_prefix=fuzz/artifacts/$$t/ fuzz/corpus/$$t fuzz/seeds/$$t 2>fuzz/artifacts/$$t/log || \
 			{ tail -n 40 fuzz/artifacts/$$t/log; echo "make: fuzz target $$t failed (log: fuzz/artifacts/$$t/log)" >&2; exit 1; }; \
 		grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' fuzz/artifacts/$$t/log; \
