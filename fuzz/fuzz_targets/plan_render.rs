@@ -169,8 +169,18 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(back, plans);
     assert_eq!(render(&back, PlanFormat::Json).unwrap(), json);
 
-    // Whether Docker's syntax (and the YAML formats, which share it) can carry every path.
-    let representable = plans.iter().all(|p| docker_args(p).is_ok());
+    // Whether Docker's syntax (and the YAML formats, which share it) can carry every path, and no
+    // two containers would share a volume.
+    let mut volumes = HashSet::new();
+    let mut labels = HashSet::new();
+    let shared = plans.len() > 1
+        && !plans.iter().all(|p| {
+            p.mounts.iter().all(|m| {
+                volumes.insert(volume_name(p, m))
+                    && labels.insert(names::label(std::path::Path::new(&format!("{}-{}", p.container, m.name))))
+            })
+        });
+    let representable = plans.iter().all(|p| docker_args(p).is_ok()) && !shared;
 
     // docker: one line per plan (after its comment when there are several), words = docker_args.
     match render(&plans, PlanFormat::Docker) {

@@ -28,11 +28,33 @@ const SEED_DIR: &str = "/rodiff-seed";
 /// Renders plans (one per container; several for a pod) as text ending in a newline.
 pub fn render(plans: &[Plan], format: PlanFormat) -> Result<String> {
     match format {
-        PlanFormat::Docker => docker(plans),
-        PlanFormat::Compose => compose(plans),
-        PlanFormat::K8s => k8s(plans),
+        PlanFormat::Docker => distinct_volumes(plans, "docker").and_then(|()| docker(plans)),
+        PlanFormat::Compose => distinct_volumes(plans, "compose").and_then(|()| compose(plans)),
+        PlanFormat::K8s => distinct_volumes(plans, "k8s").and_then(|()| k8s(plans)),
         PlanFormat::Json => json(plans),
     }
+}
+
+/// Several plans (a pod's containers) whose volume names coincide — names are derived from the
+/// container's name and the mount's, with what a name cannot carry replaced (`a` + `b-c` and
+/// `a-b` + `c`, or `a b` and `a:b`) — would share one volume between containers: an error rather
+/// than a rendering that mixes their data (found by the `plan_render` fuzz target).
+fn distinct_volumes(plans: &[Plan], format: &'static str) -> Result<()> {
+    if plans.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut labels = std::collections::HashSet::new();
+    for plan in plans {
+        for m in &plan.mounts {
+            let label = super::names::label(Path::new(&format!("{}-{}", plan.container, m.name)));
+            if !seen.insert(volume_name(plan, m)) || !labels.insert(label) {
+                let detail = format!("its volume name for container {:?} is also another container's", plan.container);
+                return Err(unrepresentable(&m.path, format, &detail));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The options of a tmpfs mount: `uid=U,gid=G,mode=M` (mode in octal), as `--tmpfs PATH:OPTIONS`
@@ -264,6 +286,33 @@ mod tests {
         assert_eq!(shell_quote(b"it's"), r"'it'\''s'");
         assert_eq!(shell_quote(b"x\xffy"), r"$'x\xffy'");
         assert_eq!(shell_quote(b""), "''");
+    }
+
+    /// Two containers whose volume names coincide cannot be rendered together.
+    #[test]
+    fn volumes_are_never_shared_between_containers() {
+        let mount = |name: &str| PlannedMount {
+            path: format!("/{name}").into(),
+            kind: super::MountKind::Volume,
+            name: name.into(),
+            persistent: true,
+            seed: false,
+            uid: 0,
+            gid: 0,
+            mode: 0o755,
+            rule: "default".into(),
+            reason: String::new(),
+            covers: Vec::new(),
+        };
+        let plans = [
+            Plan { container: "a".into(), mounts: vec![mount("b-c")], ..Plan::default() },
+            Plan { container: "a-b".into(), mounts: vec![mount("c")], ..Plan::default() },
+        ];
+        for format in [PlanFormat::Docker, PlanFormat::Compose, PlanFormat::K8s] {
+            assert!(matches!(render(&plans, format), Err(Error::Unrepresentable { .. })), "{format:?}");
+        }
+        assert!(render(&plans, PlanFormat::Json).is_ok());
+        assert!(render(&plans[..1], PlanFormat::Compose).is_ok());
     }
 
     /// A container name with a line break stays in its comment line: it was copied as it is, and
