@@ -62,7 +62,7 @@ test: deps
 	# The Docker suites again on a dockerd whose storage driver is btrfs.
 	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox,postgres,nginx,redis -- \
 		$(CARGO) test --test docker_oracle --test plan_workloads --test live_docker --test live_nested --test helper_signals --test client --test break_daemon \
-		--test watch --test agent -- --skip containerd
+		--test watch --test agent --test no_writes -- --skip containerd
 	$(MAKE) test-c
 	$(MAKE) test-go
 	$(MAKE) test-python

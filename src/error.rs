@@ -4,6 +4,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::escape::Escaped;
+
 /// Errors from resolving a container and diffing its layer.
 ///
 /// New variants may come ([`non_exhaustive`](https://doc.rust-lang.org/reference/attributes/type_system.html)):
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// The runtime's API endpoint cannot be reached (socket missing, daemon down, refused).
-    #[error("cannot reach {runtime} at {endpoint}: {cause}")]
+    #[error("cannot reach {runtime} at {}: {cause}", Escaped::str(.endpoint))]
     RuntimeUnavailable {
         /// `docker` or `containerd`.
         runtime: &'static str,
@@ -22,7 +24,7 @@ pub enum Error {
         cause: String,
     },
     /// The runtime answered but has no such container.
-    #[error("no such container: {container} (asked {runtime} at {endpoint})")]
+    #[error("no such container: {} (asked {runtime} at {})", Escaped::str(.container), Escaped::str(.endpoint))]
     ContainerNotFound {
         /// The reference the user gave (name, id or id prefix).
         container: String,
@@ -32,7 +34,7 @@ pub enum Error {
         endpoint: String,
     },
     /// The container's storage is not something rodiff can read.
-    #[error("container {container}: unsupported storage: {detail}")]
+    #[error("container {}: unsupported storage: {detail}", Escaped::str(.container))]
     UnsupportedStorage {
         /// The container reference.
         container: String,
@@ -40,7 +42,7 @@ pub enum Error {
         detail: String,
     },
     /// The runtime returned something rodiff does not understand.
-    #[error("container {container}: unexpected answer from {runtime}: {detail}")]
+    #[error("container {}: unexpected answer from {runtime}: {detail}", Escaped::str(.container))]
     Protocol {
         /// The container reference.
         container: String,
@@ -50,21 +52,21 @@ pub enum Error {
         detail: String,
     },
     /// The container's layer disappeared while it was being scanned (container removed).
-    #[error("layer {path} vanished during the scan (was the container removed?)")]
+    #[error("layer {} vanished during the scan (was the container removed?)", Escaped::path(.path))]
     LayerVanished {
         /// The layer directory.
         path: PathBuf,
     },
     /// A tree that was frozen for the scan (a btrfs helper snapshot) lost an entry while it was
     /// read: someone deleted the snapshot. What was read so far is not the container's diff.
-    #[error("{path}: the frozen copy of the layer was deleted during the scan (by another process?); run again")]
+    #[error("{}: the frozen copy of the layer was deleted during the scan (by another process?); run again", Escaped::path(.path))]
     SnapshotVanished {
         /// The helper snapshot.
         path: PathBuf,
     },
     /// The layer holds a marker the kernel would refuse, such as an `overlay.redirect` with a `..`
     /// component: followed naively it points outside the layer, so the diff stops instead.
-    #[error("{path}: refusing a hostile layer: {detail}")]
+    #[error("{}: refusing a hostile layer: {detail}", Escaped::path(.path))]
     HostileLayer {
         /// Host path of the entry that carries the marker.
         path: PathBuf,
@@ -72,7 +74,7 @@ pub enum Error {
         detail: String,
     },
     /// A filesystem operation on a layer failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", Escaped::path(.path))]
     Io {
         /// Host path (or layer-relative description) of what was being read.
         path: PathBuf,
@@ -81,7 +83,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A plan cannot be written in the requested format (a path Docker's syntax cannot carry).
-    #[error("{path}: cannot be written as {format}: {detail}")]
+    #[error("{}: cannot be written as {format}: {detail}", Escaped::path(.path))]
     Unrepresentable {
         /// The mount's path.
         path: PathBuf,
@@ -91,7 +93,7 @@ pub enum Error {
         detail: String,
     },
     /// A plan file given to `verify` could not be read.
-    #[error("plan {path}: {detail}")]
+    #[error("plan {}: {detail}", Escaped::path(.path))]
     InvalidPlan {
         /// The plan file.
         path: PathBuf,
@@ -99,7 +101,7 @@ pub enum Error {
         detail: String,
     },
     /// A runtime call made for the container failed (creating, starting, inspecting …).
-    #[error("container {container}: {runtime} could not {action}: {cause}")]
+    #[error("container {}: {runtime} could not {action}: {cause}", Escaped::str(.container))]
     RuntimeCall {
         /// The container reference.
         container: String,

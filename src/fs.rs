@@ -38,6 +38,59 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     }
 }
 
+/// Opens entry `name` of `dir` for reading only if it is a regular file: located with `O_PATH`
+/// (which opens nothing: a fifo or device node swapped in has no effect), checked, then reopened
+/// as that same inode, without updating its access time where the kernel allows.
+/// [`io::ErrorKind::InvalidInput`] for anything but a regular file.
+pub fn open_regular_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    let handle = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    reopen_regular(handle)
+}
+
+/// The regular file `handle` (an `O_PATH` descriptor) opened for reading (see [`open_regular_at`]).
+pub fn reopen_regular(handle: OwnedFd) -> io::Result<OwnedFd> {
+    if file_type(&stat_fd(std::os::fd::AsFd::as_fd(&handle))?) != FileType::File {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let again = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&handle));
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    match rustix::fs::open(&again, flags | OFlags::NOATIME, Mode::empty()) {
+        // O_NOATIME is for the file's owner (or CAP_FOWNER) only.
+        Err(rustix::io::Errno::PERM) => Ok(rustix::fs::open(&again, flags, Mode::empty())?),
+        other => Ok(other?),
+    }
+}
+
+/// Whether two open files have different bytes, read side by side until the first difference.
+pub fn contents_differ(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
+    const CHUNK: usize = 64 * 1024;
+    let (mut x, mut y) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    loop {
+        let n = read_full(a, &mut x)?;
+        let m = read_full(b, &mut y)?;
+        if n != m || x[..n] != y[..m] {
+            return Ok(true);
+        }
+        if n < CHUNK {
+            return Ok(false);
+        }
+    }
+}
+
+/// Reads until `buf` is full or the file ends; the bytes read.
+fn read_full(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::io::read(fd, &mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(filled)
+}
+
 /// `lstat` of `name` below `dir`.
 pub fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Stat> {
     Ok(rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?)

@@ -40,6 +40,7 @@ pub mod annotate;
 pub mod cancel;
 pub mod client;
 pub mod error;
+pub mod escape;
 pub mod evidence;
 pub(crate) mod fs;
 #[cfg(feature = "fuzzing")]

@@ -371,8 +371,8 @@ fn main() -> ExitCode {
         return match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("rodiff: {err:#}");
-                ExitCode::from(err.downcast_ref::<Error>().map_or(1, |e| e.kind().exit_code()))
+                eprintln!("rodiff: {}", message(&err));
+                ExitCode::from(exit_code(&err))
             }
         };
     }
@@ -405,7 +405,7 @@ fn main() -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
             }
-            eprintln!("rodiff: {err:#}");
+            eprintln!("rodiff: {}", message(&err));
             ExitCode::from(exit_code(&err))
         }
     }
@@ -457,6 +457,28 @@ fn plan_format(format: PlanFormatArg) -> PlanFormat {
 }
 
 /// Exit status for an error, per the interface contract ([`rodiff::ErrorKind::exit_code`]).
+/// The one line an error prints: its context and causes joined by `: `, a cause its parent
+/// already shows left out (the library's messages name their cause; it is also their `source`),
+/// and for a permission refused while reading a layer, what rodiff needs.
+fn message(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    let denied = err.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied));
+    if denied && err.chain().any(|c| matches!(c.downcast_ref::<Error>(), Some(Error::Io { .. }))) {
+        line.push_str(" (rodiff reads the runtime's storage itself: run it as root, or with CAP_DAC_READ_SEARCH and CAP_SYS_ADMIN)");
+    }
+    line
+}
+
 fn exit_code(err: &anyhow::Error) -> u8 {
     err.downcast_ref::<Error>().map_or(1, |e| e.kind().exit_code())
 }

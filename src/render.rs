@@ -96,41 +96,7 @@ fn write_escaped(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     if bytes.iter().all(|&b| (0x20..0x7f).contains(&b)) {
         return out.write_all(bytes);
     }
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let (valid, bad) = match std::str::from_utf8(rest) {
-            Ok(s) => (s, &[][..]),
-            Err(e) => {
-                let (good, tail) = rest.split_at(e.valid_up_to());
-                // SAFETY-free: `valid_up_to` marks a UTF-8 prefix.
-                let good = std::str::from_utf8(good).expect("valid prefix");
-                let bad_len = e.error_len().unwrap_or(tail.len());
-                (good, &tail[..bad_len])
-            }
-        };
-        for ch in valid.chars() {
-            match ch {
-                '\n' => out.write_all(b"\\n")?,
-                '\r' => out.write_all(b"\\r")?,
-                // C0, DEL and C1 (U+0080–U+009F: NEL, CSI …): each byte of its UTF-8 as `\xNN`.
-                c if c != '\t' && c.is_control() => {
-                    let mut buf = [0u8; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        write!(out, "\\x{b:02x}")?;
-                    }
-                }
-                c => {
-                    let mut buf = [0u8; 4];
-                    out.write_all(c.encode_utf8(&mut buf).as_bytes())?
-                }
-            }
-        }
-        for b in bad {
-            write!(out, "\\x{b:02x}")?;
-        }
-        rest = &rest[valid.len() + bad.len()..];
-    }
-    Ok(())
+    write!(out, "{}", crate::escape::Escaped(bytes))
 }
 
 #[cfg(test)]

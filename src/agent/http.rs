@@ -61,12 +61,25 @@ async fn readyz(State(agent): State<Arc<Agent>>) -> Response {
     }
 }
 
+/// Runs a handler's work on a blocking thread: the registry lock and the library's calls are
+/// never waited for on the async threads, so `/livez` and `/readyz` answer during any scan.
+async fn off_async(work: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "panic", "the request's work panicked".into()))
+}
+
 async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
-    let text = agent.metrics.render(&agent.registry());
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+    off_async(move || {
+        let text = agent.metrics.render(&agent.registry());
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+    })
+    .await
 }
 
 async fn containers(State(agent): State<Arc<Agent>>) -> Response {
+    off_async(move || list(&agent)).await
+}
+
+fn list(agent: &Agent) -> Response {
     let registry = agent.registry();
     let list: Vec<serde_json::Value> = registry
         .containers
@@ -97,6 +110,7 @@ async fn containers(State(agent): State<Arc<Agent>>) -> Response {
             })
         })
         .collect();
+    drop(registry);
     Json(json!({ "containers": list })).into_response()
 }
 
@@ -110,12 +124,21 @@ fn path_json(path: &std::path::Path) -> serde_json::Value {
 }
 
 /// The key of the container `reference` names, or the response saying why there is none.
-fn lookup(agent: &Agent, reference: &str) -> Result<String, Response> {
+fn lookup(agent: &Agent, reference: &str) -> Result<String, Box<Response>> {
     match agent.registry().find(reference) {
         Ok(key) => Ok(key.to_string()),
-        Err(Lookup::Unknown) => Err(error(StatusCode::NOT_FOUND, "container_not_found", format!("no followed container is named {reference:?} (a key, id, name or id prefix)"))),
-        Err(Lookup::Ambiguous(n)) => Err(error(StatusCode::CONFLICT, "ambiguous", format!("{n} followed containers match {reference:?}: give its full id or key"))),
+        Err(Lookup::Unknown) => Err(Box::new(error(StatusCode::NOT_FOUND, "container_not_found", format!("no followed container is named {reference:?} (a key, id, name or id prefix)")))),
+        Err(Lookup::Ambiguous(n)) => Err(Box::new(error(StatusCode::CONFLICT, "ambiguous", format!("{n} followed containers match {reference:?}: give its full id or key")))),
     }
+}
+
+/// The container `reference` names: its key, what it was listed as, and the client to ask.
+fn target(agent: &Agent, reference: &str) -> Result<(String, rodiff::ListedContainer, rodiff::Client), Box<Response>> {
+    let key = lookup(agent, reference)?;
+    let (listed, client) = agent
+        .scan_target(&key)
+        .ok_or_else(|| Box::new(error(StatusCode::NOT_FOUND, "container_not_found", format!("container {reference} was forgotten"))))?;
+    Ok((key, listed, client))
 }
 
 /// Changes as `rodiff diff --format json` prints them.
@@ -127,38 +150,31 @@ fn json_changes(changes: &[Change]) -> Response {
     }
 }
 
-/// Runs blocking library work off the async threads.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Response> + Send + 'static) -> Result<T, Response> {
-    tokio::task::spawn_blocking(work).await.unwrap_or_else(|_| Err(error(StatusCode::INTERNAL_SERVER_ERROR, "panic", "the request's work panicked".into())))
-}
-
 async fn diff(State(agent): State<Arc<Agent>>, Path(reference): Path<String>) -> Response {
-    let key = match lookup(&agent, &reference) {
-        Ok(key) => key,
-        Err(response) => return response,
-    };
-    let Some((listed, client)) = agent.scan_target(&key) else {
-        return error(StatusCode::NOT_FOUND, "container_not_found", format!("container {reference} was forgotten"));
-    };
-    let stop = agent.stop.clone();
-    let changes = blocking(move || {
-        let scan = ScanOptions { metadata: true, stop, ..Default::default() };
-        client.changes_with(&Target::Container(listed.id.clone()), &scan).map_err(failure)
+    off_async(move || {
+        let (_, listed, client) = match target(&agent, &reference) {
+            Ok(found) => found,
+            Err(response) => return *response,
+        };
+        let scan = ScanOptions { metadata: true, stop: agent.stop.clone(), ..Default::default() };
+        match client.changes_with(&Target::Container(listed.id.clone()), &scan) {
+            Ok(changes) => json_changes(&changes),
+            Err(e) => failure(e),
+        }
     })
-    .await;
-    match changes {
-        Ok(changes) => json_changes(&changes),
-        Err(response) => response,
-    }
+    .await
 }
 
 async fn profile(State(agent): State<Arc<Agent>>, Path(reference): Path<String>) -> Response {
-    let key = match lookup(&agent, &reference) {
-        Ok(key) => key,
-        Err(response) => return response,
-    };
-    let changes = agent.registry().containers.get(&key).map(|t| t.stored.profile.changes()).unwrap_or_default();
-    json_changes(&changes)
+    off_async(move || {
+        let key = match lookup(&agent, &reference) {
+            Ok(key) => key,
+            Err(response) => return *response,
+        };
+        let changes = agent.registry().containers.get(&key).map(|t| t.stored.profile.changes()).unwrap_or_default();
+        json_changes(&changes)
+    })
+    .await
 }
 
 /// `?format=docker|compose|k8s|json` (default json).
@@ -175,26 +191,23 @@ async fn plan(State(agent): State<Arc<Agent>>, Path(reference): Path<String>, Qu
         "json" => PlanFormat::Json,
         other => return error(StatusCode::BAD_REQUEST, "bad_request", format!("unknown plan format {other:?}: docker, compose, k8s or json")),
     };
-    let key = match lookup(&agent, &reference) {
-        Ok(key) => key,
-        Err(response) => return response,
-    };
-    let Some((listed, client)) = agent.scan_target(&key) else {
-        return error(StatusCode::NOT_FOUND, "container_not_found", format!("container {reference} was forgotten"));
-    };
-    let changes = agent.registry().containers.get(&key).map(|t| t.stored.profile.changes()).unwrap_or_default();
-    let stop = agent.stop.clone();
-    let rendered = blocking(move || {
-        let resolved = client.resolve(&Target::Container(listed.id.clone()), &stop).map_err(failure)?;
-        let plan = client.plan_changes(&resolved[0], &changes, &Rules::default()).map_err(failure)?;
-        rodiff::plan::render::render(&[plan], format).map_err(failure)
-    })
-    .await;
-    match rendered {
-        Ok(text) => {
-            let kind = if format == PlanFormat::Json { "application/json" } else { "text/plain; charset=utf-8" };
-            ([(header::CONTENT_TYPE, kind)], text).into_response()
+    off_async(move || {
+        let (key, listed, client) = match target(&agent, &reference) {
+            Ok(found) => found,
+            Err(response) => return *response,
+        };
+        let changes = agent.registry().containers.get(&key).map(|t| t.stored.profile.changes()).unwrap_or_default();
+        let rendered = client.resolve(&Target::Container(listed.id.clone()), &agent.stop).and_then(|resolved| {
+            let plan = client.plan_changes(&resolved[0], &changes, &Rules::default())?;
+            rodiff::plan::render::render(&[plan], format)
+        });
+        match rendered {
+            Ok(text) => {
+                let kind = if format == PlanFormat::Json { "application/json" } else { "text/plain; charset=utf-8" };
+                ([(header::CONTENT_TYPE, kind)], text).into_response()
+            }
+            Err(e) => failure(e),
         }
-        Err(response) => response,
-    }
+    })
+    .await
 }

@@ -411,7 +411,7 @@ mod tests {
         assert!(format!("{err:#}").contains("another rodiff agent"), "{err:#}");
         store.save_container("docker/abc", &row(1, None)).unwrap();
         store.db().execute("INSERT INTO paths VALUES ('docker/abc', x'2f78', 'Q', 'file', NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0, 0, 1, 0)", []).unwrap();
-        let err = store.load().err().expect("an unknown kind");
+        let err = store.load().expect_err("an unknown kind");
         assert!(format!("{err:#}").contains("unknown kind \"Q\""), "{err:#}");
     }
 }

@@ -9,7 +9,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use crate::fs::{self, Stat};
 use crate::model::ChangeKind;
@@ -26,6 +26,22 @@ pub fn capabilities_differ(own: Option<BorrowedFd<'_>>, image: Option<BorrowedFd
         None => Ok(Vec::new()),
     };
     Ok(read(own)? != read(image)?)
+}
+
+/// Whether entry `name` has different bytes in the container's directory `own` and the image's
+/// directory `image`: for a regular file written in the container whose metadata equals the
+/// image's (a same-size rewrite with its mtime restored is no `T`). Both must be regular files;
+/// anything else (swapped in since the stat) counts as different, and is never opened.
+pub fn contents_differ(own: BorrowedFd<'_>, image: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> {
+    let open = |dir| match fs::open_regular_at(dir, name) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput || fs::is_vanished(&e) => Ok(None),
+        Err(e) => Err(e),
+    };
+    match (open(own)?, open(image)?) {
+        (Some(a), Some(b)) => fs::contents_differ(a.as_fd(), b.as_fd()),
+        _ => Ok(true),
+    }
 }
 
 /// Whether `new` (the container's entry) differs from `old` (the image's entry at the same path)
@@ -53,7 +69,8 @@ pub fn is_dir(st: &Stat) -> bool {
 }
 
 /// The kind of a non-directory present in the container: `A` when the image lacks the path, `C`
-/// when it differs (stat, or capabilities: `caps_differ`, asked only when the stat is identical),
+/// when it differs (stat, or what `caps_differ` says — capabilities, and for a written regular file
+/// its bytes — asked only when the stat is identical),
 /// `T` when it is identical but the container wrote it (`written`: an overlay copy-up); `None`
 /// when it is identical and untouched.
 pub fn entry_kind(

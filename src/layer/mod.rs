@@ -8,7 +8,6 @@ pub mod overlay;
 pub(crate) mod twotree;
 pub mod walkers;
 
-use std::os::fd::AsFd;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -57,16 +56,8 @@ impl Layer {
         // and the type is only known once it is open; then the same inode, reopened for reading.
         let path_flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let handle = rustix::fs::openat2(&dir, relative, path_flags, Mode::empty(), resolve)?;
-        if crate::fs::file_type(&crate::fs::stat_fd(handle.as_fd())?) != crate::model::FileType::File {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{} is not a regular file", path.display())));
-        }
-        let again = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&handle));
-        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
-        let file = match rustix::fs::open(&again, flags | OFlags::NOATIME, Mode::empty()) {
-            // O_NOATIME is for the file's owner (or CAP_FOWNER) only.
-            Err(rustix::io::Errno::PERM) => rustix::fs::open(&again, flags, Mode::empty())?,
-            other => other?,
-        };
+        let file = crate::fs::reopen_regular(handle)
+            .map_err(|e| if e.kind() == std::io::ErrorKind::InvalidInput { std::io::Error::new(e.kind(), format!("{} is not a regular file", path.display())) } else { e })?;
         let mut head = vec![0; len];
         let mut filled = 0;
         while filled < len {

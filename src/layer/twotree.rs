@@ -217,8 +217,12 @@ impl Walker<'_> {
             None => fs::stat_at(new, name)?,
         };
         // No copy-up exists outside overlayfs: an identical entry was not written, unless its
-        // capabilities differ.
-        let caps_differ = || capabilities_differ(Some(new), old, name);
+        // capabilities differ — or, for a regular file whose inode changed in more than its access
+        // time with its metadata put back (a same-size rewrite, mtime restored), its bytes.
+        let caps_differ = || {
+            Ok(capabilities_differ(Some(new), old, name)?
+                || (file_type == FileType::File && old.map_or(Ok(true), |old| crate::layer::compare::contents_differ(new, old, name))?))
+        };
         let Some(kind) = entry_kind(Some(&own_stat), Some(&old_stat), false, caps_differ)? else { return Ok(false) };
         batch.push(self.report.change(path, kind, file_type, Some(&own_stat)));
         Ok(counts_for_parent(kind))

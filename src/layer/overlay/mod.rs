@@ -7,7 +7,9 @@
 //! - a directory with `<ns>.overlay.redirect` was renamed: its content is the lower directory the
 //!   redirect names (absolute from the layer root, or relative to the parent) plus its own entries;
 //! - a file with `<ns>.overlay.metacopy` had only its metadata copied up; its stat is still right,
-//!   and rodiff never reads file content, so nothing special is needed.
+//!   and its data is the image's: a copy-up whose metadata equals the image's has its bytes
+//!   compared with the image's file (same size, mtime restored, other content is `C`, not `T`),
+//!   except a metacopy one.
 //!
 //! `<ns>` is `trusted` for a normal mount and `user` for a `userxattr` (rootless) mount.
 
@@ -47,6 +49,13 @@ impl XattrNamespace {
         match self {
             XattrNamespace::Trusted => c"trusted.overlay.opaque",
             XattrNamespace::User => c"user.overlay.opaque",
+        }
+    }
+
+    fn metacopy(self) -> &'static std::ffi::CStr {
+        match self {
+            XattrNamespace::Trusted => c"trusted.overlay.metacopy",
+            XattrNamespace::User => c"user.overlay.metacopy",
         }
     }
 

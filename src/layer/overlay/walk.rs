@@ -29,6 +29,7 @@ pub(super) struct Walker<'a> {
     report: Reporter<'a>,
     lower_roots: Vec<OwnedFd>,
     opaque_attr: &'static CStr,
+    metacopy_attr: &'static CStr,
     redirect_attr: &'static CStr,
 }
 
@@ -78,6 +79,7 @@ impl<'a> Walker<'a> {
             report: Reporter { options, sink },
             lower_roots,
             opaque_attr: layer.xattr.opaque(),
+            metacopy_attr: layer.xattr.metacopy(),
             redirect_attr: layer.xattr.redirect(),
         })
     }
@@ -180,7 +182,7 @@ impl<'a> Walker<'a> {
                 None => return Ok(Below::default()),
             };
         }
-        let caps_differ = || self.caps_differ(dir, name, true);
+        let caps_differ = || Ok(self.caps_differ(dir, name, true)? || (file_type == FileType::File && self.upper_bytes_differ(dir, upper, name)?));
         self.file_change(path, file_type, own.as_ref(), image.as_ref(), true, caps_differ, batch)
     }
 
@@ -260,6 +262,20 @@ impl<'a> Walker<'a> {
         capabilities_differ(own, dir.image.holder(name)?, name)
     }
 
+    /// Whether the regular file `name` of the upper directory `upper` (of `dir`), whose metadata
+    /// equals the image's, has other bytes than the image's file: a copy-up is a write, but not
+    /// necessarily a change (`T`), unless its content differs. A metacopy-only copy-up has the
+    /// image's data by construction and is not read.
+    fn upper_bytes_differ(&self, dir: &Dir, upper: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> {
+        if fs::get_xattr_at(upper, name, self.metacopy_attr)?.is_some() {
+            return Ok(false);
+        }
+        match dir.image.holder(name)? {
+            Some(image) => crate::layer::compare::contents_differ(upper, image, name),
+            None => Ok(true),
+        }
+    }
+
     /// The change for a deleted name: `D` of the image's entry, nothing when the image has none.
     fn whiteout_change(&self, path: PathBuf, image: Option<&Stat>, batch: &mut Vec<Change>) -> Below {
         let Some(image) = image else { return Below::default() };
@@ -333,7 +349,8 @@ impl<'a> Walker<'a> {
         let changed = match st {
             Some(st) if fs::is_whiteout(&st) => self.whiteout_change(p.path, p.image.as_ref(), &mut batch),
             Some(st) if !is_dir(&st) => {
-                let caps_differ = || self.caps_differ(parent, &p.name, true);
+                let regular = fs::file_type(&st) == FileType::File;
+                let caps_differ = || Ok(self.caps_differ(parent, &p.name, true)? || (regular && self.upper_bytes_differ(parent, parent_upper, &p.name)?));
                 self.file_change(p.path, fs::file_type(&st), Some(&st), p.image.as_ref(), true, caps_differ, &mut batch).map_err(io_err)?
             }
             _ => Below::default(),
