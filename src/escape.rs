@@ -75,6 +75,14 @@ mod tests {
         }
     }
 
+    /// C1 controls are valid UTF-8 but no less control characters (NEL ends a line for some
+    /// readers, CSI starts a terminal escape); they were shown as they are (found by the
+    /// `diff_render` fuzz target).
+    #[test]
+    fn c1_controls_are_escaped_as_their_bytes() {
+        assert_eq!(Escaped("a\u{85}b\u{9b}c\u{a0}".as_bytes()).to_string(), "a\\xc2\\x85b\\xc2\\x9bc\u{a0}");
+    }
+
     #[test]
     fn the_output_is_always_one_line() {
         for b in 0u8..=255 {
