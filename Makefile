@@ -11,6 +11,14 @@
 #               PREFIX/include/rodiff.h, PREFIX/lib/pkgconfig/rodiff.pc and rodiff-static.pc
 #               (builds them if needed)
 #   make uninstall PREFIX=...   removes those files
+#
+#   make fuzz [FUZZ_SECONDS=300] [FUZZ_TARGETS="mountinfo ..."]
+#               runs each fuzz target (fuzz/, libFuzzer) for FUZZ_SECONDS, from its seeds
+#               (fuzz/seeds/<target>) and what earlier runs found (fuzz/corpus/<target>);
+#               a crash stops it and leaves the input in fuzz/artifacts/<target>/
+#   make fuzz-short   the same for FUZZ_SHORT_SECONDS (10) per target, unoptimized: part of `make test`
+#   make fuzz-deps    installs cargo-fuzz (for `cargo fuzz tmin`, `cmin`, `coverage`; the two
+#               targets above need only cargo)
 
 SANDBOX := scripts/sandbox.sh
 CARGO   ?= cargo
@@ -34,7 +42,7 @@ export GOCACHE := $(CURDIR)/target/go/cache
 export GOPATH  := $(CURDIR)/target/go/path
 endif
 
-.PHONY: all build deps demo test test-c test-go test-python test-deploy python-venv deploy-venv bench clean install uninstall
+.PHONY: all build deps demo test fuzz fuzz-short fuzz-build fuzz-deps test-c test-go test-python test-deploy python-venv deploy-venv bench clean install uninstall
 
 all: build
 
@@ -59,6 +67,7 @@ test: deps deploy-venv
 	$(MAKE) test-go
 	$(MAKE) test-python
 	$(MAKE) test-deploy
+	$(MAKE) fuzz-short
 
 # The review's probes that hold (bindings/probes/README.md); fork, free_in_callback and
 # free_while_running show misuse the header forbids, and are run by hand.
@@ -122,6 +131,47 @@ test-deploy: deploy-venv
 	$(DEPLOY_VENV)/bin/kubernetes-validate --quiet -k $(KUBERNETES_VERSION) --strict deploy/*.yaml
 	RODIFF_CONTAINERD=1 RODIFF_BIN=$(CURDIR)/target/debug/rodiff $(SANDBOX) run -- \
 		$(DEPLOY_VENV)/bin/python deploy/test/agent_in_sandbox.py
+
+# Fuzzing (fuzz/, a cargo-fuzz crate). The targets are built with the flags `cargo fuzz build
+# -s none` uses (`--dev` for the short mode, which builds in half the CPU time of the optimized
+# build), so that stable cargo alone builds them (no cargo-fuzz, no nightly), and `cargo fuzz run
+# -s none [--dev]` reuses the build; each binary is a libFuzzer executable.
+FUZZ_TARGETS       ?= $(shell sed -n 's/^name = "\(.*\)"/\1/p' fuzz/Cargo.toml | grep -v '^rodiff-fuzz$$')
+FUZZ_SECONDS       ?= 300
+FUZZ_SHORT_SECONDS ?= 10
+# release (make fuzz) or debug (make fuzz-short).
+FUZZ_PROFILE       ?= release
+FUZZ_TRIPLE        := $(shell rustc -vV | sed -n 's/^host: //p')
+FUZZ_TARGET_DIR    ?= fuzz/target
+FUZZ_RUSTFLAGS     := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+	-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+	-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing \
+	-Cllvm-args=-simplifycfg-branch-fold-threshold=0 -Cllvm-args=-sanitizer-coverage-stack-depth \
+	-Cdebug-assertions
+FUZZ_RELEASE       := --release --config 'profile.release.debug="line-tables-only"'
+# Bounded allocation: an input that needs more than 256 MB at once, or 1 GB in all, fails.
+FUZZ_OPTIONS       := -rss_limit_mb=1024 -malloc_limit_mb=256 -timeout=10 -print_final_stats=1
+
+fuzz-build: deps
+	RUSTFLAGS='$(FUZZ_RUSTFLAGS)$(if $(filter release,$(FUZZ_PROFILE)), -Ccodegen-units=1)' \
+		$(CARGO) build --manifest-path fuzz/Cargo.toml --target-dir $(FUZZ_TARGET_DIR) --target $(FUZZ_TRIPLE) --bins \
+		$(if $(filter release,$(FUZZ_PROFILE)),$(FUZZ_RELEASE))
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t fuzz/artifacts/$$t; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		$(FUZZ_TARGET_DIR)/$(FUZZ_TRIPLE)/$(FUZZ_PROFILE)/$$t $(FUZZ_OPTIONS) -max_total_time=$(FUZZ_SECONDS) \
+			-artifact_prefix=fuzz/artifacts/$$t/ fuzz/corpus/$$t fuzz/seeds/$$t 2>fuzz/artifacts/$$t/log || \
+			{ tail -n 40 fuzz/artifacts/$$t/log; echo "make: fuzz target $$t failed (log: fuzz/artifacts/$$t/log)" >&2; exit 1; }; \
+		grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' fuzz/artifacts/$$t/log; \
+	done
+
+fuzz-short:
+	$(MAKE) fuzz FUZZ_PROFILE=debug FUZZ_SECONDS=$(FUZZ_SHORT_SECONDS)
+
+fuzz-deps:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked --version 0.13.2
 
 install:
 	$(CARGO) build $(if $(filter debug,$(PROFILE)),,--profile $(PROFILE))

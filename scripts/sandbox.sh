@@ -35,7 +35,7 @@ readonly IMAGES_DIR=${SELF%/*}/images
 # Debian packages the sandbox (and rodiff's test-suite) relies on (gcc and libc6-dev build the
 # static test tools of the busybox image).
 readonly DEPS=(docker.io containerd runc btrfs-progs busybox-static mmdebstrap
-  protobuf-compiler python3-venv iproute2 util-linux time gcc libc6-dev
+  protobuf-compiler python3-venv iproute2 util-linux time gcc g++ libc6-dev
   valgrind pkg-config golang-go)
 
 # mmdebstrap options of every Debian image (part of their cache key):

@@ -7,8 +7,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Displays bytes C-style escaped: bytes that are not UTF-8 as `\xff`, control characters other
-/// than tab as `\n`, `\r` or `\xNN`; everything else, backslashes included, as it is (as `docker
-/// diff` prints names). Printable ASCII passes through untouched.
+/// than tab as `\n`, `\r` or `\xNN` (each byte of a C1 control's UTF-8); everything else,
+/// backslashes included, as it is (as `docker diff` prints names). Printable ASCII passes through
+/// untouched.
 #[derive(Clone, Copy, Debug)]
 pub struct Escaped<'a>(pub &'a [u8]);
 
@@ -36,7 +37,13 @@ impl fmt::Display for Escaped<'_> {
                 match ch {
                     '\n' => f.write_str("\\n")?,
                     '\r' => f.write_str("\\r")?,
-                    c if c != '\t' && ((c as u32) < 0x20 || c as u32 == 0x7f) => write!(f, "\\x{:02x}", c as u32)?,
+                    // C0, DEL and C1 (U+0080–U+009F: NEL, CSI …): each byte of its UTF-8 as `\xNN`.
+                    c if c != '\t' && c.is_control() => {
+                        let mut buf = [0u8; 4];
+                        for b in c.encode_utf8(&mut buf).bytes() {
+                            write!(f, "\\x{b:02x}")?;
+                        }
+                    }
                     c => fmt::Write::write_char(f, c)?,
                 }
             }
@@ -66,6 +73,14 @@ mod tests {
         for (bytes, shown) in cases {
             assert_eq!(Escaped(bytes).to_string(), shown, "{bytes:?}");
         }
+    }
+
+    /// C1 controls are valid UTF-8 but no less control characters (NEL ends a line for some
+    /// readers, CSI starts a terminal escape); they were shown as they are (found by the
+    /// `diff_render` fuzz target).
+    #[test]
+    fn c1_controls_are_escaped_as_their_bytes() {
+        assert_eq!(Escaped("a\u{85}b\u{9b}c\u{a0}".as_bytes()).to_string(), "a\\xc2\\x85b\\xc2\\x9bc\u{a0}");
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub mod error;
 pub mod escape;
 pub mod evidence;
 pub(crate) mod fs;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layer;
 pub mod live;
 pub mod model;

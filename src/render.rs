@@ -20,8 +20,9 @@ pub enum Format {
 /// Writes one change as a `docker diff` line (nothing for kind `T`, which docker cannot see).
 ///
 /// Names a line cannot carry are escaped C-style: bytes that are not UTF-8 as `\xff`, control
-/// characters other than tab (newline, carriage return, …) as `\n`, `\r` or `\xNN`. Everything else,
-/// backslashes included, is printed as it is, as `docker diff` does.
+/// characters other than tab (newline, carriage return, DEL, the C1 controls …) as `\n`, `\r` or
+/// `\xNN` for each byte. Everything else, backslashes included, is printed as it is, as `docker
+/// diff` does.
 pub fn write_docker_line(out: &mut impl Write, change: &Change) -> io::Result<()> {
     if !change.kind.visible_to_docker() {
         return Ok(());
@@ -129,6 +130,14 @@ mod tests {
         assert_eq!(docker(b"/tmp/a\nb", ChangeKind::Added), "A /tmp/a\\nb\n");
         assert_eq!(docker(b"/tmp/\xff\xfe.bin", ChangeKind::Deleted), "D /tmp/\\xff\\xfe.bin\n");
         assert_eq!(docker(b"/tmp/x", ChangeKind::Touched), "");
+    }
+
+    /// C1 controls (valid UTF-8: NEL ends a line for some readers, CSI starts a terminal escape)
+    /// were printed as they are; found by the `diff_render` fuzz target.
+    #[test]
+    fn docker_lines_escape_c1_controls() {
+        assert_eq!(docker("/a\u{85}b\u{9b}c\u{a0}".as_bytes(), ChangeKind::Added), "A /a\\xc2\\x85b\\xc2\\x9bc\u{a0}\n");
+        assert_eq!(docker(b"/x\xc2\xc2\x9f", ChangeKind::Added), "A /x\\xc2\\xc2\\x9f\n");
     }
 
     #[test]

@@ -28,11 +28,33 @@ const SEED_DIR: &str = "/rodiff-seed";
 /// Renders plans (one per container; several for a pod) as text ending in a newline.
 pub fn render(plans: &[Plan], format: PlanFormat) -> Result<String> {
     match format {
-        PlanFormat::Docker => docker(plans),
-        PlanFormat::Compose => compose(plans),
-        PlanFormat::K8s => k8s(plans),
+        PlanFormat::Docker => distinct_volumes(plans, "docker").and_then(|()| docker(plans)),
+        PlanFormat::Compose => distinct_volumes(plans, "compose").and_then(|()| compose(plans)),
+        PlanFormat::K8s => distinct_volumes(plans, "k8s").and_then(|()| k8s(plans)),
         PlanFormat::Json => json(plans),
     }
+}
+
+/// Several plans (a pod's containers) whose volume names coincide — names are derived from the
+/// container's name and the mount's, with what a name cannot carry replaced (`a` + `b-c` and
+/// `a-b` + `c`, or `a b` and `a:b`) — would share one volume between containers: an error rather
+/// than a rendering that mixes their data (found by the `plan_render` fuzz target).
+fn distinct_volumes(plans: &[Plan], format: &'static str) -> Result<()> {
+    if plans.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut labels = std::collections::HashSet::new();
+    for plan in plans {
+        for m in &plan.mounts {
+            let label = super::names::label(Path::new(&format!("{}-{}", plan.container, m.name)));
+            if !seen.insert(volume_name(plan, m)) || !labels.insert(label) {
+                let detail = format!("its volume name for container {:?} is also another container's", plan.container);
+                return Err(unrepresentable(&m.path, format, &detail));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The options of a tmpfs mount: `uid=U,gid=G,mode=M` (mode in octal), as `--tmpfs PATH:OPTIONS`
@@ -94,7 +116,7 @@ fn docker(plans: &[Plan]) -> Result<String> {
     let mut out = String::new();
     for plan in plans {
         if plans.len() > 1 {
-            out.push_str(&format!("# container {}\n", plan.container));
+            out.push_str(&format!("# container {}\n", super::yaml::comment(&plan.container)));
         }
         let words: Vec<String> = docker_args(plan)?.iter().map(|a| shell_quote(a)).collect();
         out.push_str(&words.join(" "));
@@ -133,7 +155,7 @@ fn compose(plans: &[Plan]) -> Result<String> {
     if !volumes.is_empty() {
         doc.push(("volumes".to_string(), Node::Map(volumes)));
     }
-    let names: Vec<&str> = plans.iter().map(|p| p.container.as_str()).collect();
+    let names: Vec<String> = plans.iter().map(|p| super::yaml::comment(&p.container)).collect();
     Ok(format!("# rodiff plan for {}: merge into the compose file\n{}{}", names.join(", "), anticipated_comments(plans), Node::Map(doc).to_yaml()))
 }
 
@@ -142,12 +164,6 @@ fn compose(plans: &[Plan]) -> Result<String> {
 /// that GNU chmod also clears set-id bits on a directory (busybox takes it as it is).
 pub fn ownership_command(mount: &PlannedMount, dir: &str) -> String {
     format!("chown {}:{} {dir} && chmod {:05o} {dir}", mount.uid, mount.gid, mount.mode)
-}
-
-/// `text` on one line: control characters (a newline in a directory's name) escaped, so that a
-/// comment cannot end early and put text of the image's choosing into the YAML.
-fn one_line(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// YAML comment lines for the mounts planned on ownership evidence (empty when none is).
@@ -159,7 +175,7 @@ fn anticipated_comments(plans: &[Plan]) -> String {
             let who = if plans.len() > 1 { format!("{}: ", plan.container) } else { String::new() };
             let what = if m.anticipated { "anticipated, no write seen yet" } else { "also anticipated" };
             let line = format!("{who}{}: {what}: {evidence}", m.path.to_string_lossy());
-            out.push_str(&format!("# {}\n", one_line(&line)));
+            out.push_str(&format!("# {}\n", super::yaml::comment(&line)));
         }
     }
     out
@@ -299,9 +315,46 @@ mod tests {
         assert_eq!(shell_quote(b""), "''");
     }
 
+    /// Two containers whose volume names coincide cannot be rendered together.
     #[test]
-    fn comments_stay_on_one_line() {
-        assert_eq!(one_line("/srv/a\nservices: {}\tx"), "/srv/a\\nservices: {}\\tx");
-        assert_eq!(one_line("owned by uid 100"), "owned by uid 100");
+    fn volumes_are_never_shared_between_containers() {
+        let mount = |name: &str| PlannedMount {
+            path: format!("/{name}").into(),
+            kind: super::MountKind::Volume,
+            name: name.into(),
+            persistent: true,
+            seed: false,
+            uid: 0,
+            gid: 0,
+            mode: 0o755,
+            rule: "default".into(),
+            reason: String::new(),
+            covers: Vec::new(),
+            anticipated: false,
+            anticipates: Vec::new(),
+            evidence: None,
+        };
+        let plans = [
+            Plan { container: "a".into(), mounts: vec![mount("b-c")], ..Plan::default() },
+            Plan { container: "a-b".into(), mounts: vec![mount("c")], ..Plan::default() },
+        ];
+        for format in [PlanFormat::Docker, PlanFormat::Compose, PlanFormat::K8s] {
+            assert!(matches!(render(&plans, format), Err(Error::Unrepresentable { .. })), "{format:?}");
+        }
+        assert!(render(&plans, PlanFormat::Json).is_ok());
+        assert!(render(&plans[..1], PlanFormat::Compose).is_ok());
+    }
+
+    /// A container name with a line break stays in its comment line: it was copied as it is, and
+    /// what followed the break became a shell line of its own (or YAML content).
+    #[test]
+    fn names_in_comments_cannot_start_lines() {
+        let plans = [
+            Plan { container: "x\nrm -rf /".into(), ..Plan::default() },
+            Plan { container: "y\u{85}".into(), ..Plan::default() },
+        ];
+        assert_eq!(render(&plans, PlanFormat::Docker).unwrap(), "# container x\\nrm -rf /\n--read-only\n# container y\\u{85}\n--read-only\n");
+        let compose = render(&plans, PlanFormat::Compose).unwrap();
+        assert!(compose.starts_with("# rodiff plan for x\\nrm -rf /, y\\u{85}: merge into the compose file\nservices:\n"), "{compose}");
     }
 }

@@ -36,7 +36,7 @@ pub fn members(options: &ClientOptions, pid: u32, is_own: impl Fn(&Path) -> bool
 
 /// One line of `/proc/<pid>/cgroup`: hierarchy id, controllers, path. Paths that are not plain
 /// absolute paths (`/../..` outside the reader's cgroup namespace) are left out.
-fn parse_line(line: &str) -> Option<(&str, &str, &Path)> {
+pub(crate) fn parse_line(line: &str) -> Option<(&str, &str, &Path)> {
     let mut fields = line.splitn(3, ':');
     let (hierarchy, controllers, path) = (fields.next()?, fields.next()?, Path::new(fields.next()?));
     let plain = path.has_root() && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));

@@ -213,15 +213,7 @@ impl DockerResolver {
             }
         };
 
-        let mut mount_destinations: Vec<PathBuf> = inspect
-            .mounts
-            .iter()
-            .flatten()
-            .filter_map(|m| m.destination.as_ref().map(PathBuf::from))
-            .collect();
-        if let Some(tmpfs) = inspect.host_config.as_ref().and_then(|h| h.tmpfs.as_ref()) {
-            mount_destinations.extend(tmpfs.keys().map(PathBuf::from));
-        }
+        let mount_destinations = mount_destinations(&inspect);
         let pid = inspect.state.as_ref().and_then(|s| s.pid).and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
         let processes = self.processes(&id, pid);
         let image = inspect.config.as_ref().and_then(|c| c.image.clone()).filter(|i| !i.is_empty());
@@ -246,7 +238,7 @@ impl DockerResolver {
     /// upper directory when that tells ([`namespace_of_owner`]), else from the daemon
     /// ([`namespace_of_daemon`]; `/info` costs milliseconds, so only then).
     async fn overlay_layer(&self, data: &HashMap<String, String>) -> std::result::Result<OverlayLayer, InfoError> {
-        let upper = data.get("UpperDir").filter(|s| !s.is_empty()).ok_or("overlay2 data has no UpperDir")?;
+        let (upper, lowers) = overlay_dirs(data)?;
         let upper = self.options.host_path(upper);
         let owner = std::fs::metadata(&upper).ok().map(|m| std::os::unix::fs::MetadataExt::uid(&m));
         let xattr = match namespace_of_owner(owner) {
@@ -256,12 +248,17 @@ impl DockerResolver {
                 namespace_of_daemon(info.security_options.as_deref().unwrap_or_default())
             }
         };
-        let lowers = data
-            .get("LowerDir")
-            .map(|l| l.split(':').filter(|s| !s.is_empty()).map(|p| self.options.host_path(p)).collect())
-            .unwrap_or_default();
+        let lowers = lowers.into_iter().map(|p| self.options.host_path(p)).collect();
         Ok(OverlayLayer { upper, lowers, xattr })
     }
+}
+
+/// The overlay2 driver's `UpperDir` and `LowerDir` entries (topmost first) as inspect's
+/// `GraphDriver.Data` spells them.
+pub(crate) fn overlay_dirs(data: &HashMap<String, String>) -> std::result::Result<(&str, Vec<&str>), &'static str> {
+    let upper = data.get("UpperDir").filter(|s| !s.is_empty()).ok_or("overlay2 data has no UpperDir")?;
+    let lowers = data.get("LowerDir").map(|l| l.split(':').filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+    Ok((upper, lowers))
 }
 
 /// The xattr namespace of an overlay2 layer's markers when the owner of its upper directory
@@ -280,7 +277,7 @@ fn namespace_of_owner(uid: Option<u32>) -> Option<XattrNamespace> {
 /// (`name=seccomp,profile=default`, `name=rootless`, `name=userns`, ...): a rootless daemon
 /// mounts with `userxattr` (`user.`); a rootful one, `userns-remap` (`name=userns`) included,
 /// does not (`trusted.`).
-fn namespace_of_daemon(security_options: &[String]) -> XattrNamespace {
+pub(crate) fn namespace_of_daemon(security_options: &[String]) -> XattrNamespace {
     let rootless = security_options.iter().any(|o| o.split(',').any(|field| field == "name=rootless"));
     if rootless {
         XattrNamespace::User
@@ -313,12 +310,8 @@ impl DockerResolver {
         }
         let read_id = |file: &str| -> std::result::Result<String, String> {
             let path = mounts.join(file);
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let id = text.trim();
-            // Ids are hex, plus Docker's `-init` suffix: never a path.
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                return Err(format!("{}: unexpected content {id:?}", path.display()));
-            }
+            let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let id = layerdb_id(&text).ok_or_else(|| format!("{}: unexpected content {:?}", path.display(), String::from_utf8_lossy(&text)))?;
             Ok(id.to_string())
         };
         let subvolumes = self.options.host_path(root.join("btrfs/subvolumes"));
@@ -375,9 +368,26 @@ impl DockerResolver {
     }
 }
 
+/// The id a layerdb file (`mount-id`, `init-id`) holds: hex, plus Docker's `-init` suffix, never a
+/// path; `None` for anything else.
+pub(crate) fn layerdb_id(text: &[u8]) -> Option<&str> {
+    let id = std::str::from_utf8(text).ok()?.trim();
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')).then_some(id)
+}
+
+/// The destinations of a container's mounts (volumes, binds) and tmpfs mounts, as inspect names
+/// them.
+pub(crate) fn mount_destinations(inspect: &ContainerInspectResponse) -> Vec<PathBuf> {
+    let mut destinations: Vec<PathBuf> = inspect.mounts.iter().flatten().filter_map(|m| m.destination.as_ref().map(PathBuf::from)).collect();
+    if let Some(tmpfs) = inspect.host_config.as_ref().and_then(|h| h.tmpfs.as_ref()) {
+        destinations.extend(tmpfs.keys().map(PathBuf::from));
+    }
+    destinations
+}
+
 /// Docker's data root as the container's own files show it: `<root>/containers/<id>/<file>` for
 /// its `hostname`, `hosts` and `resolv.conf`.
-fn root_from_container_files(inspect: &ContainerInspectResponse, id: &str) -> Option<PathBuf> {
+pub(crate) fn root_from_container_files(inspect: &ContainerInspectResponse, id: &str) -> Option<PathBuf> {
     [&inspect.hostname_path, &inspect.hosts_path, &inspect.resolv_conf_path].into_iter().flatten().find_map(|file| {
         let dir = Path::new(file).parent()?;
         (dir.file_name()? == id && dir.parent()?.file_name()? == "containers").then(|| dir.parent()?.parent().map(Path::to_path_buf))?
@@ -402,7 +412,7 @@ fn client(endpoint: &str, timeout_secs: u64, version: &ClientVersion) -> Result<
 
 /// Whether Docker is removing the container (`State.Status` is `removing`, or `dead` when a
 /// removal failed): set before it deletes the layer.
-fn removing(state: &ContainerState) -> bool {
+pub(crate) fn removing(state: &ContainerState) -> bool {
     matches!(state.status, Some(ContainerStateStatusEnum::REMOVING | ContainerStateStatusEnum::DEAD)) || state.dead == Some(true)
 }
 
@@ -416,6 +426,15 @@ mod tests {
 
     fn options(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn layerdb_ids_are_names_never_paths() {
+        assert_eq!(layerdb_id(b"6f1c0d2e\n"), Some("6f1c0d2e"));
+        assert_eq!(layerdb_id(b"6f1c0d2e-init"), Some("6f1c0d2e-init"));
+        for bad in [&b""[..], b" \n", b"../../etc", b"a/b", b"a.b", b"\xff", b"a b"] {
+            assert_eq!(layerdb_id(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -438,7 +457,7 @@ mod tests {
 }
 
 /// A minimal `GET /_ping` to learn the daemon's API version before speaking a versioned API.
-mod ping {
+pub(crate) mod ping {
     use std::io;
 
     use bollard::ClientVersion;

@@ -185,53 +185,25 @@ impl Listener {
     }
 
     /// The events in `buf` (whole events, as `read` returns them).
-    fn parse(&mut self, mut buf: &[u8], out: &mut Vec<Heard>) -> io::Result<()> {
-        while buf.len() >= METADATA_LEN {
-            let event_len = u32_at(buf, 0) as usize;
-            let (vers, metadata_len) = (buf[4], u16_at(buf, 6) as usize);
-            if vers != libc::FANOTIFY_METADATA_VERSION || event_len < metadata_len || event_len > buf.len() || metadata_len < METADATA_LEN {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("unexpected fanotify event (version {vers}, {event_len} bytes)")));
-            }
-            let mask = u64::from_ne_bytes(buf[8..16].try_into().unwrap());
-            let fd = i32::from_ne_bytes(buf[16..20].try_into().unwrap());
+    fn parse(&mut self, buf: &[u8], out: &mut Vec<Heard>) -> io::Result<()> {
+        walk_events(buf, |mask, fd, info| {
             if fd >= 0 {
                 // Not in FID mode; never leak one.
                 // SAFETY: the kernel gave us this descriptor in the event.
                 drop(unsafe { OwnedFd::from_raw_fd(fd) });
             }
-            let (event, rest) = buf.split_at(event_len);
-            buf = rest;
             if mask & libc::FAN_Q_OVERFLOW != 0 {
                 self.overflows += 1;
-                continue;
+            } else {
+                self.event(mask, info, out);
             }
-            self.event(mask, &event[metadata_len..], out);
-        }
-        Ok(())
+        })
     }
 
     /// One event's info records.
-    fn event(&mut self, mask: u64, mut info: &[u8], out: &mut Vec<Heard>) {
-        while info.len() >= FID_HEADER + 8 {
-            let (kind, len) = (info[0], u16_at(info, 2) as usize);
-            if len < 4 || len > info.len() {
-                return;
-            }
-            let (record, rest) = info.split_at(len);
-            info = rest;
-            if kind != libc::FAN_EVENT_INFO_TYPE_DFID_NAME && kind != libc::FAN_EVENT_INFO_TYPE_DFID {
-                continue;
-            }
-            let handle_bytes = u32_at(record, FID_HEADER) as usize;
-            let Some(handle) = record.get(FID_HEADER + 4..FID_HEADER + 8 + handle_bytes) else { continue };
-            let name = match kind {
-                libc::FAN_EVENT_INFO_TYPE_DFID_NAME => {
-                    let name = &record[FID_HEADER + 8 + handle_bytes..];
-                    CStr::from_bytes_until_nul(name).map(CStr::to_bytes).unwrap_or(name)
-                }
-                _ => b".",
-            };
-            let Some(dir) = self.resolve(handle) else { continue };
+    fn event(&mut self, mask: u64, info: &[u8], out: &mut Vec<Heard>) {
+        walk_records(info, |handle, name| {
+            let Some(dir) = self.resolve(handle) else { return };
             let path = match name {
                 b"." | b"" => dir.clone(),
                 name => dir.join(OsStr::from_bytes(name)),
@@ -241,7 +213,7 @@ impl Listener {
                 let file_type = if mask & libc::FAN_ONDIR != 0 { FileType::Dir } else { FileType::File };
                 out.push(Heard { path, file_type });
             }
-        }
+        });
         if mask & libc::FAN_ONDIR != 0 && mask & (libc::FAN_MOVED_FROM | libc::FAN_MOVED_TO) != 0 {
             // A directory moved: what lies below it moved too.
             self.dirs.clear();
@@ -291,6 +263,53 @@ impl Listener {
             }
         }
         Ok(below(&self.root_path, &path))
+    }
+}
+
+/// Calls `event` with the mask, the descriptor (`-1` in FID mode) and the info records of each
+/// event in `buf` (whole events, as `read` returns them); an event whose metadata does not hold
+/// together is an error (`InvalidData`), and nothing after it is read.
+pub(crate) fn walk_events(mut buf: &[u8], mut event: impl FnMut(u64, i32, &[u8])) -> io::Result<()> {
+    while buf.len() >= METADATA_LEN {
+        let event_len = u32_at(buf, 0) as usize;
+        let (vers, metadata_len) = (buf[4], u16_at(buf, 6) as usize);
+        if vers != libc::FANOTIFY_METADATA_VERSION || event_len < metadata_len || event_len > buf.len() || metadata_len < METADATA_LEN {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("unexpected fanotify event (version {vers}, {event_len} bytes)")));
+        }
+        let mask = u64::from_ne_bytes(buf[8..16].try_into().unwrap());
+        let fd = i32::from_ne_bytes(buf[16..20].try_into().unwrap());
+        let (this, rest) = buf.split_at(event_len);
+        buf = rest;
+        event(mask, fd, &this[metadata_len..]);
+    }
+    Ok(())
+}
+
+/// Calls `record` with the directory handle (`handle_type` then the bytes: at least 4 bytes) and
+/// the name (`.` for a record without one) of each `DFID_NAME` and `DFID` info record of an
+/// event; other records, and records too short for what they announce, are skipped.
+pub(crate) fn walk_records(mut info: &[u8], mut record: impl FnMut(&[u8], &[u8])) {
+    while info.len() >= FID_HEADER + 8 {
+        let (kind, len) = (info[0], u16_at(info, 2) as usize);
+        if len < 4 || len > info.len() {
+            return;
+        }
+        let (this, rest) = info.split_at(len);
+        info = rest;
+        if kind != libc::FAN_EVENT_INFO_TYPE_DFID_NAME && kind != libc::FAN_EVENT_INFO_TYPE_DFID {
+            continue;
+        }
+        let Some(handle_bytes) = this.get(FID_HEADER..FID_HEADER + 4) else { continue };
+        let handle_bytes = u32_at(handle_bytes, 0) as usize;
+        let Some(handle) = this.get(FID_HEADER + 4..FID_HEADER + 8 + handle_bytes) else { continue };
+        let name = match kind {
+            libc::FAN_EVENT_INFO_TYPE_DFID_NAME => {
+                let name = &this[FID_HEADER + 8 + handle_bytes..];
+                CStr::from_bytes_until_nul(name).map(CStr::to_bytes).unwrap_or(name)
+            }
+            _ => b".",
+        };
+        record(handle, name);
     }
 }
 
@@ -386,6 +405,26 @@ mod tests {
         ev.extend_from_slice(&0i32.to_ne_bytes());
         ev.extend_from_slice(&record);
         ev
+    }
+
+    /// A `DFID` record too short for its handle length field is skipped (a panic before the
+    /// `fanotify_events` fuzz target), and the records after it are still read.
+    #[test]
+    fn records_too_short_for_a_handle_are_skipped() {
+        let handle = [1u8, 0, 0, 0, 9, 9];
+        let whole = &event(libc::FAN_CREATE, &handle, b"n")[METADATA_LEN..];
+        let mut info = vec![libc::FAN_EVENT_INFO_TYPE_DFID, 0, 4, 0];
+        info.extend_from_slice(whole);
+        let mut seen = Vec::new();
+        walk_records(&info, |h, name| seen.push((h.to_vec(), name.to_vec())));
+        assert_eq!(seen, [(handle.to_vec(), b"n".to_vec())]);
+        let mut events = 0;
+        walk_events(&event(libc::FAN_CREATE, &handle, b"n"), |mask, fd, rest| {
+            assert_eq!((mask, fd, rest), (libc::FAN_CREATE, -1, whole));
+            events += 1;
+        })
+        .unwrap();
+        assert_eq!(events, 1);
     }
 
     #[test]

@@ -109,7 +109,6 @@ impl TreeSearch {
         mut visit: impl FnMut(Key, &[u8]),
     ) -> io::Result<Option<Key>> {
         const KEY_SIZE: usize = 104;
-        const HEADER: usize = 32;
         let buf_size = self.args.len() - SEARCH_HEADER;
         let args = &mut self.args;
         args[..SEARCH_HEADER].fill(0);
@@ -130,20 +129,30 @@ impl TreeSearch {
         if count == 0 {
             return Ok(None);
         }
-        let buf = &args[SEARCH_HEADER..];
-        let mut pos = 0;
-        let mut last = min;
-        for _ in 0..count {
-            let header = &buf[pos..pos + HEADER];
-            let key = Key { objectid: u64_at(header, 8), item_type: u32_at(header, 24), offset: u64_at(header, 16) };
-            let len = u32_at(header, 28) as usize;
-            let data = &buf[pos + HEADER..pos + HEADER + len];
-            pos += HEADER + len;
-            last = key;
-            visit(key, data);
-        }
-        Ok(last.next().filter(|next| *next <= max))
+        let last = walk_items(&args[SEARCH_HEADER..], count, &mut visit)?;
+        Ok(last.and_then(Key::next).filter(|next| *next <= max))
     }
+}
+
+/// Calls `visit` with the key and data of each of the `count` items a `TREE_SEARCH_V2` result
+/// buffer holds (`struct btrfs_ioctl_search_header` (32 bytes), then the item's data), and returns
+/// the last key (`None` when `count` is 0). A buffer too short for what its headers announce is an
+/// error (`InvalidData`), never read past.
+pub(crate) fn walk_items(buf: &[u8], count: usize, mut visit: impl FnMut(Key, &[u8])) -> io::Result<Option<Key>> {
+    const HEADER: usize = 32;
+    let mut pos = 0;
+    let mut last = None;
+    for _ in 0..count {
+        let short = || io::Error::new(io::ErrorKind::InvalidData, format!("TREE_SEARCH_V2: {count} items announced, buffer of {} bytes", buf.len()));
+        let header = buf.get(pos..pos + HEADER).ok_or_else(short)?;
+        let key = Key { objectid: u64_at(header, 8), item_type: u32_at(header, 24), offset: u64_at(header, 16) };
+        let len = u32_at(header, 28) as usize;
+        let data = buf.get(pos + HEADER..pos + HEADER + len).ok_or_else(short)?;
+        pos += HEADER + len;
+        last = Some(key);
+        visit(key, data);
+    }
+    Ok(last)
 }
 
 /// `struct btrfs_inode_item` (160 bytes), without the access time.
@@ -315,6 +324,30 @@ mod tests {
         assert_eq!(k.next(), Some(Key { objectid: 5, item_type: 2, offset: 0 }));
         let k = Key { objectid: 5, item_type: 255, offset: u64::MAX };
         assert_eq!(k.next(), Some(Key { objectid: 6, item_type: 0, offset: 0 }));
+    }
+
+    /// A search buffer shorter than its headers announce (a header cut short, or an item length
+    /// past the end) is an error, not a panic (as it was before the `btrfs_items` fuzz target).
+    #[test]
+    fn search_buffers_are_walked_within_bounds() {
+        let mut buf = Vec::new();
+        for (objectid, data) in [(300u64, &b"abc"[..]), (301, b"")] {
+            buf.extend_from_slice(&7u64.to_le_bytes()); // transid
+            buf.extend_from_slice(&objectid.to_le_bytes());
+            buf.extend_from_slice(&256u64.to_le_bytes()); // offset
+            buf.extend_from_slice(&INODE_REF.to_le_bytes());
+            buf.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            buf.extend_from_slice(data);
+        }
+        let mut seen = Vec::new();
+        let last = walk_items(&buf, 2, |key, data| seen.push((key.objectid, data.to_vec()))).unwrap();
+        assert_eq!(seen, [(300, b"abc".to_vec()), (301, Vec::new())]);
+        assert_eq!(last, Some(Key { objectid: 301, item_type: INODE_REF, offset: 256 }));
+        assert_eq!(walk_items(&buf, 0, |_, _| panic!()).unwrap(), None);
+        // Three items announced, two present; a header cut short; a length past the end.
+        assert_eq!(walk_items(&buf, 3, |_, _| {}).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(walk_items(&buf[..20], 1, |_, _| {}).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(walk_items(&buf[..33], 1, |_, _| {}).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]

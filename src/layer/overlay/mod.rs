@@ -15,7 +15,7 @@
 
 pub mod image;
 mod lower;
-mod redirect;
+pub(crate) mod redirect;
 mod walk;
 
 use std::path::PathBuf;

@@ -10,7 +10,7 @@ use std::ffi::CString;
 
 /// A redirect the kernel would follow.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Redirect {
+pub(crate) struct Redirect {
     /// From the lower layers' roots (`/a/b`), rather than from the parent directory.
     pub absolute: bool,
     /// The names to look up, in order; none is empty, `.` or `..`.
@@ -18,7 +18,7 @@ pub(super) struct Redirect {
 }
 
 /// Parses a redirect value, or says why the kernel refuses it.
-pub(super) fn parse(value: &[u8]) -> Result<Redirect, &'static str> {
+pub(crate) fn parse(value: &[u8]) -> Result<Redirect, &'static str> {
     if value.is_empty() {
         return Err("empty value");
     }
