@@ -12,7 +12,8 @@
 //! - files appearing and vanishing while the walk runs: the stable ones are in every scan;
 //! - a chain 5,000 directories deep (paths far beyond `PATH_MAX`);
 //! - one directory with 1,000,000 entries: time and peak memory of the streaming formats, printed
-//!   (the docker and jsonl formats stay under 96 MiB); with `RODIFF_FULL_FIGURES=1` also the json
+//!   (the docker and jsonl formats stay under 96 MiB on overlay2; on btrfs memory grows with the
+//!   changed inodes, about 600 bytes each: under 1 GiB); with `RODIFF_FULL_FIGURES=1` also the json
 //!   format and Docker's own diff of them, compared.
 //!
 //! Run: `scripts/sandbox.sh run -- cargo test --test hostile_layers -- --nocapture`; the README's
@@ -281,6 +282,7 @@ fn a_million_entries_in_one_directory() {
     }
     const ENTRIES: usize = 1_000_000;
     let c = Container::run("million", &[], BUSYBOX, &["sleep", "3600"]);
+    let driver = storage_driver();
     let dir = c.host_path("/m");
     std::fs::create_dir(&dir).unwrap();
     {
@@ -291,16 +293,18 @@ fn a_million_entries_in_one_directory() {
             drop(fd);
         }
     }
-    let driver = storage_driver();
     let mut figures = Vec::new();
     let formats: &[&str] = if full_figures() { &["docker", "jsonl", "json"] } else { &["docker", "jsonl"] };
     for &format in formats {
         let (secs, kib) = timed(&c.name, format);
         figures.push(format!("{format}: {secs:.2} s, peak RSS {:.0} MiB", kib as f64 / 1024.0));
-        // Streaming formats hold no list of the changes: far less than 1,000,000 changes would
-        // take (about 100 bytes each).
+        // Streaming formats hold no list of the changes on overlay2: far less than 1,000,000
+        // changes would take (about 100 bytes each). The btrfs engine keeps what its b-tree search
+        // found for each changed inode (its inode item and names, about 600 bytes) until the walk
+        // is planned: memory in proportion to the changes, bounded here against regressions.
+        let bound = if driver == "btrfs" { 1024 * 1024 } else { 96 * 1024 };
         if format != "json" {
-            assert!(kib < 96 * 1024, "{format}: peak RSS {kib} KiB for {ENTRIES} entries: not bounded");
+            assert!(kib < bound, "{format}: peak RSS {kib} KiB for {ENTRIES} entries on {driver}: above {bound} KiB");
         }
     }
     eprintln!("{ENTRIES} entries in one directory ({driver}): {}", figures.join("; "));
