@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rodiff::plan::render::PlanFormat;
+use rodiff::escape::Escaped;
 use rodiff::render::{self, Format};
 use rodiff::verify::VerifyOptions;
 use rodiff::{Cancel, Client, ClientOptions, Collect, Error, Runtime, ScanOptions, Stop, Target};
@@ -47,7 +48,7 @@ struct RuntimeArgs {
     runtime: RuntimeArg,
     /// Docker endpoint: unix:///path/docker.sock or tcp://host:port.
     #[arg(short = 'H', long = "host", global = true, env = "DOCKER_HOST", value_name = "URI",
-          default_value = rodiff::resolve::DEFAULT_DOCKER_HOST, hide_env_values = true)]
+          default_value = rodiff::resolve::DEFAULT_DOCKER_HOST, hide_env_values = true, value_parser = docker_endpoint)]
     host: String,
     /// containerd socket.
     #[arg(long, global = true, env = "CONTAINERD_ADDRESS", value_name = "PATH",
@@ -74,9 +75,32 @@ struct RuntimeArgs {
     timeout: Duration,
 }
 
+/// `--wait`: a number of seconds, zero or more (fractions allowed).
+fn seconds_or_zero(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 && Duration::try_from_secs_f64(secs).is_ok() => Ok(secs),
+        Ok(_) => Err("must be a number of seconds, 0 or more".into()),
+        Err(_) => Err(format!("{} is not a number of seconds", Escaped::str(s))),
+    }
+}
+
+/// `--interval`, `--duration`: a number of seconds more than zero (fractions allowed).
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    parse_timeout(s).map(|d| d.as_secs_f64())
+}
+
+/// `-H`/`$DOCKER_HOST`: an endpoint rodiff can speak to (empty: the default).
+fn docker_endpoint(s: &str) -> Result<String, String> {
+    const SCHEMES: [&str; 3] = ["unix://", "tcp://", "http://"];
+    if s.is_empty() || s.starts_with('/') || SCHEMES.iter().any(|scheme| s.starts_with(scheme)) {
+        return Ok(s.to_string());
+    }
+    Err(format!("{} is not a Docker endpoint: use unix:///path/docker.sock or tcp://host:port", Escaped::str(s)))
+}
+
 /// `--timeout`: a number of seconds more than zero (fractions allowed: `0.5`).
 fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    let secs: f64 = s.parse().map_err(|_| format!("{} is not a number of seconds", Escaped::str(s)))?;
     if !(secs.is_finite() && secs > 0.0) {
         return Err("must be more than 0 seconds".into());
     }
@@ -296,7 +320,7 @@ struct RuleArgs {
 fn mount_path(s: &str) -> Result<std::path::PathBuf, String> {
     let path = std::path::Path::new(s);
     if !path.is_absolute() {
-        return Err(format!("{} is not an absolute path in the container", rodiff::escape::Escaped::str(s)));
+        return Err(format!("{} is not an absolute path in the container", Escaped::str(s)));
     }
     if path.components().count() == 1 {
         return Err("the root itself cannot be a mount: a read-only root is the point".into());
@@ -337,7 +361,7 @@ struct VerifyArgs {
     #[arg(long, value_name = "CMD")]
     probe: Option<String>,
     /// Seconds the new container must keep running before the probe.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = seconds_or_zero, allow_negative_numbers = true)]
     wait: f64,
     /// Seconds a graceful stop may take (the image's stop signal first, then SIGKILL), for both
     /// copies: `docker stop -t`.
@@ -365,10 +389,10 @@ struct WatchArgs {
     #[arg(value_parser = container_name)]
     container: Option<String>,
     /// Seconds between one diff and the next.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = positive_seconds, allow_negative_numbers = true)]
     interval: f64,
     /// End after this many seconds (with a last diff).
-    #[arg(long, value_name = "SECONDS", conflicts_with = "until_exit")]
+    #[arg(long, value_name = "SECONDS", conflicts_with = "until_exit", value_parser = positive_seconds, allow_negative_numbers = true)]
     duration: Option<f64>,
     /// End when the container is no longer running (with a last diff).
     #[arg(long)]
@@ -560,16 +584,9 @@ impl Run<'_> {
     }
 
     fn watch(&self, args: &WatchArgs) -> anyhow::Result<()> {
-        let seconds = |value: f64, what: &str| {
-            if value.is_finite() && value >= 0.0 {
-                return Duration::from_secs_f64(value);
-            }
-            use clap::CommandFactory;
-            Cli::command().error(clap::error::ErrorKind::ValueValidation, format!("{what} takes a number of seconds")).exit()
-        };
         let options = rodiff::watch::WatchOptions {
-            interval: seconds(args.interval, "--interval"),
-            duration: args.duration.map(|d| seconds(d, "--duration")),
+            interval: Duration::from_secs_f64(args.interval),
+            duration: args.duration.map(Duration::from_secs_f64),
             until_exit: args.until_exit,
             fanotify: true,
         };
@@ -612,7 +629,7 @@ impl Run<'_> {
                     .iter()
                     .map(|r| {
                         let own: Vec<_> = changes.iter().filter(|c| c.container.is_none() || c.container.as_deref() == Some(r.name.as_str())).cloned().collect();
-                        self.client.plan_changes(r, &own, &rules).map_err(|e| anyhow::Error::new(e).context(format!("container {}", r.name)))
+                        self.client.plan_changes(r, &own, &rules).map_err(|e| anyhow::Error::new(e).context(format!("container {}", Escaped::str(&r.name))))
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 out.write_all(rodiff::plan::render::render(&plans, plan_format(format))?.as_bytes()).map_err(|e| Error::io("<stdout>", e))?;
@@ -635,7 +652,7 @@ impl Run<'_> {
         }
         let plans = resolved
             .iter()
-            .map(|r| self.client.plan_resolved(r, &rules, &self.stop).map_err(|e| anyhow::Error::new(e).context(format!("container {}", r.name))))
+            .map(|r| self.client.plan_resolved(r, &rules, &self.stop).map_err(|e| anyhow::Error::new(e).context(format!("container {}", Escaped::str(&r.name)))))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let text = rodiff::plan::render::render(&plans, plan_format(args.format))?;
         for plan in &plans {
@@ -652,10 +669,6 @@ impl Run<'_> {
             use clap::CommandFactory;
             Cli::command().error(clap::error::ErrorKind::ArgumentConflict, "verify runs containers through Docker only (--runtime docker)").exit();
         }
-        if !(args.wait.is_finite() && args.wait >= 0.0) {
-            use clap::CommandFactory;
-            Cli::command().error(clap::error::ErrorKind::ValueValidation, "--wait takes a number of seconds").exit();
-        }
         let verify = VerifyOptions {
             probe: args.probe.clone(),
             wait: Duration::from_secs_f64(args.wait),
@@ -664,7 +677,7 @@ impl Run<'_> {
         if args.fix {
             return self.verify_fix(args, &verify);
         }
-        let context = || format!("container {}", args.container);
+        let context = || format!("container {}", Escaped::str(&args.container));
         let plan = match &args.plan {
             Some(file) => read_plan(file)?,
             None => {
@@ -692,7 +705,7 @@ impl Run<'_> {
     fn verify_fix(&self, args: &VerifyArgs, verify: &VerifyOptions) -> anyhow::Result<()> {
         /// Rounds of additions at most (each adds a mount; this only bounds a runaway).
         const MAX_ROUNDS: usize = 16;
-        let context = || format!("container {}", args.container);
+        let context = || format!("container {}", Escaped::str(&args.container));
         let wrap = |e: Error| anyhow::Error::new(e).context(context());
         let rules = args.rules.rules();
         let resolved = self.client.resolve(&Target::from(args.container.as_str()), &self.stop).map_err(wrap)?;

@@ -372,3 +372,37 @@ fn a_same_size_rewrite_with_its_mtime_restored_is_a_change() {
     // docker diff cannot see the tampering (its rule is metadata only): rodiff reports more.
     assert!(!c.docker_changes().iter().any(|(_, p)| p == "/etc/group"));
 }
+
+/// A user who may use the Docker socket but is not root: the API answers, the layer cannot be read.
+/// The error is one line naming the container, says its cause once, and what rodiff needs.
+#[test]
+fn a_user_with_the_docker_socket_but_not_root_is_told_what_is_needed() {
+    if !sandbox() {
+        return;
+    }
+    let c = Container::run("nonroot", &[], BUSYBOX, &["sh", "-c", "echo x > /new; sleep 3600"]);
+    // The sandbox's socket lives in a directory only root may enter: bind it into one everyone
+    // may (the tests run in the sandbox's own mount namespace), open to all like a `docker` group.
+    let host = std::env::var("DOCKER_HOST").unwrap();
+    let socket = host.strip_prefix("unix://").unwrap();
+    let dir = tempfile::Builder::new().prefix("rodiff-nonroot").tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let open = dir.path().join("docker.sock");
+    std::fs::write(&open, b"").unwrap();
+    common::run(std::process::Command::new("mount").arg("--bind").arg(socket).arg(&open));
+    common::run(std::process::Command::new("chmod").arg("666").arg(&open));
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps", "-all", "--bounding-set", "-all"])
+        .arg(env!("CARGO_BIN_EXE_rodiff"))
+        .args(["-H", &format!("unix://{}", open.display()), "diff", &c.name])
+        .output()
+        .expect("setpriv");
+    let _ = std::process::Command::new("umount").arg(&open).output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&c.name), "names the container: {stderr}");
+    assert!(stderr.contains("CAP_SYS_ADMIN") || stderr.contains("run it as root"), "says what is needed: {stderr}");
+    assert!(stderr.matches("Permission denied").count() <= 1, "the cause once: {stderr}");
+    eprintln!("as uid 65534 with the socket: {}", stderr.trim());
+}

@@ -305,8 +305,12 @@ impl DockerResolver {
             }
         };
         let mounts = layerdb(&root);
-        if !mounts.is_dir() {
-            return Ok(None);
+        match std::fs::metadata(&mounts) {
+            Ok(m) if m.is_dir() => {}
+            // Not readable is not absent: a user without the rights must hear so, not be sent to
+            // containerd's image store.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(InfoError::Unavailable(Error::io(&mounts, e))),
+            _ => return Ok(None),
         }
         let read_id = |file: &str| -> std::result::Result<String, String> {
             let path = mounts.join(file);

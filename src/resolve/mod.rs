@@ -67,9 +67,10 @@ impl std::str::FromStr for PodSelector {
 
 impl std::fmt::Display for PodSelector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pod {}/{}", self.namespace, self.name)?;
+        use crate::escape::Escaped;
+        write!(f, "pod {}/{}", Escaped::str(&self.namespace), Escaped::str(&self.name))?;
         match &self.container {
-            Some(c) => write!(f, " container {c}"),
+            Some(c) => write!(f, " container {}", Escaped::str(c)),
             None => Ok(()),
         }
     }
@@ -302,7 +303,7 @@ impl std::fmt::Display for Target {
     /// `container web` or `pod shop/web-0 container app`: how errors name what was asked for.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Target::Container(c) => write!(f, "container {c}"),
+            Target::Container(c) => write!(f, "container {}", crate::escape::Escaped::str(c)),
             Target::Pod(pod) => pod.fmt(f),
         }
     }
