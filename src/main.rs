@@ -527,17 +527,20 @@ fn plan_format(format: PlanFormatArg) -> PlanFormat {
 /// already shows left out (the library's messages name their cause; it is also their `source`),
 /// and for a permission refused while reading a layer, what rodiff needs.
 fn message(err: &anyhow::Error) -> String {
-    let mut line = String::new();
+    let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
         let text = cause.to_string();
-        if line.ends_with(&text) {
-            continue;
+        match parts.last() {
+            Some(last) if last.ends_with(&text) => continue,
+            // A context (`container web`) its cause already starts with.
+            Some(last) if text.starts_with(&format!("{last}: ")) => {
+                parts.pop();
+            }
+            _ => {}
         }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
+        parts.push(text);
     }
+    let mut line = parts.join(": ");
     let denied = err.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied));
     if denied && err.chain().any(|c| matches!(c.downcast_ref::<Error>(), Some(Error::Io { .. }))) {
         line.push_str(" (rodiff reads the runtime's storage itself: run it as root, or with CAP_DAC_READ_SEARCH and CAP_SYS_ADMIN)");

@@ -211,3 +211,76 @@ async fn plan(State(agent): State<Arc<Agent>>, Path(reference): Path<String>, Qu
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use clap::Parser;
+
+    use super::super::{Agent, AgentArgs, Metrics, Registry, Store};
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    /// `GET path` on `port`: the status line's code (0 for no answer within 10 s) and how long
+    /// the answer took.
+    fn get(port: u16, path: &str) -> (u16, Duration) {
+        let started = Instant::now();
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        let code = answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (code, started.elapsed())
+    }
+
+    /// The registry lock held (as a scan's bookkeeping or a big listing holds it): `/livez`,
+    /// `/readyz` and `/metrics` answer at once, and the handlers that need the lock wait on
+    /// blocking threads, never on the async workers (two, as the agent runs them).
+    #[test]
+    fn a_held_registry_lock_stalls_no_probe() {
+        let state = tempfile::tempdir().unwrap();
+        let args = Args::parse_from(["agent", "--state", state.path().to_str().unwrap(), "--runtimes", "docker"]).agent;
+        let agent = Arc::new(Agent {
+            runtimes: Mutex::new(BTreeMap::new()),
+            args,
+            clients: BTreeMap::new(),
+            store: Store::open(state.path()).unwrap(),
+            registry: Mutex::new(Registry::default()),
+            metrics: Metrics::new(),
+            stop: rodiff::Stop::default(),
+        });
+        let io = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let listener = io.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = agent.clone();
+        io.spawn(async move { axum::serve(listener, super::router(server)).await });
+        assert_eq!(get(port, "/livez").0, 200);
+
+        const HOLD: Duration = Duration::from_secs(3);
+        let guard = agent.registry();
+        // Two requests that need the lock: with them waiting on the two async workers, nothing
+        // else would be answered until the lock is released.
+        let waiting: Vec<_> = (0..2).map(|_| std::thread::spawn(move || get(port, "/v1/containers"))).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let probes: Vec<(&str, u16, Duration)> = ["/livez", "/readyz", "/livez"].into_iter().map(|path| (path, get(port, path))).map(|(p, (c, t))| (p, c, t)).collect();
+        std::thread::sleep(HOLD);
+        drop(guard);
+        for (path, code, took) in probes {
+            assert!(code == 200 && took < HOLD / 2, "{path}: {code} after {took:?} while the registry lock was held");
+        }
+        for w in waiting {
+            let (code, took) = w.join().unwrap();
+            assert_eq!(code, 200);
+            assert!(took >= HOLD, "/v1/containers answered in {took:?}: the lock was not held, and this test proved nothing");
+        }
+    }
+}

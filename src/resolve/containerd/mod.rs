@@ -339,6 +339,9 @@ impl ContainerdResolver {
             Ok(Err(status)) => Err(match status.code() {
                 Code::NotFound => self.not_found(container),
                 Code::Unavailable => self.unavailable(status_text(&status)),
+                // A status made on this side from a broken connection (containerd gone in the middle
+                // of its answer) carries its cause; one containerd sent does not.
+                _ if std::error::Error::source(&status).is_some() => self.unavailable(transport_text(&status)),
                 _ => Error::Protocol { container: container.to_string(), runtime: "containerd", detail: status_text(&status) },
             }),
         }
@@ -404,6 +407,16 @@ fn status_text(status: &Status) -> String {
     } else {
         message.to_string()
     }
+}
+
+/// A status made from a broken connection, in one line: its message and the causes below it.
+fn transport_text(status: &Status) -> String {
+    let mut text = status_text(status);
+    if let Some(source) = std::error::Error::source(status) {
+        let causes = error_chain(source);
+        text = if causes.starts_with(&text) { causes } else { format!("{text}: {causes}") };
+    }
+    text
 }
 
 /// An error and its sources in one line (tonic's top-level message alone is "transport error").
