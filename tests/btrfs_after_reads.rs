@@ -134,7 +134,8 @@ fn tricky_changes_after_reads_match_the_naive_oracle() {
     fs::rename(container.join("r/b"), container.join("r/a")).unwrap();
     fs::set_permissions(container.join("rootfile"), fs::Permissions::from_mode(0o600)).unwrap();
     fs::set_permissions(container.join("ext/f"), fs::Permissions::from_mode(0o600)).unwrap();
-    // Same content, same size, mtime put back: only ctime tells.
+    // Other bytes, same size, mtime put back: only ctime tells the search, and the bytes the
+    // engine (C, as the oracle says).
     fs::write(container.join("same/f"), "CONTENT").unwrap();
     run(Command::new("touch").args(["-h", "-d", "2001-01-01"]).arg(container.join("same/f")));
     // Held open while deleted, during the diff.

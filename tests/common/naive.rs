@@ -1,8 +1,11 @@
 //! An independent oracle: the full two-tree comparison `docker diff` makes when it cannot use the
 //! overlay fast path (moby's `ChangesDirs`), written plainly with `std::fs` over two mounted views:
-//! stat fields as moby compares them, and every entry's `security.capability`.
+//! stat fields as moby compares them, and every entry's `security.capability` — and, beyond moby,
+//! the bytes of regular files whose stat is equal (a same-size rewrite with its mtime put back is a
+//! change for rodiff; `docker diff` misses it).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -44,6 +47,15 @@ fn differs(a: &Entry, b: &Entry) -> bool {
     stat_differs(&a.meta, &b.meta) || a.capability != b.capability
 }
 
+/// For two regular files of equal stat: whether their bytes differ (read plainly: this oracle
+/// runs after the engine, or before it where access times do not matter).
+fn bytes_differ(a: &Entry, b: &Entry, a_path: &Path, b_path: Option<std::path::PathBuf>) -> bool {
+    match b_path {
+        Some(b_path) if a.meta.is_file() && b.meta.is_file() => std::fs::read(a_path).ok() != std::fs::read(b_path).ok(),
+        _ => false,
+    }
+}
+
 fn stat_differs(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     let same_time = a.mtime() == b.mtime() && (a.mtime_nsec() == b.mtime_nsec() || a.mtime_nsec() == 0 || b.mtime_nsec() == 0);
     a.mode() != b.mode()
@@ -62,14 +74,14 @@ fn compare_dir(new: &Path, old: Option<&Path>, prefix: &[u8], out: &mut Vec<(cha
         let mut path = prefix.to_vec();
         path.push(b'/');
         path.extend_from_slice(&name);
-        let new_child = new.join(std::ffi::OsStr::from_bytes(&name));
+        let new_child = new.join(OsStr::from_bytes(&name));
         let old_meta = old_children.remove(&name);
         let marked = match &old_meta {
             None => {
                 out.push(('A', path.clone()));
                 true
             }
-            Some(o) if differs(&entry, o) => {
+            Some(o) if differs(&entry, o) || bytes_differ(&entry, o, &new_child, old.map(|d| d.join(OsStr::from_bytes(&name)))) => {
                 out.push(('C', path.clone()));
                 true
             }
