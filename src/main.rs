@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use rodiff::plan::render::PlanFormat;
 use rodiff::escape::Escaped;
+use rodiff::plan::render::PlanFormat;
 use rodiff::render::{self, Format};
 use rodiff::verify::VerifyOptions;
 use rodiff::{Cancel, Client, ClientOptions, Collect, Error, Runtime, ScanOptions, Stop, Target};
@@ -525,7 +525,8 @@ fn plan_format(format: PlanFormatArg) -> PlanFormat {
 /// Exit status for an error, per the interface contract ([`rodiff::ErrorKind::exit_code`]).
 /// The one line an error prints: its context and causes joined by `: `, a cause its parent
 /// already shows left out (the library's messages name their cause; it is also their `source`),
-/// and for a permission refused while reading a layer, what rodiff needs.
+/// a context its cause starts with left out (`container web` before `container web: …`), and for
+/// a permission refused while reading a layer, what rodiff needs.
 fn message(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
