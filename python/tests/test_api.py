@@ -215,8 +215,9 @@ def test_runtime_made_is_what_the_plan_ignores_as_the_runtimes(containers: Conta
 
 
 def test_verify_runs_the_plan_read_only(postgres: str) -> None:
-    # The probe waits for the server (up to 40 s: a loaded machine starts it slowly), then writes.
-    probe = "for i in $(seq 200); do pg_isready -q && break; sleep 0.2; done; psql -Atqc 'create table t(x int)'"
+    # The probe waits for the server (up to 40 s: a loaded machine starts it slowly), then writes;
+    # it runs again after verify restarts the container on the same volumes, where the table is.
+    probe = "for i in $(seq 200); do pg_isready -q && break; sleep 0.2; done; psql -Atqc 'create table if not exists t(x int)'"
     report = rodiff.verify(postgres, probe=probe, wait=2)
     assert report.passed, report.json()
     assert report.running and report.probe is not None and report.probe.exit_code == 0
