@@ -120,9 +120,6 @@ fn sweep(upstream: &Path, runtime: &str, name: &str, diff: DiffThrough<'_>) {
             }
             other => panic!("{runtime}, budget {budget}: exit {other:?}: {stderr}"),
         }
-        if out.status.code() != Some(0) && std::env::var_os("RODIFF_SHOW_CUTS").is_some() {
-            eprintln!("{runtime} {budget}: {}", stderr.trim());
-        }
         *outcomes.entry(out.status.code().unwrap()).or_insert(0) += 1;
     }
     eprintln!("{runtime} cut after 0..{total} bytes of answers: exit codes {outcomes:?}");

@@ -150,8 +150,9 @@ impl Walker<'_> {
                     changed |= self
                         .entry(path, new_fd, Some(old.as_fd()), &name, None, None, &mut batch, &mut pending)
                         .map_err(io_err)?;
-                    let _ = self.report.flush_full(&mut batch, &mut refused);
-                    stopped(&mut refused)?;
+                    if self.report.flush_full(&mut batch, &mut refused).is_err() {
+                        stopped(&mut refused)?;
+                    }
                 }
             }
         }
