@@ -91,12 +91,16 @@ test-go: deps
 		$(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./... && \
 		cd ../probes/go && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...'
 
-# A fresh virtualenv with the Python package installed as users install it, `pip install ./python`
-# (maturin builds the extension in release mode), and what its tests need.
+# A fresh virtualenv with the Python package installed as users install it, `pip install ./python`,
+# and what its tests need. Maturin builds the extension with the cargo profile PY_PROFILE: dev for
+# the tests (they share the debug build of dependencies every other suite uses, instead of an
+# optimized build of everything), release (what users get) for the benchmark.
+PY_PROFILE ?= dev
 python-venv: deps
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check ./python -r python/tests/requirements.txt
+	MATURIN_PEP517_ARGS='--profile $(PY_PROFILE)' \
+		$(VENV)/bin/pip install --quiet --disable-pip-version-check ./python -r python/tests/requirements.txt
 
 # The Python package (python/): stubtest keeps rodiff/_rodiff.pyi true to the module; pytest runs
 # its tests and the pytest plugin's (through pytester) against a sandbox's dockerd and containerd.
@@ -189,7 +193,8 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/include/rodiff.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/rodiff.pc \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig/rodiff-static.pc
 
-bench: build python-venv
+bench: build
+	$(MAKE) python-venv PY_PROFILE=release
 	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox -- python3 bench/bench.py
 	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox -- python3 bench/bench.py
 
