@@ -42,7 +42,7 @@ export GOCACHE := $(CURDIR)/target/go/cache
 export GOPATH  := $(CURDIR)/target/go/path
 endif
 
-.PHONY: all build deps demo test fuzz fuzz-short fuzz-build fuzz-deps test-c test-go test-python test-deploy python-venv deploy-venv bench clean install uninstall
+.PHONY: all build deps demo test test-rust test-rust-btrfs fuzz fuzz-short fuzz-build fuzz-deps test-c test-go test-python test-deploy python-venv deploy-venv bench clean install uninstall
 
 all: build
 
@@ -56,18 +56,27 @@ build: deps
 demo: build
 	$(SANDBOX) run --images busybox,postgres -- scripts/demo.sh
 
+# Everything is built first; then the suites run in sandboxes of their own, several at a time
+# (they mostly wait for daemons and containers), each one's output printed whole when it ends
+# (--output-sync): the two `cargo test` stages together, then the C, Go, Python and deploy/ suites
+# and the short fuzzing runs together.
 test: deps deploy-venv
 	$(CARGO) build --tests
+	$(CARGO) build
+	$(MAKE) -j2 --output-sync=target test-rust test-rust-btrfs
+	$(MAKE) -j5 --output-sync=target test-c test-go test-python test-deploy fuzz-short
+
+# The Rust suites (unit tests, real overlayfs and btrfs, the Docker oracle, containerd) against a
+# sandbox's dockerd (overlay2) and containerd.
+test-rust: deps
 	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox,postgres,nginx,redis,mosquitto -- $(CARGO) test
-	# The Docker suites again on a dockerd whose storage driver is btrfs.
+
+# The Docker suites again on a dockerd whose storage driver is btrfs. `--test header` (the C
+# crate's) makes cargo resolve the same features as `cargo test` does, so the build is shared.
+test-rust-btrfs: deps
 	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox,postgres,nginx,redis,mosquitto -- \
 		$(CARGO) test --test docker_oracle --test plan_workloads --test live_docker --test live_nested --test helper_signals --test client --test break_daemon \
-		--test watch --test agent --test no_writes --test hostile_layers --test verify_lifecycle -- --skip containerd --skip a_million_entries
-	$(MAKE) test-c
-	$(MAKE) test-go
-	$(MAKE) test-python
-	$(MAKE) test-deploy
-	$(MAKE) fuzz-short
+		--test watch --test agent --test no_writes --test hostile_layers --test verify_lifecycle --test header -- --skip containerd --skip a_million_entries
 
 # The review's probes that hold (bindings/probes/README.md); fork, free_in_callback and
 # free_while_running show misuse the header forbids, and are run by hand.
