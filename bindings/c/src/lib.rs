@@ -20,9 +20,13 @@ use core_lib::plan::render::PlanFormat;
 use core_lib::verify::VerifyOptions;
 use core_lib::{Client, Rules};
 
-pub use changes::{rodiff_change, rodiff_change_callback, rodiff_changes, rodiff_file_type};
-pub use error::{rodiff_error, rodiff_result};
-pub use options::{rodiff_call, rodiff_cancel, rodiff_options, rodiff_runtime, RODIFF_MAX_WALKERS, RODIFF_RUNTIME_CONTAINERD, RODIFF_RUNTIME_DOCKER};
+// Every export is reachable from Rust too (the `c_abi` fuzz target builds these files as an rlib).
+pub use changes::{rodiff_change, rodiff_change_callback, rodiff_changes, rodiff_changes_free, rodiff_changes_get, rodiff_changes_len, rodiff_file_type};
+pub use error::{rodiff_error, rodiff_error_code, rodiff_error_free, rodiff_error_message, rodiff_result};
+pub use options::{
+    rodiff_call, rodiff_cancel, rodiff_cancel_cancel, rodiff_cancel_free, rodiff_cancel_new, rodiff_options, rodiff_runtime, RODIFF_MAX_WALKERS,
+    RODIFF_RUNTIME_CONTAINERD, RODIFF_RUNTIME_DOCKER,
+};
 
 use error::{boundary, null_check, write_out, FfiError};
 
