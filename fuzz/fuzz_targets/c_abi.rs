@@ -5,8 +5,11 @@
 //! in any order (each freed once), error pointers given or not.
 //!
 //! Hermetic: a client that is called has its Docker and containerd endpoints under
-//! `/nonexistent/`, so every call fails fast without a daemon; a client with arbitrary endpoints
-//! (or the defaults, which name the host's real sockets) is made and freed, never called.
+//! `/nonexistent/`, or at one of two sockets of this process — a stand-in Docker API that answers
+//! `/_ping` and says "no such container" (echoing the request's path) to everything else, and a
+//! socket that accepts and closes at once (containerd's gRPC meets it) — so every call fails fast
+//! without a daemon, after its request was built and sent; a client with arbitrary endpoints (or
+//! the defaults, which name the host's real sockets) is made and freed, never called.
 //!
 //! Invariants: nothing panics or crashes (a panic caught at the boundary, RODIFF_PANIC, fails
 //! too); the result is one of the header's values; a NULL required argument is
@@ -16,7 +19,11 @@
 #![no_main]
 
 use std::ffi::{c_char, c_void, CStr};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::ptr::{null, null_mut};
+use std::sync::OnceLock;
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -63,8 +70,112 @@ impl CBuf {
         Ok(s)
     }
 
+    /// `s` as it is.
+    fn exactly(s: &str) -> CBuf {
+        CBuf([s.as_bytes(), b"\0"].concat())
+    }
+
     fn ptr(&self) -> *const c_char {
         self.0.as_ptr().cast()
+    }
+}
+
+/// This process's endpoints: a stand-in Docker API and a socket that closes every connection.
+struct Endpoints {
+    docker: String,
+    closer: String,
+}
+
+/// Starts the endpoints once, in `/tmp/rodiff-c-abi.<pid>/` (the directories of ended runs are
+/// removed first).
+fn endpoints() -> &'static Endpoints {
+    static ENDPOINTS: OnceLock<Endpoints> = OnceLock::new();
+    ENDPOINTS.get_or_init(|| {
+        sigpipe_is_a_crash();
+        remove_stale_dirs();
+        let dir = PathBuf::from(format!("/tmp/rodiff-c-abi.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("a directory for the fuzz target's sockets");
+        let docker = listen(&dir.join("docker.sock"), stand_in_docker);
+        let closer = listen(&dir.join("closer.sock"), drop);
+        Endpoints { docker: format!("unix://{}", docker.display()), closer: closer.display().to_string() }
+    })
+}
+
+fn remove_stale_dirs() {
+    for entry in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("rodiff-c-abi.")) else { continue };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Binds `socket` and serves each connection with `serve` on a thread of its own.
+fn listen(socket: &Path, serve: fn(UnixStream)) -> PathBuf {
+    let listener = UnixListener::bind(socket).expect("bind a socket of the fuzz target");
+    std::thread::spawn(move || {
+        // This process is a C program as far as signals go (libFuzzer's main leaves SIGPIPE at
+        // its default): the stand-ins' own writes to a client that left must not end it. Threads
+        // inherit the mask.
+        block_sigpipe();
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    socket.to_path_buf()
+}
+
+/// A SIGPIPE that reaches this process (rodiff wrote to a closed connection from a thread that
+/// does not block it) aborts it, so that libFuzzer keeps the input; by default it would end the
+/// process without a word, as it ends a C program.
+fn sigpipe_is_a_crash() {
+    extern "C" fn abort_on_sigpipe(_: libc::c_int) {
+        const MESSAGE: &[u8] = b"c_abi: SIGPIPE raised in a thread that does not block it\n";
+        // SAFETY: write(2) and abort(3) are async-signal-safe.
+        unsafe {
+            libc::write(2, MESSAGE.as_ptr().cast(), MESSAGE.len());
+            libc::abort();
+        }
+    }
+    // SAFETY: installs a handler that only calls async-signal-safe functions.
+    unsafe { libc::signal(libc::SIGPIPE, abort_on_sigpipe as *const () as libc::sighandler_t) };
+}
+
+/// Blocks SIGPIPE in the calling thread.
+fn block_sigpipe() {
+    // SAFETY: plain calls on a local signal set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        assert_eq!(libc::pthread_sigmask(libc::SIG_BLOCK, &set, null_mut()), 0);
+    }
+}
+
+/// One connection to the stand-in Docker API: `/_ping` is answered, anything else is 404 with
+/// the request's path in the message (text from the runtime that rodiff's messages carry).
+fn stand_in_docker(stream: UnixStream) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone a stream"));
+    let mut out = stream;
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut header = String::new();
+        while reader.read_line(&mut header).unwrap_or(0) > 0 && header != "\r\n" {
+            header.clear();
+        }
+        let (status, body) = if path.ends_with("/_ping") {
+            ("200 OK", "OK".to_string())
+        } else {
+            ("404 Not Found", serde_json::json!({ "message": format!("No such container: {path}") }).to_string())
+        };
+        let response = format!("HTTP/1.1 {status}\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        if out.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+        line.clear();
     }
 }
 
@@ -87,14 +198,16 @@ impl Options {
     /// Options whose endpoints fail fast (`hermetic`), or arbitrary ones.
     fn new(u: &mut Unstructured, hermetic: bool) -> Result<Options> {
         let (docker, containerd) = if hermetic {
-            let docker = match u.int_in_range(0..=2)? {
+            let docker = match u.int_in_range(0..=3)? {
                 0 => CBuf::nonexistent(u, "unix:///nonexistent/")?,
                 1 => CBuf::nonexistent(u, "/nonexistent/")?,
-                _ => CBuf(b"unix:///nonexistent/docker.sock\0".to_vec()),
+                2 => CBuf::exactly(&endpoints().closer),
+                _ => CBuf::exactly(&endpoints().docker),
             };
-            let containerd = match u.int_in_range(0..=1)? {
+            let containerd = match u.int_in_range(0..=2)? {
                 0 => CBuf::nonexistent(u, "/nonexistent/")?,
-                _ => CBuf::nonexistent(u, "unix:///nonexistent/")?,
+                1 => CBuf::nonexistent(u, "unix:///nonexistent/")?,
+                _ => CBuf::exactly(&endpoints().closer),
             };
             (Some(docker), Some(containerd))
         } else {

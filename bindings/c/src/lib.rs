@@ -12,6 +12,7 @@
 mod changes;
 mod error;
 mod options;
+mod signals;
 
 use std::ffi::{c_char, c_void, CString};
 use std::time::Duration;
@@ -61,7 +62,10 @@ pub extern "C" fn rodiff_version() -> *const c_char {
 
 /// Makes a client from `options` (NULL: Docker at /var/run/docker.sock, every default). The
 /// client owns one I/O thread and a pool of walker threads; it connects on first use. Any number
-/// of threads may use one client at once. Free it with rodiff_client_free.
+/// of threads may use one client at once. Free it with rodiff_client_free. Its threads block
+/// SIGPIPE (a connection the runtime closed is an error, not the end of your process); the
+/// callback of rodiff_diff_stream runs on them, so a write of yours to a closed pipe there fails
+/// with EPIPE rather than raising SIGPIPE.
 ///
 /// # Safety
 /// `options`, when not NULL, points to a valid rodiff_options whose strings are NUL-terminated or
@@ -71,7 +75,7 @@ pub unsafe extern "C" fn rodiff_client_new(options: *const rodiff_options, out: 
     boundary(error, || {
         null_check(out, "out")?;
         let options = options::client_options(options.as_ref())?;
-        let client = Client::new(options)?;
+        let client = signals::with_sigpipe_blocked(|| Client::new(options))?;
         write_out(out, Box::into_raw(Box::new(rodiff_client(client))));
         Ok(())
     })
