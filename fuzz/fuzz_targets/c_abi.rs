@@ -171,8 +171,15 @@ fn stand_in_docker(stream: UnixStream) {
         } else {
             ("404 Not Found", serde_json::json!({ "message": format!("No such container: {path}") }).to_string())
         };
-        let response = format!("HTTP/1.1 {status}\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-        if out.write_all(response.as_bytes()).is_err() {
+        // An HTTP/1.0 request (rodiff's own `/_ping`) reads the answer to the end of the
+        // connection, as dockerd closes it.
+        let http10 = line.trim_end().ends_with("HTTP/1.0");
+        let close = if http10 { "Connection: close\r\n" } else { "" };
+        let response = format!(
+            "HTTP/1.1 {status}\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{close}\r\n{body}",
+            body.len()
+        );
+        if out.write_all(response.as_bytes()).is_err() || http10 {
             return;
         }
         line.clear();
