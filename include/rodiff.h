@@ -372,7 +372,10 @@ const char *rodiff_version(void);
 /**
  * Makes a client from `options` (NULL: Docker at /var/run/docker.sock, every default). The
  * client owns one I/O thread and a pool of walker threads; it connects on first use. Any number
- * of threads may use one client at once. Free it with rodiff_client_free.
+ * of threads may use one client at once. Free it with rodiff_client_free. Its threads block
+ * SIGPIPE (a connection the runtime closed is an error, not the end of your process); the
+ * callback of rodiff_diff_stream runs on them, so a write of yours to a closed pipe there fails
+ * with EPIPE rather than raising SIGPIPE.
  *
  * # Safety
  * `options`, when not NULL, points to a valid rodiff_options whose strings are NUL-terminated or

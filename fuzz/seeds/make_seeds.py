@@ -109,3 +109,11 @@ put("diff_render", "names", b"\x01/tmp/caf\xc3\xa9\n\x01\x7f\x00\x01\x02\x03/x\x
 put("diff_render", "plain", b"/var/lib/postgresql/data/pg_wal/000000010000000000000001" + bytes(range(32)))
 put("plan_render", "names", b"\x01\x05\x02\x07\x0b\x0c\x01\x02/run/postgresql\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xed\x01default\x00why\x00")
 put("plan_render", "hostile", bytes(range(256)))
+
+# the C ABI: a sequence of calls structured by `arbitrary`; these make clients early and call
+# them with strings of many lengths.
+import random
+rng = random.Random(14)
+put("c_abi", "ramp", bytes(range(256)) * 4)
+put("c_abi", "clients_then_calls", b"\x00\x01\x01\x01\x00\x00\x01" * 3 + bytes([2, 1, 3, 1, 4, 1, 5, 1, 6, 7, 8, 9]) * 8 + b"/x\n\xff" * 16)
+put("c_abi", "random", rng.randbytes(4096))

@@ -9,6 +9,7 @@ pub mod live;
 pub mod naive;
 pub mod ops;
 pub mod plain;
+pub mod subject;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

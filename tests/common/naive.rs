@@ -12,8 +12,14 @@ use std::path::Path;
 
 /// `(kind, path)` for every change between `old` (image view) and `new` (container view).
 pub fn diff(new: &Path, old: &Path) -> BTreeSet<(char, Vec<u8>)> {
+    diff_skipping(new, old, &[])
+}
+
+/// [`diff`] that neither lists nor enters the paths in `skip`, on either side: the mount points
+/// of a container's merged view seen through `/proc/<pid>/root`.
+pub fn diff_skipping(new: &Path, old: &Path, skip: &[Vec<u8>]) -> BTreeSet<(char, Vec<u8>)> {
     let mut out = Vec::new();
-    compare_dir(new, Some(old), b"", &mut out);
+    compare_dir(new, Some(old), b"", skip, &mut out);
     out.into_iter().collect()
 }
 
@@ -67,15 +73,18 @@ fn stat_differs(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 
 /// Adds the changes below `new` (compared with `old`, if the image has a directory there).
 /// Returns whether anything was added.
-fn compare_dir(new: &Path, old: Option<&Path>, prefix: &[u8], out: &mut Vec<(char, Vec<u8>)>) -> bool {
+fn compare_dir(new: &Path, old: Option<&Path>, prefix: &[u8], skip: &[Vec<u8>], out: &mut Vec<(char, Vec<u8>)>) -> bool {
     let before = out.len();
     let mut old_children = old.map(children).unwrap_or_default();
     for (name, entry) in children(new) {
         let mut path = prefix.to_vec();
         path.push(b'/');
         path.extend_from_slice(&name);
-        let new_child = new.join(OsStr::from_bytes(&name));
         let old_meta = old_children.remove(&name);
+        if skip.contains(&path) {
+            continue;
+        }
+        let new_child = new.join(OsStr::from_bytes(&name));
         let marked = match &old_meta {
             None => {
                 out.push(('A', path.clone()));
@@ -91,7 +100,7 @@ fn compare_dir(new: &Path, old: Option<&Path>, prefix: &[u8], out: &mut Vec<(cha
             let old_child = old.map(|o| o.join(std::ffi::OsStr::from_bytes(&name)));
             let old_is_dir = old_meta.as_ref().is_some_and(|m| m.meta.is_dir());
             let inner_before = out.len();
-            let changed = compare_dir(&new_child, old_child.as_deref().filter(|_| old_is_dir), &path, out);
+            let changed = compare_dir(&new_child, old_child.as_deref().filter(|_| old_is_dir), &path, skip, out);
             if changed && !marked {
                 out.insert(inner_before, ('C', path.clone()));
             }
@@ -101,7 +110,9 @@ fn compare_dir(new: &Path, old: Option<&Path>, prefix: &[u8], out: &mut Vec<(cha
         let mut path = prefix.to_vec();
         path.push(b'/');
         path.extend_from_slice(&name);
-        out.push(('D', path));
+        if !skip.contains(&path) {
+            out.push(('D', path));
+        }
     }
     out.len() > before
 }

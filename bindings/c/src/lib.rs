@@ -12,6 +12,7 @@
 mod changes;
 mod error;
 mod options;
+mod signals;
 
 use std::ffi::{c_char, c_void, CString};
 use std::time::Duration;
@@ -20,9 +21,13 @@ use core_lib::plan::render::PlanFormat;
 use core_lib::verify::VerifyOptions;
 use core_lib::{Client, Rules};
 
-pub use changes::{rodiff_change, rodiff_change_callback, rodiff_changes, rodiff_file_type};
-pub use error::{rodiff_error, rodiff_result};
-pub use options::{rodiff_call, rodiff_cancel, rodiff_options, rodiff_runtime, RODIFF_MAX_WALKERS, RODIFF_RUNTIME_CONTAINERD, RODIFF_RUNTIME_DOCKER};
+// Every export is reachable from Rust too (the `c_abi` fuzz target builds these files as an rlib).
+pub use changes::{rodiff_change, rodiff_change_callback, rodiff_changes, rodiff_changes_free, rodiff_changes_get, rodiff_changes_len, rodiff_file_type};
+pub use error::{rodiff_error, rodiff_error_code, rodiff_error_free, rodiff_error_message, rodiff_result};
+pub use options::{
+    rodiff_call, rodiff_cancel, rodiff_cancel_cancel, rodiff_cancel_free, rodiff_cancel_new, rodiff_options, rodiff_runtime, RODIFF_MAX_WALKERS,
+    RODIFF_RUNTIME_CONTAINERD, RODIFF_RUNTIME_DOCKER,
+};
 
 use error::{boundary, null_check, write_out, FfiError};
 
@@ -57,7 +62,10 @@ pub extern "C" fn rodiff_version() -> *const c_char {
 
 /// Makes a client from `options` (NULL: Docker at /var/run/docker.sock, every default). The
 /// client owns one I/O thread and a pool of walker threads; it connects on first use. Any number
-/// of threads may use one client at once. Free it with rodiff_client_free.
+/// of threads may use one client at once. Free it with rodiff_client_free. Its threads block
+/// SIGPIPE (a connection the runtime closed is an error, not the end of your process); the
+/// callback of rodiff_diff_stream runs on them, so a write of yours to a closed pipe there fails
+/// with EPIPE rather than raising SIGPIPE.
 ///
 /// # Safety
 /// `options`, when not NULL, points to a valid rodiff_options whose strings are NUL-terminated or
@@ -67,7 +75,7 @@ pub unsafe extern "C" fn rodiff_client_new(options: *const rodiff_options, out: 
     boundary(error, || {
         null_check(out, "out")?;
         let options = options::client_options(options.as_ref())?;
-        let client = Client::new(options)?;
+        let client = signals::with_sigpipe_blocked(|| Client::new(options))?;
         write_out(out, Box::into_raw(Box::new(rodiff_client(client))));
         Ok(())
     })

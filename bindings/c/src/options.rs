@@ -5,6 +5,7 @@ use std::ffi::{c_char, CStr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use core_lib::escape::Escaped;
 use core_lib::{Cancel, ClientOptions, Deadline, PodSelector, Runtime, Stop, Target};
 
 use crate::error::FfiError;
@@ -99,7 +100,8 @@ pub(crate) fn optional_str<'a>(s: *const c_char, what: &str) -> Result<Option<&'
     }
     // SAFETY: the caller guarantees a NUL-terminated string.
     let bytes = unsafe { CStr::from_ptr(s) };
-    bytes.to_str().map(Some).map_err(|_| FfiError::invalid(format!("{what} is not UTF-8: {:?}", bytes.to_string_lossy())))
+    // The bytes shown escaped, as every name in a message is (not replaced by U+FFFD).
+    bytes.to_str().map(Some).map_err(|_| FfiError::invalid(format!("{what} is not UTF-8: {}", Escaped(bytes.to_bytes()))))
 }
 
 /// The core's client options from C's (NULL: the defaults).
@@ -178,5 +180,28 @@ impl Call {
     /// The core's error, prefixed with what the call was about (`container web: …`).
     pub(crate) fn context(&self, error: core_lib::Error) -> FfiError {
         FfiError::core(error, Some(&self.target.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CStr;
+
+    use super::*;
+    use crate::error::boundary;
+    use crate::{rodiff_error_free, rodiff_error_message, rodiff_result};
+
+    #[test]
+    fn a_string_that_is_not_utf8_is_named_with_its_bytes_escaped() {
+        let s = c"web\xff\n1";
+        let mut error = std::ptr::null_mut();
+        let code = boundary(&mut error, || optional_str(s.as_ptr(), "container").map(drop));
+        assert_eq!(code, rodiff_result::RODIFF_INVALID_ARGUMENT);
+        // SAFETY: an error rodiff returned, freed once.
+        unsafe {
+            let message = CStr::from_ptr(rodiff_error_message(error)).to_str().unwrap();
+            assert_eq!(message, r"container is not UTF-8: web\xff\n1");
+            rodiff_error_free(error);
+        }
     }
 }
