@@ -36,7 +36,7 @@ readonly IMAGES_DIR=${SELF%/*}/images
 # static test tools of the busybox image).
 readonly DEPS=(docker.io containerd runc btrfs-progs busybox-static mmdebstrap
   protobuf-compiler python3-venv iproute2 util-linux time gcc g++ libc6-dev
-  valgrind pkg-config golang-go)
+  valgrind pkg-config golang-go podman uidmap slirp4netns)
 
 # mmdebstrap options of every Debian image (part of their cache key):
 #  - keep /run: the services put sockets and pid files in /run/<service>, made by the recipes'

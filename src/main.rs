@@ -46,10 +46,12 @@ struct RuntimeArgs {
     /// Container runtime to ask.
     #[arg(long, global = true, value_enum, default_value_t = RuntimeArg::Docker)]
     runtime: RuntimeArg,
-    /// Docker endpoint: unix:///path/docker.sock or tcp://host:port.
+    /// Docker endpoint: unix:///path/docker.sock or tcp://host:port; Podman's service too
+    /// (unix:///run/podman/podman.sock, rootless $XDG_RUNTIME_DIR/podman/podman.sock). Default:
+    /// $DOCKER_HOST, else $CONTAINER_HOST (Podman's), else unix:///var/run/docker.sock.
     #[arg(short = 'H', long = "host", global = true, env = "DOCKER_HOST", value_name = "URI",
-          default_value = rodiff::resolve::DEFAULT_DOCKER_HOST, hide_env_values = true, value_parser = docker_endpoint)]
-    host: String,
+          hide_env_values = true, value_parser = docker_endpoint)]
+    host: Option<String>,
     /// containerd socket.
     #[arg(long, global = true, env = "CONTAINERD_ADDRESS", value_name = "PATH",
           default_value = rodiff::resolve::DEFAULT_CONTAINERD_ADDRESS, hide_env_values = true)]
@@ -122,12 +124,29 @@ impl RuntimeArgs {
                 RuntimeArg::Docker => Runtime::Docker,
                 RuntimeArg::Containerd => Runtime::Containerd,
             },
-            docker_host: self.host.clone(),
+            docker_host: self.docker_host(),
             containerd_address: self.address.clone(),
             namespace,
             host_root: self.host_root.clone(),
             timeout: self.timeout,
             walkers: 0,
+        }
+    }
+
+    /// The Docker endpoint: `-H`, else `$DOCKER_HOST` (both through clap), else Podman's
+    /// `$CONTAINER_HOST`, else the default. A `$CONTAINER_HOST` rodiff cannot speak to (Podman's
+    /// `ssh://` connections: rodiff reads layers on this machine) is a usage error (exit 2).
+    fn docker_host(&self) -> String {
+        if let Some(host) = self.host.as_ref().filter(|h| !h.is_empty()) {
+            return host.clone();
+        }
+        match std::env::var("CONTAINER_HOST") {
+            Ok(host) if !host.is_empty() => docker_endpoint(&host).unwrap_or_else(|e| {
+                use clap::CommandFactory;
+                let e = format!("$CONTAINER_HOST: {e} (rodiff reads the container's layer on this machine: use the local socket)");
+                Cli::command().error(clap::error::ErrorKind::ValueValidation, e).exit()
+            }),
+            _ => rodiff::resolve::DEFAULT_DOCKER_HOST.to_string(),
         }
     }
 
@@ -567,7 +586,16 @@ impl Run<'_> {
         let scan = ScanOptions { metadata: format != Format::Docker, stop: self.stop.clone(), ..Default::default() };
         let out = io::BufWriter::with_capacity(256 * 1024, io::stdout());
         with_progress(&scan, || match format {
-            Format::Docker | Format::Jsonl => {
+            Format::Docker => {
+                // What the runtime's own diff prints: Podman leaves its own entries out.
+                let resolved = self.client.resolve(&target, &self.stop)?;
+                let sink = render::Streaming::new(format, out);
+                let own = resolved.iter().flat_map(|r| r.runtime_entries.iter().cloned());
+                self.client.diff_resolved(&resolved, matches!(target, Target::Pod(_)), &scan, &rodiff::annotate::Without::new(own, &sink))?;
+                sink.finish().map_err(|e| Error::io("<stdout>", e))?;
+                Ok(())
+            }
+            Format::Jsonl => {
                 let sink = render::Streaming::new(format, out);
                 self.client.diff_into(&target, &scan, &sink)?;
                 sink.finish().map_err(|e| Error::io("<stdout>", e))?;
