@@ -56,30 +56,6 @@ impl ChangeSink for MountPoints<'_> {
     }
 }
 
-/// A sink adapter that leaves out the changes at exactly the given paths (a runtime's own
-/// entries, [`crate::ResolvedContainer::runtime_entries`], which the runtime's own diff leaves out)
-/// and passes the rest on.
-pub struct Without<'a> {
-    paths: HashSet<PathBuf>,
-    inner: &'a dyn ChangeSink,
-}
-
-impl<'a> Without<'a> {
-    /// Leaves out the changes at `paths` (not what is below them) on the way to `inner`.
-    pub fn new(paths: impl IntoIterator<Item = PathBuf>, inner: &'a dyn ChangeSink) -> Without<'a> {
-        Without { paths: paths.into_iter().map(|p| normalize(&p)).collect(), inner }
-    }
-}
-
-impl ChangeSink for Without<'_> {
-    fn emit(&self, mut batch: Vec<Change>) -> io::Result<crate::layer::Flow> {
-        if !self.paths.is_empty() {
-            batch.retain(|c| !self.paths.contains(&c.path));
-        }
-        self.inner.emit(batch)
-    }
-}
-
 /// A sink adapter that tags every change with the container it belongs to
 /// ([`Change::container`]), for scans that cover several containers (a pod).
 pub struct Tagged<'a> {
@@ -117,21 +93,6 @@ fn normalize(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::layer::Collect;
-
-    #[test]
-    fn leaves_out_exactly_the_paths() {
-        let collect = Collect::default();
-        let sink = Without::new([PathBuf::from("/run"), PathBuf::from("/etc/hosts/")], &collect);
-        let batch = vec![
-            Change::new("/run".into(), ChangeKind::Added, FileType::Dir),
-            Change::new("/run/app".into(), ChangeKind::Added, FileType::Dir),
-            Change::new("/etc".into(), ChangeKind::Changed, FileType::Dir),
-            Change::new("/etc/hosts".into(), ChangeKind::Added, FileType::File),
-        ];
-        let _ = sink.emit(batch).unwrap();
-        let left: Vec<String> = collect.into_sorted().into_iter().map(|c| c.path.display().to_string()).collect();
-        assert_eq!(left, vec!["/etc", "/run/app"]);
-    }
 
     #[test]
     fn marks_destinations_and_new_parents_only() {

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use rodiff::dialect::Dialect;
 use rodiff::escape::Escaped;
 use rodiff::plan::render::PlanFormat;
 use rodiff::render::{self, Format};
@@ -587,13 +588,24 @@ impl Run<'_> {
         let out = io::BufWriter::with_capacity(256 * 1024, io::stdout());
         with_progress(&scan, || match format {
             Format::Docker => {
-                // What the runtime's own diff prints: Podman leaves its own entries out.
                 let resolved = self.client.resolve(&target, &self.stop)?;
-                let sink = render::Streaming::new(format, out);
-                let own = resolved.iter().flat_map(|r| r.runtime_entries.iter().cloned());
-                self.client.diff_resolved(&resolved, matches!(target, Target::Pod(_)), &scan, &rodiff::annotate::Without::new(own, &sink))?;
-                sink.finish().map_err(|e| Error::io("<stdout>", e))?;
-                Ok(())
+                if resolved.iter().all(|r| r.dialect == Dialect::Docker) {
+                    let sink = render::Streaming::new(format, out);
+                    self.client.diff_resolved(&resolved, matches!(target, Target::Pod(_)), &scan, &sink)?;
+                    return sink.finish().map(|_| ()).map_err(|e| Error::io("<stdout>", e));
+                }
+                // What `podman diff` prints: from the changes with metadata, container by container.
+                let scan = ScanOptions { metadata: true, ..scan.clone() };
+                let mut out = out;
+                for r in &resolved {
+                    let changes = self.client.changes_resolved(std::slice::from_ref(r), false, &scan)?;
+                    let changes = match r.dialect {
+                        Dialect::Podman => rodiff::dialect::podman_view(changes, &r.layer)?,
+                        Dialect::Docker => changes,
+                    };
+                    render::write_all(&mut out, format, &changes).map_err(|e| Error::io("<stdout>", e))?;
+                }
+                out.flush().map_err(|e| Error::io("<stdout>", e))
             }
             Format::Jsonl => {
                 let sink = render::Streaming::new(format, out);

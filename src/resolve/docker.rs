@@ -12,6 +12,7 @@ use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 
 use super::inventory::{ListedContainer, RuntimeEvent};
 use super::{cgroup, podman, ClientOptions, Runtime, Origin, Processes, ResolvedContainer};
+use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::layer::{BtrfsLayer, Layer, OverlayLayer, XattrNamespace};
 
@@ -220,7 +221,7 @@ impl DockerResolver {
             other => {
                 return Err(Error::UnsupportedStorage {
                     container: container.to_string(),
-                    detail: format!("storage driver {other} (supported: overlay2, overlay, btrfs)"),
+                    detail: format!("storage driver {other} (supported: overlay2, btrfs)"),
                 })
             }
         };
@@ -230,8 +231,8 @@ impl DockerResolver {
         let processes = self.processes(&id, pid);
         let image = inspect.config.as_ref().and_then(|c| c.image.clone()).filter(|i| !i.is_empty());
         let user = inspect.config.as_ref().and_then(|c| c.user.clone()).filter(|u| !u.is_empty());
-        let runtime_entries = if self.is_podman() { podman::own_entries() } else { Vec::new() };
-        Ok(ResolvedContainer { id, name, image, layer, mount_destinations, runtime_entries, processes, origin: Origin::Docker, user })
+        let dialect = if self.is_podman() { Dialect::Podman } else { Dialect::Docker };
+        Ok(ResolvedContainer { id, name, image, layer, mount_destinations, dialect, processes, origin: Origin::Docker, user })
     }
 
     /// The processes of a container whose init process is `pid` (`State.Pid`, 0 when it is not

@@ -180,13 +180,12 @@ pub struct ResolvedContainer {
     /// Destinations of the container's mounts (volumes, binds, tmpfs): the runtime creates these
     /// in the root filesystem, and writes below them do not reach the layer.
     pub mount_destinations: Vec<PathBuf>,
-    /// Paths the runtime itself makes in every container's writable layer and leaves out of its
-    /// own diff (Podman: [`podman::OWN_ENTRIES`]; empty for Docker, whose equivalents live in the
-    /// `-init` layer, and for containerd). A diff marks their entries as mount points, so that a
-    /// plan ignores them and does not take the directories they were made in for the
-    /// application's writes; `rodiff diff --format docker` leaves them out, as the runtime's diff
-    /// does.
-    pub runtime_entries: Vec<PathBuf>,
+    /// Whose diff its `docker`-format diff follows ([`crate::dialect`]): Podman's for a container
+    /// of Podman's service. The runtime's own entries in the layer
+    /// ([`Dialect::own_entries`](crate::dialect::Dialect::own_entries)) are marked as mount points
+    /// in every diff, so that a plan ignores them and does not take the directories they were
+    /// made in for the application's writes.
+    pub dialect: crate::dialect::Dialect,
     /// The container's processes when it was resolved (none when it is not running), for live
     /// evidence ([`crate::live`]).
     pub processes: Processes,
