@@ -355,6 +355,7 @@ impl Client {
             image: resolved.image.clone(),
             mount_destinations: resolved.mount_destinations.clone(),
             run_as,
+            runtime: resolved.dialect,
         };
         plan::plan(&changes, view.as_ref(), &input, rules)
     }

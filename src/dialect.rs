@@ -26,8 +26,10 @@ use crate::error::{Error, Result};
 use crate::layer::{Layer, OverlayLayer};
 use crate::model::{Change, ChangeKind, FileType, Metadata};
 
-/// Which runtime's diff a container's `docker`-format diff follows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// Which runtime's diff a container's `docker`-format diff follows, and whose `run` flags its plan
+/// is rendered in ([`crate::plan::render`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dialect {
     /// `docker diff` (Docker; containerd's containers are compared with it too).
     #[default]
@@ -37,6 +39,11 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// Whether this is [`Dialect::Docker`] (the default, left out of a plan's JSON).
+    pub fn is_docker(&self) -> bool {
+        *self == Dialect::Docker
+    }
+
     /// The paths the runtime makes in every container's writable layer for itself and leaves out
     /// of its own diff: Podman's [`crate::resolve::podman::OWN_ENTRIES`]; none for Docker (its
     /// equivalents live in the `-init` layer).

@@ -244,3 +244,31 @@ fn container_host_is_honoured_when_docker_host_is_unset() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("CONTAINER_HOST"));
 }
+
+/// A real workload (Debian's redis-server, as user redis, socket in `/run/redis`): its plan is in
+/// Podman's flags, and `rodiff verify` proves it through the same API (create, start, exec, logs,
+/// stop, restart, remove) on the rootful and the rootless service; nothing it made is left.
+#[test]
+fn a_redis_plan_is_verified_through_podman() {
+    for rootless in [false, true] {
+        let Some(podman) = Podman::get(rootless) else { return };
+        let c = podman.run("redis", &[], "rodiff-demo/redis:bookworm", &[]);
+        let probe = "redis-cli -s /run/redis/redis-server.sock ping | grep -qx PONG";
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !Command::new("podman").arg("--url").arg(&podman.host).args(["exec", &c.name, "sh", "-c", probe]).status().unwrap().success() {
+            assert!(std::time::Instant::now() < deadline, "{}: redis did not answer", podman.host);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let out = podman.rodiff(&["plan", &c.name]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let flags = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(flags.starts_with("--read-only --read-only-tmpfs=false "), "{flags}");
+        assert!(flags.contains("--tmpfs /run/redis:") && !flags.contains("uid="), "{flags}");
+
+        let out = podman.rodiff(&["verify", &c.name, "--probe", probe, "--wait", "2"]);
+        let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{}: verify failed:\n{report}", podman.host);
+        let left = podman.podman(&["ps", "-a", "--filter", "label=rodiff.verify", "--format", "{{.Names}}"]);
+        assert!(left.is_empty(), "{}: verification containers left: {left}", podman.host);
+    }
+}
