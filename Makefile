@@ -58,7 +58,7 @@ demo: build
 
 test: deps deploy-venv
 	$(CARGO) build --tests
-	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox,postgres,nginx,redis,mosquitto -- $(CARGO) test
+	RODIFF_CONTAINERD=1 RODIFF_PODMAN=1 $(SANDBOX) run --images busybox,postgres,nginx,redis,mosquitto -- $(CARGO) test
 	# The Docker suites again on a dockerd whose storage driver is btrfs.
 	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox,postgres,nginx,redis,mosquitto -- \
 		$(CARGO) test --test docker_oracle --test plan_workloads --test live_docker --test live_nested --test helper_signals --test client --test break_daemon \
