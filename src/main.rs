@@ -268,6 +268,11 @@ as volumes; pid, lock and socket files are runtime state), else in its own direc
 the image ships files in gets a volume, never a tmpfs that would hide them. A tmpfs keeps the owner
 and mode of the directory it replaces.
 
+A Podman container's plan is in `podman run` flags: --read-only --read-only-tmpfs=false (Podman's
+--read-only otherwise adds tmpfs mounts on /run, /tmp and /var/tmp, which Docker's does not: the
+plan relies on its own mounts only, and means the same on both), tmpfs owners as `U` (Podman 4.3
+refuses uid=/gid=).
+
 Exit codes: 0 ok, 2 usage, 3 runtime unreachable or container not found, 4 unsupported storage,
 1 any other error.";
 
