@@ -272,3 +272,68 @@ fn a_redis_plan_is_verified_through_podman() {
         assert!(left.is_empty(), "{}: verification containers left: {left}", podman.host);
     }
 }
+
+/// A Podman whose layers fuse-overlayfs mounts (`overlay.mount_program` in storage.conf; its upper
+/// directories hold fuse-overlayfs's own whiteouts and markers): exit 4, naming the program — from
+/// the libpod `/info` of a real service, a throw-away one started by the test (rootful, its own
+/// storage and socket in the sandbox's directory), with busybox saved from the sandbox's service.
+#[test]
+fn layers_mounted_by_fuse_overlayfs_are_unsupported_storage() {
+    let Some(podman) = Podman::get(false) else { return };
+    let program = "/usr/bin/fuse-overlayfs";
+    if !common::require(std::path::Path::new(program).exists() && std::path::Path::new("/dev/fuse").exists(), "fuse-overlayfs and /dev/fuse") {
+        return;
+    }
+    let dir = tempfile::Builder::new().prefix("podman-fuse.").tempdir_in(std::env::var("RODIFF_SANDBOX").unwrap()).unwrap();
+    let d = dir.path();
+    let storage = format!(
+        "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/run\"\n[storage.options.overlay]\nmount_program = \"{program}\"\n",
+        d.display()
+    );
+    std::fs::write(d.join("storage.conf"), storage).unwrap();
+    let containers = format!(
+        "[containers]\nnetns = \"none\"\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nevents_logfile_path = \"{0}/events.log\"\ntmp_dir = \"{0}/tmp\"\n[network]\nnetwork_config_dir = \"{0}/networks\"\n",
+        d.display()
+    );
+    std::fs::write(d.join("containers.conf"), containers).unwrap();
+    std::fs::write(d.join("registries.conf"), "").unwrap();
+    let socket = d.join("podman.sock");
+    let mut service = Command::new("podman")
+        .env("CONTAINERS_CONF", d.join("containers.conf"))
+        .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
+        .env("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf"))
+        .args(["system", "service", "--time=0"])
+        .arg(format!("unix://{}", socket.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(d.join("podman.log")).unwrap())
+        .spawn()
+        .unwrap();
+    struct Stop<'a>(&'a mut std::process::Child, &'a Podman);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("podman").arg("--url").arg(&self.1.host).args(["rm", "-a", "-f", "-t", "0"]).output();
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let fuse = Podman { host: format!("unix://{}", socket.display()), rootless: false };
+    let guard = Stop(&mut service, &fuse);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !Command::new("podman").arg("--url").arg(&fuse.host).arg("version").output().unwrap().status.success() {
+        assert!(std::time::Instant::now() < deadline, "the fuse-overlayfs podman did not come up: {}", std::fs::read_to_string(d.join("podman.log")).unwrap_or_default());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let archive = d.join("busybox.tar");
+    podman.podman(&["save", "-o", archive.to_str().unwrap(), BUSYBOX]);
+    fuse.podman(&["load", "-i", archive.to_str().unwrap()]);
+    let c = fuse.run("fuse", &[], BUSYBOX, &["sh", "-c", "echo x > /x && sleep 3600"]);
+    let info: serde_json::Value = serde_json::from_str(&fuse.podman(&["info", "--format", "json"])).unwrap();
+    assert!(info["store"]["graphOptions"].to_string().contains(program), "{}", info["store"]);
+
+    let out = fuse.rodiff(&["diff", &c.name]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains(&c.name) && err.contains(program) && err.lines().count() == 1, "{err}");
+    drop(c);
+    drop(guard);
+}
