@@ -133,7 +133,7 @@ impl<'a> Upper<'a> {
     /// reached component by component without following a symlink; `false` when it is gone (the
     /// container is running).
     fn is_opaque(&self, path: &Path) -> Result<bool> {
-        let fail = |e: std::io::Error| Error::io(&crate::fs::host_path(&self.layer.upper, path), e);
+        let fail = |e: std::io::Error| Error::io(crate::fs::host_path(&self.layer.upper, path), e);
         let names: Vec<CString> = crate::layer::image::components(path)?;
         let mut dir = None::<std::os::fd::OwnedFd>;
         for name in &names {
