@@ -42,7 +42,7 @@ export GOCACHE := $(CURDIR)/target/go/cache
 export GOPATH  := $(CURDIR)/target/go/path
 endif
 
-.PHONY: all build deps demo test fuzz fuzz-short fuzz-build fuzz-deps test-c test-go test-python test-deploy python-venv deploy-venv bench clean install uninstall
+.PHONY: all build deps demo test test-rust test-rust-btrfs fuzz fuzz-short fuzz-build fuzz-deps test-c test-go test-python test-deploy python-venv deploy-venv bench clean install uninstall
 
 all: build
 
@@ -56,18 +56,27 @@ build: deps
 demo: build
 	$(SANDBOX) run --images busybox,postgres -- scripts/demo.sh
 
+# Everything is built first; then the suites run in sandboxes of their own, several at a time
+# (they mostly wait for daemons and containers), each one's output printed whole when it ends
+# (--output-sync): the two `cargo test` stages together, then the C, Go, Python and deploy/ suites
+# and the short fuzzing runs together.
 test: deps deploy-venv
 	$(CARGO) build --tests
+	$(CARGO) build
+	$(MAKE) -j2 --output-sync=target test-rust test-rust-btrfs
+	$(MAKE) -j5 --output-sync=target test-c test-go test-python test-deploy fuzz-short
+
+# The Rust suites (unit tests, real overlayfs and btrfs, the Docker oracle, containerd, Podman) against a
+# sandbox's dockerd (overlay2), containerd, and rootful and rootless Podman services.
+test-rust: deps
 	RODIFF_CONTAINERD=1 RODIFF_PODMAN=1 $(SANDBOX) run --images busybox,postgres,nginx,redis,mosquitto -- $(CARGO) test
-	# The Docker suites again on a dockerd whose storage driver is btrfs.
+
+# The Docker suites again on a dockerd whose storage driver is btrfs. `--test header` (the C
+# crate's) makes cargo resolve the same features as `cargo test` does, so the build is shared.
+test-rust-btrfs: deps
 	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox,postgres,nginx,redis,mosquitto -- \
 		$(CARGO) test --test docker_oracle --test plan_workloads --test live_docker --test live_nested --test helper_signals --test client --test break_daemon \
-		--test watch --test agent --test no_writes --test hostile_layers --test verify_lifecycle -- --skip containerd --skip a_million_entries
-	$(MAKE) test-c
-	$(MAKE) test-go
-	$(MAKE) test-python
-	$(MAKE) test-deploy
-	$(MAKE) fuzz-short
+		--test watch --test agent --test no_writes --test hostile_layers --test verify_lifecycle --test header -- --skip containerd --skip a_million_entries
 
 # The review's probes that hold (bindings/probes/README.md); fork, free_in_callback and
 # free_while_running show misuse the header forbids, and are run by hand.
@@ -91,12 +100,16 @@ test-go: deps
 		$(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./... && \
 		cd ../probes/go && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...'
 
-# A fresh virtualenv with the Python package installed as users install it, `pip install ./python`
-# (maturin builds the extension in release mode), and what its tests need.
+# A fresh virtualenv with the Python package installed as users install it, `pip install ./python`,
+# and what its tests need. Maturin builds the extension with the cargo profile PY_PROFILE: dev for
+# the tests (they share the debug build of dependencies every other suite uses, instead of an
+# optimized build of everything), release (what users get) for the benchmark.
+PY_PROFILE ?= dev
 python-venv: deps
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check ./python -r python/tests/requirements.txt
+	MATURIN_PEP517_ARGS='--profile $(PY_PROFILE)' \
+		$(VENV)/bin/pip install --quiet --disable-pip-version-check ./python -r python/tests/requirements.txt
 
 # The Python package (python/): stubtest keeps rodiff/_rodiff.pyi true to the module; pytest runs
 # its tests and the pytest plugin's (through pytester) against a sandbox's dockerd and containerd.
@@ -189,7 +202,8 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/include/rodiff.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/rodiff.pc \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig/rodiff-static.pc
 
-bench: build python-venv
+bench: build
+	$(MAKE) python-venv PY_PROFILE=release
 	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox -- python3 bench/bench.py
 	RODIFF_STORAGE_DRIVER=btrfs $(SANDBOX) run --images busybox -- python3 bench/bench.py
 

@@ -45,19 +45,21 @@ fn remove_leftovers(c: &Container) {
 }
 
 /// A container that writes below /var/lib/app (a volume in the plan), /tmp (a tmpfs) and has an
-/// anonymous volume of its own: verification makes a container and throw-away volumes.
+/// anonymous volume of its own: verification makes a container and throw-away volumes. It ends on
+/// SIGTERM (a shell as PID 1 would ignore it), so that verification's graceful stops take
+/// moments, not the stop timeout.
 fn writer() -> Container {
     let c = Container::run(
         "b9verify",
         &["-v", "/data"],
         BUSYBOX,
-        &["sh", "-c", "mkdir -p /var/lib/app /tmp/t; while true; do date > /var/lib/app/x; date > /tmp/t/y; date > /data/z; sleep 0.2; done"],
+        &["sh", "-c", "trap 'exit 0' TERM; mkdir -p /var/lib/app /tmp/t; while true; do date > /var/lib/app/x; date > /tmp/t/y; date > /data/z; sleep 0.2; done"],
     );
     std::thread::sleep(Duration::from_secs(1));
     c
 }
 
-/// SIGINT, SIGTERM and SIGHUP at random moments of `rodiff verify --wait 2`: the process ends
+/// SIGINT, SIGTERM and SIGHUP at moments spread over a whole `rodiff verify --wait 2`: the process ends
 /// with 128 + the signal (or 0 if it had finished), and no verification container or volume is
 /// left in the daemon.
 #[test]
@@ -75,9 +77,12 @@ fn signals_during_verify_leave_nothing_and_exit_128_plus_sig() {
     let mut seed = 99u64;
     let (mut leaks, mut odd) = (Vec::new(), Vec::new());
     let sigs = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-    for i in 0..24 {
+    // One moment in each twelfth of a whole run, at random within it.
+    const MOMENTS: u64 = 12;
+    for i in 0..MOMENTS as usize {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis(50 + (seed >> 33) % (full.as_millis() as u64));
+        let stratum = full.as_millis() as u64 / MOMENTS;
+        let delay = Duration::from_millis(50 + stratum * i as u64 + (seed >> 33) % stratum.max(1));
         let sig = sigs[i % 3];
         let child = Command::new(env!("CARGO_BIN_EXE_rodiff"))
             .args(["verify", &c.name, "--wait", "2"])

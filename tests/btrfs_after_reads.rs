@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
 use std::process::Command;
 
 use common::btrfs::{read_everything, search_stats, BtrfsFs};
@@ -162,4 +163,57 @@ fn tricky_changes_after_reads_match_the_naive_oracle() {
     assert!(got.len() >= 200 + 6, "{:?}", show(&got));
     eprintln!("{} changes: {:?}", got.len(), show(&got).iter().take(8).collect::<Vec<_>>());
     drop((held_file, held_dir, tmpfile));
+}
+
+/// A directory of the image with more changed entries than the engine checks one by one
+/// (`MAX_NAMES_PER_DIR`), left untouched itself (mode and bytes changed in place do not rewrite a
+/// directory): the engine reads it whole instead, and must still match the naive two-tree
+/// comparison — changes in it, below it and beside it.
+#[test]
+fn a_directory_with_more_changed_entries_than_names_kept_matches_the_naive_oracle() {
+    if !require(is_root(), "root (to make a btrfs filesystem)") {
+        return;
+    }
+    use rodiff::layer::btrfs::changed::MAX_NAMES_PER_DIR;
+    use std::os::unix::fs::PermissionsExt;
+    let fs = BtrfsFs::new();
+    let image = fs.subvolume("image");
+    let entries = MAX_NAMES_PER_DIR + 1000;
+    for d in ["big", "big/sub", "small"] {
+        fs::create_dir(image.join(d)).unwrap();
+    }
+    for i in 0..entries {
+        fs::write(image.join(format!("big/f{i:05}")), "content").unwrap();
+    }
+    for f in ["big/sub/a", "small/a", "small/b"] {
+        fs::write(image.join(f), "content").unwrap();
+    }
+    run(Command::new("sh").arg("-c").arg(format!("find {} -exec touch -h -d 2001-01-01 {{}} +", image.display())));
+    let init = fs.snapshot(&image, "init", false);
+    let container = fs.snapshot(&init, "container", false);
+    let layer = BtrfsLayer { subvolume: container.clone(), parent: init.clone() };
+    read_everything(&container);
+
+    // Nine in ten files of big get another mode, every third other bytes; one below it and one
+    // beside it change too.
+    for i in (0..entries).filter(|i| i % 10 != 0) {
+        fs::set_permissions(container.join(format!("big/f{i:05}")), fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    for i in (0..entries).step_by(3) {
+        fs::OpenOptions::new().write(true).open(container.join(format!("big/f{i:05}"))).unwrap().write_all(b"CONTENT").unwrap();
+    }
+    fs::set_permissions(container.join("big/sub/a"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(container.join("small/b"), "other").unwrap();
+    assert_eq!(
+        fs::metadata(container.join("big")).unwrap().modified().unwrap(),
+        fs::metadata(init.join("big")).unwrap().modified().unwrap(),
+        "big itself is unchanged"
+    );
+
+    let got = kinds_visible(&layer);
+    let expected = common::naive::diff(&container, &init);
+    assert_eq!(got, expected);
+    let changed_in_big = got.iter().filter(|(_, p)| p.starts_with(b"/big/f")).count();
+    assert!(changed_in_big > MAX_NAMES_PER_DIR, "{changed_in_big} changes in /big");
+    assert!(got.contains(&('C', b"/big/sub/a".to_vec())) && got.contains(&('C', b"/small/b".to_vec())), "{} changes", got.len());
 }

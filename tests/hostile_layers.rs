@@ -300,9 +300,10 @@ fn a_million_entries_in_one_directory() {
         figures.push(format!("{format}: {secs:.2} s, peak RSS {:.0} MiB", kib as f64 / 1024.0));
         // Streaming formats hold no list of the changes on overlay2: far less than 1,000,000
         // changes would take (about 100 bytes each). The btrfs engine keeps what its b-tree search
-        // found for each changed inode (its inode item and names, about 600 bytes) until the walk
-        // is planned: memory in proportion to the changes, bounded here against regressions.
-        let bound = if driver == "btrfs" { 1024 * 1024 } else { 96 * 1024 };
+        // found for each changed inode (its number, type, link count and names: about 100 bytes;
+        // measured 117 MiB) until the walk is planned: memory in proportion to the changes,
+        // bounded here against regressions (it was 612 MiB when whole inode items were kept).
+        let bound = if driver == "btrfs" { 192 * 1024 } else { 96 * 1024 };
         if format != "json" {
             assert!(kib < bound, "{format}: peak RSS {kib} KiB for {ENTRIES} entries on {driver}: above {bound} KiB");
         }

@@ -41,7 +41,8 @@ for i in $(seq 50); do : > /data/other/$i; done
 echo changed >> /srv/data/a.txt
 rm -f /bin/vi
 touch /ready
-exec sleep 3600`
+trap 'exit 0' TERM
+while :; do sleep 1 & wait $!; done`
 
 var (
 	fixtureOnce sync.Once

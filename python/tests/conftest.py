@@ -98,13 +98,18 @@ def corpus_container(fixture_image: str) -> Iterator[str]:
     docker("rm", "-f", "-v", name, check=False)
 
 
+# A command that waits and ends on SIGTERM (`sleep` as PID 1 ignores it), so that verification's
+# graceful stops take moments, not the stop timeout.
+IDLE = ("sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done")
+
+
 class Containers:
     """Starts containers for one test and removes them after it."""
 
     def __init__(self) -> None:
         self.names: list[str] = []
 
-    def run(self, *args: str, image: str = BUSYBOX, command: tuple[str, ...] = ("sleep", "3600")) -> str:
+    def run(self, *args: str, image: str = BUSYBOX, command: tuple[str, ...] = IDLE) -> str:
         """`docker run -d --network none ARGS IMAGE COMMAND`; returns the name."""
         name = unique("c")
         self.names.append(name)

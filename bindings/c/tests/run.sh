@@ -82,7 +82,8 @@ log "   built in $((SECONDS - t0)) s"
 log "3. containers"
 # A running container with every kind of entry, names that are not UTF-8 or hold a newline, owner
 # and mode changes, a deletion, a volume (mount points). Its command runs again when `rodiff_verify`
-# restarts its copy on the same volumes, so every step may find its work done.
+# restarts its copy on the same volumes, so every step may find its work done. It ends on SIGTERM
+# (a shell or sleep as PID 1 ignores it), so that verification's graceful stops take moments.
 CORPUS=rodiff-c-corpus-$$
 BIG=rodiff-c-big-$$
 CONTAINERS+=("$CORPUS" "$BIG")
@@ -91,7 +92,8 @@ docker run -d --network none -v /vol --name "$CORPUS" "$IMAGE" sh -c '
   printf x > "/srv/c/$(printf "bad\377name")" && printf y > "/srv/c/new
 line" && ln -sf /etc/passwd /srv/c/link && { [ -p /srv/c/fifo ] || mkfifo /srv/c/fifo; } &&
   chmod 0751 /srv/c/sub && chown 1234:5678 /srv/c/sub/file && echo more >> /etc/passwd &&
-  rm -rf /srv/del && echo changed > /srv/data/a.txt && touch /srv/ready && exec sleep 3600' >/dev/null
+  rm -rf /srv/del && echo changed > /srv/data/a.txt && touch /srv/ready &&
+  trap "exit 0" TERM && while :; do sleep 1 & wait $!; done' >/dev/null
 # A stopped container that wrote 10,000 files (20 directories x 500): many batches.
 docker run --network none --name "$BIG" "$IMAGE" sh -c \
   'mkdir /w && for d in $(seq 20); do mkdir /w/$d; for f in $(seq 500); do : > /w/$d/$f; done; done'

@@ -17,6 +17,12 @@
 //! rewrite) name the directories to look in. Directories are keyed by inode number, never by path:
 //! a tree deeper than `PATH_MAX` needs no path look-up. The two-tree walk then compares those
 //! places only (`layer::twotree`).
+//!
+//! Memory follows the number of changed inodes, and is kept small per inode: a changed inode is
+//! kept as its number, link count and type (its whole inode item only while its range of inode
+//! numbers is compared with the parent), its names in one buffer. No name is kept for a directory
+//! the walk reads whole anyway (a changed one), and a directory with more than
+//! [`MAX_NAMES_PER_DIR`] names to check is read whole instead.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -34,6 +40,9 @@ const SEARCH_BUFFER: usize = 128 * 1024;
 /// Parts of the inode number range per thread, so that threads that finish early take more.
 const SEARCH_PARTS_PER_THREAD: usize = 4;
 
+/// Candidates compared with the parent at a time (their whole inode items are held until then).
+const CANDIDATES_PER_COMPARISON: usize = 4096;
+
 /// The buffer of one look-up search: room for a few hundred items.
 const LOOKUP_BUFFER: usize = 64 * 1024;
 
@@ -45,11 +54,15 @@ const ITEMS_PER_CANDIDATE: u32 = 6;
 /// The most items one look-up asks for.
 const MAX_LOOKUP_ITEMS: u32 = 4096;
 
+/// The most names of one directory to check one by one: a directory with more is read whole (its
+/// listing compared with the parent's), which costs a listing instead of memory per name.
+pub const MAX_NAMES_PER_DIR: usize = 4096;
+
 /// The places where the container's subvolume may differ from its parent.
 #[derive(Debug, Default)]
 pub struct ChangedSet {
-    /// Inodes that differ from the parent (or are new).
-    inodes: HashSet<u64>,
+    /// Inodes that differ from the parent (or are new), sorted.
+    inodes: Vec<u64>,
     /// Directories (by inode) whose entries may all differ.
     full: HashSet<u64>,
     /// Entries to check, by directory inode: changed inodes and the directories leading to them.
@@ -73,38 +86,55 @@ impl ChangedSet {
     /// Reads the changes of the subvolume `fd` is in, relative to the snapshot it was created from
     /// at transaction `created`; `parent` is a directory of the subvolume it was snapshotted from.
     pub fn collect(fd: BorrowedFd<'_>, parent: BorrowedFd<'_>, created: u64) -> io::Result<ChangedSet> {
-        let Changed { inodes, mut refs, stats } = Changed::search_all(fd, parent, created)?;
+        let Changed { inodes, mut links, stats } = Changed::search_all(fd, parent, created)?;
+        links.refs.sort_unstable_by_key(|r| r.0);
         let mut lookups = TreeSearch::new(LOOKUP_BUFFER);
         let mut set = ChangedSet { stats, ..Default::default() };
+        set.inodes = inodes.iter().map(|i| i.ino).collect();
+        set.inodes.sort_unstable();
+        // Changed directories are read whole: known before any name is added, none is kept for them.
+        set.full = inodes.iter().filter(|i| i.is_dir).map(|i| i.ino).collect();
         let mut ancestry = Ancestry::default();
-        for (ino, inode) in inodes {
-            set.inodes.insert(ino);
-            if inode.is_dir() {
-                set.full.insert(ino);
-            }
-            if ino == ROOT_DIR_INO {
-                continue;
-            }
+        for inode in inodes.iter().filter(|i| i.ino != ROOT_DIR_INO) {
             // The search holds only the references in rewritten leaves: complete them when the
             // inode has more names than were seen (a directory has exactly one).
-            let seen = refs.remove(&ino).unwrap_or_default();
-            let expected = if inode.is_dir() { 1 } else { inode.nlink as usize };
-            let links = if seen.len() >= expected { seen } else { refs_of(&mut lookups, fd, ino)? };
-            for (dir, name) in links {
-                set.add_entry(&mut lookups, fd, &mut ancestry, dir, name.into_boxed_slice())?;
+            let seen = links.of(inode.ino);
+            let expected = if inode.is_dir { 1 } else { inode.nlink as usize };
+            if seen.len() >= expected {
+                for (dir, name) in seen {
+                    set.add_entry(&mut lookups, fd, &mut ancestry, dir, name)?;
+                }
+            } else {
+                for (dir, name) in refs_of(&mut lookups, fd, inode.ino)? {
+                    set.add_entry(&mut lookups, fd, &mut ancestry, dir, &name)?;
+                }
             }
         }
         Ok(set)
     }
 
     /// Marks `name` in directory `dir` to be checked, and the directories leading to it.
-    fn add_entry(&mut self, search: &mut TreeSearch, fd: BorrowedFd<'_>, ancestry: &mut Ancestry, mut dir: u64, mut name: Box<[u8]>) -> io::Result<()> {
+    fn add_entry(&mut self, search: &mut TreeSearch, fd: BorrowedFd<'_>, ancestry: &mut Ancestry, mut dir: u64, name: &[u8]) -> io::Result<()> {
+        let mut name: Box<[u8]> = name.into();
         loop {
-            if !self.only.entry(dir).or_default().insert(name) {
+            // A directory read whole needs no names, and the directories leading to it are marked
+            // already or will be: by its own references (a changed directory), or by its first
+            // name (one that had too many).
+            if self.full.contains(&dir) {
+                return Ok(());
+            }
+            let names = self.only.entry(dir).or_default();
+            if !names.insert(name) {
                 // Already there: so are the directories above it.
                 return Ok(());
             }
-            if dir == ROOT_DIR_INO {
+            let first = names.len() == 1;
+            if names.len() > MAX_NAMES_PER_DIR {
+                self.only.remove(&dir);
+                self.full.insert(dir);
+            }
+            if !first || dir == ROOT_DIR_INO {
+                // Not the directory's first name: the directories above it are marked.
                 return Ok(());
             }
             (dir, name) = ancestry.parent_of(search, fd, dir)?;
@@ -124,7 +154,7 @@ impl Oracle for ChangedSet {
     }
 
     fn inode_changed(&self, ino: u64) -> bool {
-        self.inodes.contains(&ino)
+        self.inodes.binary_search(&ino).is_ok()
     }
 }
 
@@ -132,9 +162,56 @@ impl Oracle for ChangedSet {
 /// leaves written since the snapshot hold them.
 #[derive(Default)]
 struct Changed {
-    inodes: Vec<(u64, InodeItem)>,
-    refs: HashMap<u64, Vec<(u64, Vec<u8>)>>,
+    inodes: Vec<ChangedInode>,
+    links: Links,
     stats: SearchStats,
+}
+
+/// What the walk's plan needs of a changed inode's item.
+#[derive(Clone, Copy, Debug)]
+struct ChangedInode {
+    ino: u64,
+    nlink: u32,
+    is_dir: bool,
+}
+
+/// Back references, `(directory inode, name)` of inodes, with every name in one buffer.
+#[derive(Default)]
+struct Links {
+    /// `(inode, directory, start of the name in names, its length)`.
+    refs: Vec<(u64, u64, usize, u16)>,
+    names: Vec<u8>,
+}
+
+impl Links {
+    fn push(&mut self, ino: u64, dir: u64, name: &[u8]) {
+        let len = u16::try_from(name.len()).expect("btrfs names are at most 255 bytes");
+        self.refs.push((ino, dir, self.names.len(), len));
+        self.names.extend_from_slice(name);
+    }
+
+    /// Appends `other`'s references.
+    fn append(&mut self, other: Links) {
+        let base = self.names.len();
+        self.names.extend_from_slice(&other.names);
+        self.refs.extend(other.refs.into_iter().map(|(ino, dir, start, len)| (ino, dir, base + start, len)));
+    }
+
+    /// Keeps only the references of the inodes `keep` says yes to.
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        let mut kept = Links::default();
+        for &(ino, dir, start, len) in self.refs.iter().filter(|r| keep(r.0)) {
+            kept.push(ino, dir, &self.names[start..start + len as usize]);
+        }
+        *self = kept;
+    }
+
+    /// The references of `ino`, once `refs` is sorted by inode.
+    fn of(&self, ino: u64) -> impl Iterator<Item = (u64, &[u8])> + ExactSizeIterator {
+        let first = self.refs.partition_point(|r| r.0 < ino);
+        let count = self.refs[first..].iter().take_while(|r| r.0 == ino).count();
+        self.refs[first..first + count].iter().map(|&(_, dir, start, len)| (dir, &self.names[start..start + len as usize]))
+    }
 }
 
 impl Changed {
@@ -149,7 +226,7 @@ impl Changed {
             Changed::default,
             |mut a, b| {
                 a.inodes.extend(b.inodes);
-                a.refs.extend(b.refs);
+                a.links.append(b.links);
                 a.stats.candidates += b.stats.candidates;
                 a.stats.access_only += b.stats.access_only;
                 a.stats.parent_items += b.stats.parent_items;
@@ -159,38 +236,65 @@ impl Changed {
     }
 
     /// Searches the inodes numbered `first..=last` for candidates (inode items written since the
-    /// snapshot), and keeps those that differ from the parent's in more than the access time.
+    /// snapshot), and keeps those that differ from the parent's in more than the access time:
+    /// compared with the parent [`CANDIDATES_PER_COMPARISON`] at a time, so that whole inode items
+    /// are held for that many only.
     fn search(fd: BorrowedFd<'_>, parent: BorrowedFd<'_>, created: u64, first: u64, last: u64) -> io::Result<Changed> {
+        let mut found = Changed::default();
         let mut candidates = Vec::new();
-        let mut refs: HashMap<u64, Vec<(u64, Vec<u8>)>> = HashMap::new();
-        let min = Key { objectid: first, item_type: 0, offset: 0 };
+        let mut access_only = Vec::new();
+        let mut search = TreeSearch::new(SEARCH_BUFFER);
+        let mut lookups = TreeSearch::new(LOOKUP_BUFFER);
+        let mut start = Key { objectid: first, item_type: 0, offset: 0 };
         let max = Key { objectid: last, item_type: u8::MAX as u32, offset: u64::MAX };
         // An inode's references follow its inode item in key order: keep those of candidates
         // only (a rewritten leaf holds many inodes that did not change).
         let mut candidate = None;
-        TreeSearch::new(SEARCH_BUFFER).run(fd, min, max, created + 1, |key, data| match key.item_type {
-            INODE_ITEM => {
-                candidate = None;
-                if let Some(inode) = InodeItem::parse(data).filter(|i| i.transid > created) {
-                    candidates.push((key.objectid, inode));
-                    candidate = Some(key.objectid);
+        loop {
+            let next = search.batch(fd, start, max, created + 1, u32::MAX, |key, data| match key.item_type {
+                INODE_ITEM => {
+                    candidate = None;
+                    if let Some(inode) = InodeItem::parse(data).filter(|i| i.transid > created) {
+                        candidates.push((key.objectid, inode));
+                        candidate = Some(key.objectid);
+                    }
                 }
+                INODE_REF | INODE_EXTREF if candidate == Some(key.objectid) => {
+                    for (dir, name) in ioctl::parse_refs(key, data) {
+                        found.links.push(key.objectid, dir, &name);
+                    }
+                }
+                _ => {}
+            })?;
+            if candidates.len() >= CANDIDATES_PER_COMPARISON || next.is_none() {
+                found.compare(&mut lookups, parent, &mut candidates, &mut access_only)?;
             }
-            INODE_REF | INODE_EXTREF if candidate == Some(key.objectid) => {
-                refs.entry(key.objectid).or_default().extend(ioctl::parse_refs(key, data))
+            match next {
+                Some(key) => start = key,
+                None => break,
             }
-            _ => {}
-        })?;
-        let mut stats = SearchStats { candidates: candidates.len() as u64, ..Default::default() };
-        let mut lookups = TreeSearch::new(LOOKUP_BUFFER);
-        let before = parent_items(&mut lookups, parent, candidates.iter().map(|(ino, _)| *ino), &mut stats.parent_items)?;
-        let (inodes, access_only): (Vec<_>, Vec<_>) =
-            candidates.into_iter().partition(|(ino, inode)| before.get(ino).map_or(true, |old| inode.differs_from(old)));
-        stats.access_only = access_only.len() as u64;
-        for (ino, _) in access_only {
-            refs.remove(&ino);
         }
-        Ok(Changed { inodes, refs, stats })
+        if !access_only.is_empty() {
+            // In key order, so sorted.
+            found.links.retain(|ino| access_only.binary_search(&ino).is_err());
+        }
+        Ok(found)
+    }
+
+    /// Compares `candidates` with the same inodes in the parent: keeps those that differ, adds
+    /// the others' numbers to `access_only`, and empties `candidates`.
+    fn compare(&mut self, lookups: &mut TreeSearch, parent: BorrowedFd<'_>, candidates: &mut Vec<(u64, InodeItem)>, access_only: &mut Vec<u64>) -> io::Result<()> {
+        self.stats.candidates += candidates.len() as u64;
+        let before = parent_items(lookups, parent, candidates.iter().map(|(ino, _)| *ino), &mut self.stats.parent_items)?;
+        for (ino, inode) in candidates.drain(..) {
+            if before.get(&ino).map_or(true, |old| inode.differs_from(old)) {
+                self.inodes.push(ChangedInode { ino, nlink: inode.nlink, is_dir: inode.is_dir() });
+            } else {
+                self.stats.access_only += 1;
+                access_only.push(ino);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -314,9 +418,9 @@ mod tests {
         let fd = std::os::fd::AsFd::as_fd(&fd);
         let mut search = TreeSearch::new(4096);
         let mut set = ChangedSet::default();
-        set.add_entry(&mut search, fd, &mut ancestry, 301, b"f".to_vec().into()).unwrap();
-        set.add_entry(&mut search, fd, &mut ancestry, 300, b"g".to_vec().into()).unwrap();
-        set.add_entry(&mut search, fd, &mut ancestry, ROOT_DIR_INO, b"top".to_vec().into()).unwrap();
+        set.add_entry(&mut search, fd, &mut ancestry, 301, b"f").unwrap();
+        set.add_entry(&mut search, fd, &mut ancestry, 300, b"g").unwrap();
+        set.add_entry(&mut search, fd, &mut ancestry, ROOT_DIR_INO, b"top").unwrap();
         let names = |d: u64| {
             let mut v: Vec<String> = set.only[&d].iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
             v.sort();
@@ -327,6 +431,63 @@ mod tests {
         assert_eq!(names(ROOT_DIR_INO), vec!["a", "top"]);
         assert!(matches!(set.scope(300), Scope::Only(_)));
         assert!(matches!(set.scope(999), Scope::Nothing));
+    }
+
+    #[test]
+    fn a_directory_with_too_many_names_is_read_whole() {
+        // 256 (root) ─ a (300); a gets one name more than is kept one by one.
+        let mut ancestry = Ancestry::default();
+        ancestry.0.insert(300, (ROOT_DIR_INO, b"a".to_vec().into()));
+        let fd = std::fs::File::open("/").unwrap();
+        let fd = std::os::fd::AsFd::as_fd(&fd);
+        let mut search = TreeSearch::new(4096);
+        let mut set = ChangedSet::default();
+        for i in 0..MAX_NAMES_PER_DIR {
+            set.add_entry(&mut search, fd, &mut ancestry, 300, format!("f{i}").as_bytes()).unwrap();
+        }
+        assert!(matches!(set.scope(300), Scope::Only(names) if names.len() == MAX_NAMES_PER_DIR));
+        set.add_entry(&mut search, fd, &mut ancestry, 300, b"one more").unwrap();
+        assert!(matches!(set.scope(300), Scope::Everything));
+        assert!(!set.only.contains_key(&300), "its names are dropped");
+        set.add_entry(&mut search, fd, &mut ancestry, 300, b"and another").unwrap();
+        assert!(!set.only.contains_key(&300), "and no new ones kept");
+        // The way to it stays marked.
+        assert!(matches!(set.scope(ROOT_DIR_INO), Scope::Only(names) if names.len() == 1 && names.contains(&b"a"[..])));
+    }
+
+    #[test]
+    fn a_directory_read_whole_keeps_no_names() {
+        let mut ancestry = Ancestry::default();
+        let fd = std::fs::File::open("/").unwrap();
+        let fd = std::os::fd::AsFd::as_fd(&fd);
+        let mut search = TreeSearch::new(4096);
+        let mut set = ChangedSet::default();
+        set.full.insert(300);
+        // No look-up of 300's parent either: the (absent) filesystem would fail it.
+        set.add_entry(&mut search, fd, &mut ancestry, 300, b"f").unwrap();
+        assert!(set.only.is_empty());
+    }
+
+    #[test]
+    fn links_keep_each_inodes_names() {
+        let mut a = Links::default();
+        a.push(257, 256, b"x");
+        a.push(258, 256, b"y");
+        a.push(258, 257, b"yy");
+        let mut b = Links::default();
+        b.push(300, 257, b"z");
+        b.push(259, 256, b"w");
+        a.append(b);
+        a.retain(|ino| ino != 257);
+        a.refs.sort_unstable_by_key(|r| r.0);
+        let names = |ino| a.of(ino).map(|(d, n)| (d, String::from_utf8_lossy(n).into_owned())).collect::<Vec<_>>();
+        assert_eq!(names(257), vec![]);
+        let mut y = names(258);
+        y.sort();
+        assert_eq!(y, vec![(256, "y".to_string()), (257, "yy".to_string())]);
+        assert_eq!(names(259), vec![(256, "w".to_string())]);
+        assert_eq!(names(300), vec![(257, "z".to_string())]);
+        assert_eq!(a.of(301).len(), 0);
     }
 
     #[test]
