@@ -66,10 +66,10 @@ test: deps deploy-venv
 	$(MAKE) -j2 --output-sync=target test-rust test-rust-btrfs
 	$(MAKE) -j5 --output-sync=target test-c test-go test-python test-deploy fuzz-short
 
-# The Rust suites (unit tests, real overlayfs and btrfs, the Docker oracle, containerd) against a
-# sandbox's dockerd (overlay2) and containerd.
+# The Rust suites (unit tests, real overlayfs and btrfs, the Docker oracle, containerd, Podman) against a
+# sandbox's dockerd (overlay2), containerd, and rootful and rootless Podman services.
 test-rust: deps
-	RODIFF_CONTAINERD=1 $(SANDBOX) run --images busybox,postgres,nginx,redis,mosquitto -- $(CARGO) test
+	RODIFF_CONTAINERD=1 RODIFF_PODMAN=1 $(SANDBOX) run --images busybox,postgres,nginx,redis,mosquitto -- $(CARGO) test
 
 # The Docker suites again on a dockerd whose storage driver is btrfs. `--test header` (the C
 # crate's) makes cargo resolve the same features as `cargo test` does, so the build is shared.

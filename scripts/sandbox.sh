@@ -22,6 +22,15 @@
 # root on a btrfs loop filesystem, DIR/docker-btrfs). RODIFF_USERNS_REMAP=1 starts dockerd with
 # --userns-remap=default (which creates the host user dockremap and its subordinate ids if
 # missing).
+# RODIFF_PODMAN=1 adds two Podman services (`podman system service`, Docker-compatible API), each
+# with its own storage.conf, containers.conf and registries.conf (CONTAINERS_*_CONF), storage
+# root and run root under DIR, native overlay, cgroup manager cgroupfs, events in a file, network
+# none for every container: a rootful one (DIR/podman, socket DIR/podman/podman.sock), and a
+# rootless one run by the host user rodiff-podman (made with subordinate ids if missing; its
+# HOME and XDG_RUNTIME_DIR are under DIR/podman-rootless). CMD gets RODIFF_PODMAN_HOST,
+# RODIFF_PODMAN_ROOTLESS_HOST (unix:// URIs) and RODIFF_PODMAN_USER; the images of LIST that are
+# also in RODIFF_PODMAN_IMAGES (default busybox,redis) are imported into both, from the same
+# tarballs, with the same CMD/USER/ENV.
 #
 # Images come from recipes, scripts/images/NAME/recipe (see load_image), never from a registry.
 # Must run as root. Messages go to stderr.
@@ -36,7 +45,7 @@ readonly IMAGES_DIR=${SELF%/*}/images
 # static test tools of the busybox image).
 readonly DEPS=(docker.io containerd runc btrfs-progs busybox-static mmdebstrap
   protobuf-compiler python3-venv iproute2 util-linux time gcc g++ libc6-dev
-  valgrind pkg-config golang-go)
+  valgrind pkg-config golang-go podman uidmap)
 
 # mmdebstrap options of every Debian image (part of their cache key):
 #  - keep /run: the services put sockets and pid files in /run/<service>, made by the recipes'
@@ -188,7 +197,7 @@ inside() {
   (
     setup
     # A sandbox that CMD starts (a test's throw-away dockerd) asks for its own containerd.
-    unset RODIFF_CONTAINERD SB_IMAGES
+    unset RODIFF_CONTAINERD RODIFF_PODMAN SB_IMAGES
     exec "$@"
   ) 0<&0 &
   local rc=0
@@ -201,6 +210,13 @@ setup() {
   if [[ ${RODIFF_CONTAINERD:-0} == 1 ]]; then
     start_containerd
     export CONTAINERD_ADDRESS=$DIR/ctrd/containerd.sock RODIFF_RUNC_ROOT=$DIR/ctrd/runc
+  fi
+  if [[ ${RODIFF_PODMAN:-0} == 1 ]]; then
+    start_podman rootful
+    start_podman rootless
+    export RODIFF_PODMAN_HOST=unix://$DIR/podman/podman.sock \
+      RODIFF_PODMAN_ROOTLESS_HOST=unix://$DIR/podman-rootless/xdg/podman/podman.sock \
+      RODIFF_PODMAN_USER=$PODMAN_USER
   fi
   local name ns
   for name in $(printf '%s\n' busybox ${SB_IMAGES//,/ } | awk '!seen[$0]++'); do
@@ -220,7 +236,7 @@ setup() {
 # through the APIs, so that their runtimes remove their cgroups (the only thing of theirs that
 # outlives the namespaces).
 inside_teardown() {
-  local rc=$? i ns id
+  local rc=$? i ns id sock
   trap '' INT TERM
   local -a pids
   mapfile -t pids < <(session_pids)
@@ -236,6 +252,10 @@ inside_teardown() {
     # shellcheck disable=SC2046 # one id a word
     timeout 60 docker stop -t 1 $(timeout 10 docker ps -q 2>/dev/null) >/dev/null 2>&1 || true
   fi
+  # Podman's cgroupfs cgroups are the host's: removing the containers removes them.
+  for sock in "$DIR/podman/podman.sock" "$DIR/podman-rootless/xdg/podman/podman.sock"; do
+    [[ ! -S $sock ]] || timeout 60 podman --url "unix://$sock" rm -a -f -t 1 >/dev/null 2>&1 || true
+  done
   if [[ -S $DIR/ctrd/containerd.sock ]]; then
     local ctr=(timeout 20 ctr -a "$DIR/ctrd/containerd.sock")
     for ns in $("${ctr[@]}" namespaces ls -q 2>/dev/null); do
@@ -333,6 +353,75 @@ EOF
   wait_up containerd $! "$c/containerd.log" 30 ctr -a "$c/containerd.sock" version
 }
 
+# The host user the rootless Podman service runs as.
+readonly PODMAN_USER=rodiff-podman
+
+# start_podman rootful|rootless: a Podman service on its own socket, storage and configuration
+# (see the header). Facts (Debian 12, podman 4.3.1, kernel 6.x, cgroup v1 hybrid):
+#  - rootful works as root in these namespaces; rootless as a user with /etc/subuid and
+#    /etc/subgid ranges (newuidmap), on native overlay with `userxattr` (kernel >= 5.13: no
+#    fuse-overlayfs; storage.conf names no mount_program), without cgroups on cgroup v1;
+#  - storage.conf must name a runroot, of 50 characters at most; a rootless service ignores
+#    its graphroot (it reads rootless_storage_path);
+#  - `podman import` through the service needs no registry; short names become localhost/NAME.
+start_podman() {
+  command -v podman >/dev/null || die "podman not found; run '$PROG deps'"
+  local kind=$1 p=$DIR/podman run_as=() env=()
+  if [[ $kind == rootless ]]; then
+    p=$DIR/podman-rootless
+    id "$PODMAN_USER" >/dev/null 2>&1 ||
+      useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$PODMAN_USER"
+    local f start
+    for f in /etc/subuid /etc/subgid; do
+      grep -q "^$PODMAN_USER:" "$f" 2>/dev/null && continue
+      # After every range already given out.
+      start=$(awk -F: 'BEGIN { e = 1000000 } $2 + $3 > e { e = $2 + $3 } END { print e }' "$f" 2>/dev/null || echo 1000000)
+      echo "$PODMAN_USER:$start:65536" >>"$f"
+    done
+  fi
+  local sock=$p/podman.sock runroot=$p/run
+  mkdir -p "$p/root" "$p/run" "$p/tmp" "$p/networks"
+  if [[ $kind == rootless ]]; then
+    sock=$p/xdg/podman/podman.sock
+    mkdir -p "$p/xdg/podman" "$p/home"
+    chmod 0700 "$p/xdg"
+    run_as=(setpriv --reuid="$(id -u "$PODMAN_USER")" --regid="$(id -g "$PODMAN_USER")" --init-groups)
+    env=(HOME="$p/home" XDG_RUNTIME_DIR="$p/xdg" XDG_CONFIG_HOME="$p/home/.config" XDG_DATA_HOME="$p/home/.local/share")
+  fi
+  printf '[storage]\ndriver = "overlay"\ngraphroot = "%s"\nrunroot = "%s"\nrootless_storage_path = "%s"\n' \
+    "$p/root" "$runroot" "$p/root" >"$p/storage.conf"
+  cat >"$p/containers.conf" <<EOF
+[containers]
+netns = "none"
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$p/events.log"
+tmp_dir = "$p/tmp"
+[network]
+network_config_dir = "$p/networks"
+EOF
+  : >"$p/registries.conf"
+  [[ $kind != rootless ]] || chown -R "$PODMAN_USER:" "$p"
+  log "starting podman system service ($kind) in $p"
+  setsid "${run_as[@]}" env "${env[@]}" CONTAINERS_CONF="$p/containers.conf" CONTAINERS_STORAGE_CONF="$p/storage.conf" \
+    CONTAINERS_REGISTRIES_CONF="$p/registries.conf" \
+    podman --root "$p/root" --runroot "$runroot" system service --time=0 "unix://$sock" \
+    </dev/null >"$p/podman.log" 2>&1 &
+  wait_up "podman ($kind)" $! "$p/podman.log" 30 podman --url "unix://$sock" version
+}
+
+# podman_import TARBALL: imports a root tarball into both Podman services as load_image's TAG,
+# with its CHANGES (uses load_image's variables), if RODIFF_PODMAN_IMAGES asks for it.
+podman_import() {
+  [[ -n ${RODIFF_PODMAN_HOST:-} && ,${RODIFF_PODMAN_IMAGES:-busybox,redis}, == *",$name,"* ]] || return 0
+  local host
+  for host in "$RODIFF_PODMAN_HOST" "$RODIFF_PODMAN_ROOTLESS_HOST"; do
+    podman --url "$host" import "${import[@]}" "$1" "$TAG" >/dev/null || die "cannot import $TAG into podman at $host"
+  done
+  log "imported $TAG into podman (rootful and rootless)"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Images
 # ---------------------------------------------------------------------------------------------
@@ -403,6 +492,7 @@ load_image() {
     find "$cache" -maxdepth 1 -name "$name.*.tar*" ! -path "$tarball" -delete
     rm -rf "$work"
   fi
+  podman_import "$tarball"
   exec {lock}>&-
 }
 

@@ -315,14 +315,16 @@ impl Client {
         let walkers = self.walkers();
         let held = live::open_deleted(&resolved.processes)?;
         let written: Vec<PathBuf> = held.iter().filter_map(|f| f.path.parent().map(|p| p.to_path_buf())).collect();
+        // The runtime's own entries are mount points (or made for them) like the destinations.
+        let marked: Vec<PathBuf> = resolved.mount_destinations.iter().cloned().chain(resolved.dialect.own_entries()).collect();
         if written.is_empty() {
-            let annotated = annotate::MountPoints::new(&resolved.mount_destinations, sink);
+            let annotated = annotate::MountPoints::new(&marked, sink);
             return resolved.layer.diff(walkers, scan, &annotated);
         }
         let image = resolved.layer.image()?;
         let touched = evidence::LiveTouched::new(written, image.as_ref(), &resolved.mount_destinations, scan.metadata, sink)?;
         drop(image);
-        let annotated = annotate::MountPoints::new(&resolved.mount_destinations, &touched);
+        let annotated = annotate::MountPoints::new(&marked, &touched);
         resolved.layer.diff(walkers, scan, &annotated)?;
         touched.finish()
     }
@@ -353,6 +355,7 @@ impl Client {
             image: resolved.image.clone(),
             mount_destinations: resolved.mount_destinations.clone(),
             run_as,
+            runtime: resolved.dialect,
         };
         plan::plan(&changes, view.as_ref(), &input, rules)
     }

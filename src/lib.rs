@@ -38,6 +38,7 @@
 
 pub mod annotate;
 pub mod cancel;
+pub mod dialect;
 pub mod client;
 pub mod error;
 pub mod escape;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use rodiff::dialect::Dialect;
 use rodiff::escape::Escaped;
 use rodiff::plan::render::PlanFormat;
 use rodiff::render::{self, Format};
@@ -46,10 +47,12 @@ struct RuntimeArgs {
     /// Container runtime to ask.
     #[arg(long, global = true, value_enum, default_value_t = RuntimeArg::Docker)]
     runtime: RuntimeArg,
-    /// Docker endpoint: unix:///path/docker.sock or tcp://host:port.
+    /// Docker endpoint: unix:///path/docker.sock or tcp://host:port; Podman's service too
+    /// (unix:///run/podman/podman.sock, rootless $XDG_RUNTIME_DIR/podman/podman.sock). Default:
+    /// $DOCKER_HOST, else $CONTAINER_HOST (Podman's), else unix:///var/run/docker.sock.
     #[arg(short = 'H', long = "host", global = true, env = "DOCKER_HOST", value_name = "URI",
-          default_value = rodiff::resolve::DEFAULT_DOCKER_HOST, hide_env_values = true, value_parser = docker_endpoint)]
-    host: String,
+          hide_env_values = true, value_parser = docker_endpoint)]
+    host: Option<String>,
     /// containerd socket.
     #[arg(long, global = true, env = "CONTAINERD_ADDRESS", value_name = "PATH",
           default_value = rodiff::resolve::DEFAULT_CONTAINERD_ADDRESS, hide_env_values = true)]
@@ -122,12 +125,29 @@ impl RuntimeArgs {
                 RuntimeArg::Docker => Runtime::Docker,
                 RuntimeArg::Containerd => Runtime::Containerd,
             },
-            docker_host: self.host.clone(),
+            docker_host: self.docker_host(),
             containerd_address: self.address.clone(),
             namespace,
             host_root: self.host_root.clone(),
             timeout: self.timeout,
             walkers: 0,
+        }
+    }
+
+    /// The Docker endpoint: `-H`, else `$DOCKER_HOST` (both through clap), else Podman's
+    /// `$CONTAINER_HOST`, else the default. A `$CONTAINER_HOST` rodiff cannot speak to (Podman's
+    /// `ssh://` connections: rodiff reads layers on this machine) is a usage error (exit 2).
+    fn docker_host(&self) -> String {
+        if let Some(host) = self.host.as_ref().filter(|h| !h.is_empty()) {
+            return host.clone();
+        }
+        match std::env::var("CONTAINER_HOST") {
+            Ok(host) if !host.is_empty() => docker_endpoint(&host).unwrap_or_else(|e| {
+                use clap::CommandFactory;
+                let e = format!("$CONTAINER_HOST: {e} (rodiff reads the container's layer on this machine: use the local socket)");
+                Cli::command().error(clap::error::ErrorKind::ValueValidation, e).exit()
+            }),
+            _ => rodiff::resolve::DEFAULT_DOCKER_HOST.to_string(),
         }
     }
 
@@ -247,6 +267,11 @@ Each write is covered where a rule says (/tmp, /var/tmp, /run/<name>, /var/cache
 as volumes; pid, lock and socket files are runtime state), else in its own directory. A directory
 the image ships files in gets a volume, never a tmpfs that would hide them. A tmpfs keeps the owner
 and mode of the directory it replaces.
+
+A Podman container's plan is in `podman run` flags: --read-only --read-only-tmpfs=false (Podman's
+--read-only otherwise adds tmpfs mounts on /run, /tmp and /var/tmp, which Docker's does not: the
+plan relies on its own mounts only, and means the same on both), tmpfs owners as `U` (Podman 4.3
+refuses uid=/gid=).
 
 Exit codes: 0 ok, 2 usage, 3 runtime unreachable or container not found, 4 unsupported storage,
 1 any other error.";
@@ -567,7 +592,27 @@ impl Run<'_> {
         let scan = ScanOptions { metadata: format != Format::Docker, stop: self.stop.clone(), ..Default::default() };
         let out = io::BufWriter::with_capacity(256 * 1024, io::stdout());
         with_progress(&scan, || match format {
-            Format::Docker | Format::Jsonl => {
+            Format::Docker => {
+                let resolved = self.client.resolve(&target, &self.stop)?;
+                if resolved.iter().all(|r| r.dialect == Dialect::Docker) {
+                    let sink = render::Streaming::new(format, out);
+                    self.client.diff_resolved(&resolved, matches!(target, Target::Pod(_)), &scan, &sink)?;
+                    return sink.finish().map(|_| ()).map_err(|e| Error::io("<stdout>", e));
+                }
+                // What `podman diff` prints: from the changes with metadata, container by container.
+                let scan = ScanOptions { metadata: true, ..scan.clone() };
+                let mut out = out;
+                for r in &resolved {
+                    let changes = self.client.changes_resolved(std::slice::from_ref(r), false, &scan)?;
+                    let changes = match r.dialect {
+                        Dialect::Podman => rodiff::dialect::podman_view(changes, &r.layer)?,
+                        Dialect::Docker => changes,
+                    };
+                    render::write_all(&mut out, format, &changes).map_err(|e| Error::io("<stdout>", e))?;
+                }
+                out.flush().map_err(|e| Error::io("<stdout>", e))
+            }
+            Format::Jsonl => {
                 let sink = render::Streaming::new(format, out);
                 self.client.diff_into(&target, &scan, &sink)?;
                 sink.finish().map_err(|e| Error::io("<stdout>", e))?;

@@ -2,6 +2,12 @@
 //! mounts — and a shadow copy of it with a writable root, whose diff shows what the read-only copy
 //! would have lost.
 //!
+//! Podman's Docker-compatible service is verified the same way, with the plan's Podman tmpfs
+//! options ([`crate::plan::render::tmpfs_options_for`]). Its `ReadonlyRootfs` also mounts tmpfs on
+//! `/run`, `/tmp` and `/var/tmp` (measured, Podman 4.3; the compat API has no switch for it), so
+//! the read-only copy can write there; the shadow copy has no such mounts, and its diff reports
+//! writes there that the plan does not cover, so the verdict is still the plan's.
+//!
 //! Two new containers are made from the original's image, command, entrypoint, environment, user,
 //! working directory and labels ([`spec`]), both with the plan's tmpfs mounts and (new, throw-away)
 //! volumes:

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dialect::Dialect;
 use crate::error::Result;
 use crate::layer::image::ImageView;
 use crate::model::Change;
@@ -55,6 +56,10 @@ pub struct Plan {
     /// Writes no mount can cover (a file written directly in `/`), and why.
     #[serde(default)]
     pub uncovered: Vec<Uncovered>,
+    /// The runtime whose `run` flags the plan is rendered in: `podman` for a container of
+    /// Podman's service (see [`render::docker_args`]); left out for Docker.
+    #[serde(default, skip_serializing_if = "Dialect::is_docker")]
+    pub runtime: Dialect,
 }
 
 /// One mount of a plan.
@@ -154,6 +159,8 @@ pub struct PlanInput {
     /// Who the container's processes run as: directories the image gives them are covered on
     /// ownership evidence (unless [`Rules::observed_only`]). `None`: nothing is anticipated.
     pub run_as: Option<RunAs>,
+    /// The container's runtime, for the plan's renderings ([`Plan::runtime`]).
+    pub runtime: Dialect,
 }
 
 impl Plan {
@@ -173,6 +180,7 @@ impl Plan {
             mounts: self.mounts.iter().filter(|m| paths.iter().any(|p| p.starts_with(&m.path))).cloned().collect(),
             ignored: self.ignored.iter().filter(|i| listed(&i.path)).cloned().collect(),
             uncovered: self.uncovered.iter().filter(|u| listed(&u.path)).cloned().collect(),
+            runtime: self.runtime,
         }
     }
 }
@@ -191,6 +199,7 @@ pub fn plan(changes: &[Change], image: &dyn ImageView, input: &PlanInput, rules:
         mounts: covered.mounts,
         ignored: found.ignored,
         uncovered: covered.uncovered,
+        runtime: input.runtime,
     };
     names::assign(&mut plan.mounts);
     Ok(plan)

@@ -7,6 +7,7 @@ use std::path::Path;
 use super::names::docker_volume;
 use super::yaml::Node;
 use super::{MountKind, Plan, PlannedMount};
+use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 
 /// How to render a plan.
@@ -63,6 +64,17 @@ pub fn tmpfs_options(mount: &PlannedMount) -> String {
     format!("uid={},gid={},mode={:o}", mount.uid, mount.gid, mount.mode)
 }
 
+/// The options of a tmpfs mount for `runtime`: Docker's [`tmpfs_options`]; for Podman, whose
+/// tmpfs mounts refuse `uid=` and `gid=` (Podman 4.3: "unknown mount option"), `mode=M`, plus
+/// `U` (owned by the container's user and its primary group) when the owner is not root.
+pub fn tmpfs_options_for(mount: &PlannedMount, runtime: Dialect) -> String {
+    match runtime {
+        Dialect::Docker => tmpfs_options(mount),
+        Dialect::Podman if mount.uid == 0 && mount.gid == 0 => format!("mode={:o}", mount.mode),
+        Dialect::Podman => format!("mode={:o},U", mount.mode),
+    }
+}
+
 /// The Docker volume name of a plan's mount: `<container>-<mount name>`.
 pub fn volume_name(plan: &Plan, mount: &PlannedMount) -> String {
     docker_volume(&plan.container, &mount.name)
@@ -70,14 +82,22 @@ pub fn volume_name(plan: &Plan, mount: &PlannedMount) -> String {
 
 /// The `docker run` arguments of a plan, unquoted: `--read-only`, then `--tmpfs PATH:OPTIONS` and
 /// `--volume NAME:PATH` per mount.
+///
+/// For Podman (`podman run`), `--read-only` is followed by `--read-only-tmpfs=false`: Podman's
+/// `--read-only` otherwise adds tmpfs mounts on `/run`, `/tmp` and `/var/tmp`, which Docker's does
+/// not; without them the flags mean the same on both (the plan relies on its own mounts only).
+/// Its tmpfs options are Podman's ([`tmpfs_options_for`]).
 pub fn docker_args(plan: &Plan) -> Result<Vec<Vec<u8>>> {
     let mut args = vec![b"--read-only".to_vec()];
+    if plan.runtime == Dialect::Podman {
+        args.push(b"--read-only-tmpfs=false".to_vec());
+    }
     for m in &plan.mounts {
         let path = docker_path(m, "docker")?;
         match m.kind {
             MountKind::Tmpfs => {
                 args.push(b"--tmpfs".to_vec());
-                args.push([path, b":", tmpfs_options(m).as_bytes()].concat());
+                args.push([path, b":", tmpfs_options_for(m, plan.runtime).as_bytes()].concat());
             }
             MountKind::Volume => {
                 args.push(b"--volume".to_vec());
@@ -343,6 +363,37 @@ mod tests {
         }
         assert!(render(&plans, PlanFormat::Json).is_ok());
         assert!(render(&plans[..1], PlanFormat::Compose).is_ok());
+    }
+
+    /// A plan for a Podman container renders Podman's flags: no tmpfs on /run, /tmp, /var/tmp
+    /// besides the plan's, and tmpfs owners as `U` (Podman refuses `uid=`/`gid=`).
+    #[test]
+    fn podman_plans_say_the_same_in_podman_flags() {
+        let tmpfs = |path: &str, uid: u32| PlannedMount {
+            path: path.into(),
+            kind: super::MountKind::Tmpfs,
+            name: path.trim_start_matches('/').replace('/', "-"),
+            persistent: false,
+            seed: false,
+            uid,
+            gid: uid,
+            mode: 0o2755,
+            rule: "default".into(),
+            reason: String::new(),
+            covers: Vec::new(),
+            anticipated: false,
+            anticipates: Vec::new(),
+            evidence: None,
+        };
+        let mut plan = Plan { container: "r".into(), mounts: vec![tmpfs("/run/app", 100), tmpfs("/cache", 0)], ..Plan::default() };
+        assert_eq!(render(std::slice::from_ref(&plan), PlanFormat::Docker).unwrap(), "--read-only --tmpfs /run/app:uid=100,gid=100,mode=2755 --tmpfs /cache:uid=0,gid=0,mode=2755\n");
+        plan.runtime = Dialect::Podman;
+        assert_eq!(
+            render(std::slice::from_ref(&plan), PlanFormat::Docker).unwrap(),
+            "--read-only --read-only-tmpfs=false --tmpfs /run/app:mode=2755,U --tmpfs /cache:mode=2755\n"
+        );
+        let json = render(std::slice::from_ref(&plan), PlanFormat::Json).unwrap();
+        assert!(json.contains(r#""runtime": "podman""#), "{json}");
     }
 
     /// A container name with a line break stays in its comment line: it was copied as it is, and

@@ -323,6 +323,7 @@ fn broker_plan(image: &FakeImage, rules: &Rules, run_as: Option<RunAs>, mounts: 
         image: Some("mosquitto".into()),
         mount_destinations: mounts.iter().map(PathBuf::from).collect(),
         run_as,
+        ..Default::default()
     };
     plan(&changes, image, &input, rules).unwrap()
 }

@@ -11,7 +11,8 @@ use futures_util::{Stream, StreamExt};
 use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 
 use super::inventory::{ListedContainer, RuntimeEvent};
-use super::{cgroup, ClientOptions, Runtime, Origin, Processes, ResolvedContainer};
+use super::{cgroup, podman, ClientOptions, Runtime, Origin, Processes, ResolvedContainer};
+use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::layer::{BtrfsLayer, Layer, OverlayLayer, XattrNamespace};
 
@@ -19,11 +20,14 @@ use crate::layer::{BtrfsLayer, Layer, OverlayLayer, XattrNamespace};
 /// such container" rather than a request line the daemon may refuse.
 pub const MAX_REFERENCE: usize = 1024;
 
-/// A connection to a Docker daemon, at an API version both sides speak.
+/// A connection to a Docker daemon (or Podman's Docker-compatible service, see [`podman`]), at an
+/// API version both sides speak.
 pub struct DockerResolver {
     docker: Docker,
     endpoint: String,
     options: ClientOptions,
+    /// Podman's libpod API version when the daemon is Podman (its `/_ping` says so).
+    libpod: Option<String>,
 }
 
 impl DockerResolver {
@@ -32,21 +36,28 @@ impl DockerResolver {
     /// and runc) names its maximum, and we use the lower of that and bollard's own. Debian's
     /// dockerd 20.10 speaks 1.41 and refuses requests for newer versions.
     ///
+    /// Podman's service announces itself in the same ping (`Libpod-Api-Version`): see [`podman`].
+    ///
     /// The ping (connect, request, response) and every later request each have
     /// [`ClientOptions::timeout`]: a daemon that does not answer in time is
     /// [`Error::RuntimeUnavailable`], "no answer within N s".
     pub async fn connect(options: &ClientOptions) -> Result<DockerResolver> {
         let endpoint = options.docker_endpoint();
-        let server = match tokio::time::timeout(options.timeout, ping::api_version(&endpoint)).await {
+        let pong = match tokio::time::timeout(options.timeout, ping::ping(&endpoint)).await {
             Err(_) => return Err(unavailable(&endpoint, options.no_answer())),
-            Ok(server) => server.map_err(|e| unavailable(&endpoint, e.to_string()))?,
+            Ok(pong) => pong.map_err(|e| unavailable(&endpoint, e.to_string()))?,
         };
-        let version = match server {
+        let version = match pong.api_version {
             Some(v) if v < *API_DEFAULT_VERSION => v,
             _ => *API_DEFAULT_VERSION,
         };
         let docker = client(&endpoint, options.timeout_secs(), &version)?;
-        Ok(DockerResolver { docker, endpoint, options: options.clone() })
+        Ok(DockerResolver { docker, endpoint, options: options.clone(), libpod: pong.libpod })
+    }
+
+    /// Whether the daemon is Podman's Docker-compatible service.
+    pub fn is_podman(&self) -> bool {
+        self.libpod.is_some()
     }
 
     /// The endpoint this resolver talks to.
@@ -189,9 +200,11 @@ impl DockerResolver {
         let protocol = |e: InfoError| match e {
             InfoError::Unavailable(e) => e,
             InfoError::Protocol(detail) => Error::Protocol { container: container.to_string(), runtime: "docker", detail },
+            InfoError::Unsupported(detail) => Error::UnsupportedStorage { container: container.to_string(), detail },
         };
         let layer = match driver.name.as_str() {
-            "overlay2" => Layer::Overlay(self.overlay_layer(&driver.data).await.map_err(protocol)?),
+            // `overlay`: containers/storage's driver (Podman), the same layer data as overlay2's.
+            "overlay2" | "overlay" => Layer::Overlay(self.overlay_layer(&driver.data).await.map_err(protocol)?),
             "btrfs" => match self.btrfs_layer(&id, &inspect).await.map_err(protocol)? {
                 Some(layer) => Layer::Btrfs(layer),
                 // No layerdb: Docker 29's containerd image store with the btrfs snapshotter.
@@ -218,7 +231,8 @@ impl DockerResolver {
         let processes = self.processes(&id, pid);
         let image = inspect.config.as_ref().and_then(|c| c.image.clone()).filter(|i| !i.is_empty());
         let user = inspect.config.as_ref().and_then(|c| c.user.clone()).filter(|u| !u.is_empty());
-        Ok(ResolvedContainer { id, name, image, layer, mount_destinations, processes, origin: Origin::Docker, user })
+        let dialect = if self.is_podman() { Dialect::Podman } else { Dialect::Docker };
+        Ok(ResolvedContainer { id, name, image, layer, mount_destinations, dialect, processes, origin: Origin::Docker, user })
     }
 
     /// The processes of a container whose init process is `pid` (`State.Pid`, 0 when it is not
@@ -233,30 +247,52 @@ impl DockerResolver {
         Processes::new(&self.options, Some(pid), pids)
     }
 
-    /// The overlay2 driver's `UpperDir` and `LowerDir` (`<id>-init/diff` first, then the image's
-    /// layers, topmost first), and the xattr namespace of its markers: from the owner of the
-    /// upper directory when that tells ([`namespace_of_owner`]), else from the daemon
-    /// ([`namespace_of_daemon`]; `/info` costs milliseconds, so only then).
+    /// The overlay2 (Docker) or overlay (Podman's containers/storage) driver's `UpperDir` and
+    /// `LowerDir` (Docker: `<id>-init/diff` first, then the image's layers, topmost first), and
+    /// the xattr namespace of its markers.
+    ///
+    /// Docker: from the owner of the upper directory when that tells ([`namespace_of_owner`]),
+    /// else from the daemon ([`namespace_of_daemon`]; `/info` costs milliseconds, so only then).
+    /// Podman: always from the service's libpod `/info` ([`Self::podman_storage`]), which says
+    /// whether it runs rootless (`userxattr`) for running and stopped containers alike.
     async fn overlay_layer(&self, data: &HashMap<String, String>) -> std::result::Result<OverlayLayer, InfoError> {
         let (upper, lowers) = overlay_dirs(data)?;
         let upper = self.options.host_path(upper);
-        let owner = std::fs::metadata(&upper).ok().map(|m| std::os::unix::fs::MetadataExt::uid(&m));
-        let xattr = match namespace_of_owner(owner) {
-            Some(xattr) => xattr,
-            None => {
-                let info = self.info().await?;
-                namespace_of_daemon(info.security_options.as_deref().unwrap_or_default())
+        let xattr = if self.is_podman() {
+            let storage = self.podman_storage().await?;
+            storage.xattr_namespace().map_err(InfoError::Unsupported)?
+        } else {
+            let owner = std::fs::metadata(&upper).ok().map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+            match namespace_of_owner(owner) {
+                Some(xattr) => xattr,
+                None => {
+                    let info = self.info().await?;
+                    namespace_of_daemon(info.security_options.as_deref().unwrap_or_default())
+                }
             }
         };
         let lowers = lowers.into_iter().map(|p| self.options.host_path(p)).collect();
         Ok(OverlayLayer { upper, lowers, xattr })
     }
+
+    /// Podman's libpod `/info` (`/v<libpod version>/libpod/info`: bollard speaks only the Engine
+    /// API), read for what it says about the storage ([`podman::StorageInfo`]). No answer in time
+    /// is [`InfoError::Unavailable`]; an answer without the fields, a protocol error.
+    async fn podman_storage(&self) -> std::result::Result<podman::StorageInfo, InfoError> {
+        let path = format!("/v{}/libpod/info", self.libpod.as_deref().unwrap_or("4.0.0"));
+        let response = match tokio::time::timeout(self.options.timeout, ping::get(&self.endpoint, &path)).await {
+            Err(_) => return Err(InfoError::Unavailable(unavailable(&self.endpoint, self.options.no_answer()))),
+            Ok(response) => response.map_err(|e| InfoError::Unavailable(unavailable(&self.endpoint, e.to_string())))?,
+        };
+        let body = ping::ok_body(&response).map_err(|e| format!("libpod /info {e}"))?;
+        Ok(podman::StorageInfo::parse(body)?)
+    }
 }
 
-/// The overlay2 driver's `UpperDir` and `LowerDir` entries (topmost first) as inspect's
+/// The overlay2 (overlay) driver's `UpperDir` and `LowerDir` entries (topmost first) as inspect's
 /// `GraphDriver.Data` spells them.
 pub(crate) fn overlay_dirs(data: &HashMap<String, String>) -> std::result::Result<(&str, Vec<&str>), &'static str> {
-    let upper = data.get("UpperDir").filter(|s| !s.is_empty()).ok_or("overlay2 data has no UpperDir")?;
+    let upper = data.get("UpperDir").filter(|s| !s.is_empty()).ok_or("overlay data has no UpperDir")?;
     let lowers = data.get("LowerDir").map(|l| l.split(':').filter(|s| !s.is_empty()).collect()).unwrap_or_default();
     Ok((upper, lowers))
 }
@@ -344,10 +380,12 @@ impl DockerResolver {
 }
 
 /// Why the daemon's `/info` did not settle a layer: no answer in time (the runtime is
-/// unavailable), or an answer that does not tell (a protocol error, for the container).
+/// unavailable), an answer that does not tell (a protocol error, for the container), or one that
+/// names storage rodiff does not read (its description).
 enum InfoError {
     Unavailable(Error),
     Protocol(String),
+    Unsupported(String),
 }
 
 impl From<String> for InfoError {
@@ -460,40 +498,73 @@ mod tests {
     }
 }
 
-/// A minimal `GET /_ping` to learn the daemon's API version before speaking a versioned API.
+/// A minimal `GET /_ping` to learn the daemon's API version (and whether it is Podman) before
+/// speaking a versioned API, and plain `GET`s of what bollard has no call for (libpod's `/info`).
 pub(crate) mod ping {
     use std::io;
 
     use bollard::ClientVersion;
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-    /// The `Api-Version` the daemon at `endpoint` announces; `None` if it announces none.
-    pub async fn api_version(endpoint: &str) -> io::Result<Option<ClientVersion>> {
-        let response = if let Some(path) = endpoint.strip_prefix("unix://").or(endpoint.strip_prefix("/").map(|_| endpoint)) {
-            exchange(tokio::net::UnixStream::connect(path).await?).await?
-        } else if let Some(addr) = endpoint.strip_prefix("tcp://").or(endpoint.strip_prefix("http://")) {
-            exchange(tokio::net::TcpStream::connect(addr.trim_end_matches('/')).await?).await?
-        } else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "unsupported endpoint scheme (use unix:// or tcp://)"));
-        };
-        Ok(parse_api_version(&response))
+    /// The most of an answer read: a `/_ping` is a few hundred bytes, libpod's `/info` a few KiB.
+    const MAX_ANSWER: u64 = 1 << 20;
+
+    /// What `/_ping` tells about the daemon.
+    #[derive(Clone, Debug, Default)]
+    pub struct Pong {
+        /// The Engine API version it announces (`Api-Version`), if any.
+        pub api_version: Option<ClientVersion>,
+        /// Podman's libpod API version (`Libpod-Api-Version`, `4.3.1`): set only by Podman.
+        pub libpod: Option<String>,
     }
 
-    async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin) -> io::Result<String> {
-        stream.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n").await?;
+    /// Pings the daemon at `endpoint`.
+    pub async fn ping(endpoint: &str) -> io::Result<Pong> {
+        let response = get(endpoint, "/_ping").await?;
+        let response = String::from_utf8_lossy(&response);
+        Ok(Pong { api_version: parse_api_version(&response), libpod: header(&response, "libpod-api-version").map(str::to_string) })
+    }
+
+    /// The whole HTTP/1.0 response (status line, headers, body) to `GET path` at `endpoint`.
+    pub async fn get(endpoint: &str, path: &str) -> io::Result<Vec<u8>> {
+        if let Some(socket) = endpoint.strip_prefix("unix://").or(endpoint.strip_prefix("/").map(|_| endpoint)) {
+            exchange(tokio::net::UnixStream::connect(socket).await?, path).await
+        } else if let Some(addr) = endpoint.strip_prefix("tcp://").or(endpoint.strip_prefix("http://")) {
+            exchange(tokio::net::TcpStream::connect(addr.trim_end_matches('/')).await?, path).await
+        } else {
+            Err(io::Error::new(io::ErrorKind::InvalidInput, "unsupported endpoint scheme (use unix:// or tcp://)"))
+        }
+    }
+
+    async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin, path: &str) -> io::Result<Vec<u8>> {
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").as_bytes()).await?;
         let mut response = Vec::new();
-        stream.take(64 * 1024).read_to_end(&mut response).await?;
-        Ok(String::from_utf8_lossy(&response).into_owned())
+        stream.take(MAX_ANSWER).read_to_end(&mut response).await?;
+        Ok(response)
+    }
+
+    /// The body of a `200 OK` response; the error names the status otherwise.
+    pub fn ok_body(response: &[u8]) -> Result<&[u8], String> {
+        let split = response.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no HTTP response")?;
+        let status = String::from_utf8_lossy(response[..split].split(|&b| b == b'\n').next().unwrap_or_default());
+        match status.split_whitespace().nth(1) {
+            Some("200") => Ok(&response[split + 4..]),
+            _ => Err(format!("answered {:?}", status.trim())),
+        }
+    }
+
+    /// The value of header `name` (lower case) of an HTTP response.
+    fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+        let headers = response.split("\r\n\r\n").next()?;
+        headers.lines().skip(1).find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
     }
 
     /// The `Api-Version: 1.41` header of an HTTP response.
     pub fn parse_api_version(response: &str) -> Option<ClientVersion> {
-        let headers = response.split("\r\n\r\n").next()?;
-        let value = headers.lines().find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.trim().eq_ignore_ascii_case("api-version").then(|| value.trim())
-        })?;
-        let (major, minor) = value.split_once('.')?;
+        let (major, minor) = header(response, "api-version")?.split_once('.')?;
         Some(ClientVersion { major_version: major.parse().ok()?, minor_version: minor.parse().ok()? })
     }
 
@@ -508,6 +579,20 @@ pub(crate) mod ping {
             let v = parse_api_version("HTTP/1.0 200 OK\r\napi-version:1.52\r\n\r\n").unwrap();
             assert_eq!((v.major_version, v.minor_version), (1, 52));
             assert!(parse_api_version("HTTP/1.0 404 Not Found\r\n\r\nApi-Version: 1.0").is_none());
+        }
+
+        #[test]
+        fn podman_says_libpod() {
+            let pong = "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nLibpod-Api-Version: 4.3.1\r\nServer: Libpod/4.3.1 (linux)\r\n\r\nOK";
+            assert_eq!(header(pong, "libpod-api-version"), Some("4.3.1"));
+            assert_eq!(header("HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\n\r\nOK", "libpod-api-version"), None);
+        }
+
+        #[test]
+        fn bodies_of_ok_answers_only() {
+            assert_eq!(ok_body(b"HTTP/1.0 200 OK\r\nA: b\r\n\r\n{}"), Ok(&b"{}"[..]));
+            assert!(ok_body(b"HTTP/1.0 404 Not Found\r\n\r\n{}").unwrap_err().contains("404"));
+            assert!(ok_body(b"garbage").is_err());
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod containerd;
 pub mod docker;
 pub mod inventory;
+pub mod podman;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -179,6 +180,12 @@ pub struct ResolvedContainer {
     /// Destinations of the container's mounts (volumes, binds, tmpfs): the runtime creates these
     /// in the root filesystem, and writes below them do not reach the layer.
     pub mount_destinations: Vec<PathBuf>,
+    /// Whose diff its `docker`-format diff follows ([`crate::dialect`]): Podman's for a container
+    /// of Podman's service. The runtime's own entries in the layer
+    /// ([`Dialect::own_entries`](crate::dialect::Dialect::own_entries)) are marked as mount points
+    /// in every diff, so that a plan ignores them and does not take the directories they were
+    /// made in for the application's writes.
+    pub dialect: crate::dialect::Dialect,
     /// The container's processes when it was resolved (none when it is not running), for live
     /// evidence ([`crate::live`]).
     pub processes: Processes,

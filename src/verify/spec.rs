@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse, HostConfig, MountPointTypeEnum, MountTypeEnum};
 
-use crate::plan::render::tmpfs_options;
+use crate::plan::render::tmpfs_options_for;
 use crate::plan::{MountKind, Plan};
 
 /// The label every verification container and volume carries (value: the original's id).
@@ -71,7 +71,7 @@ pub fn spec(original: &ContainerInspectResponse, plan: &Plan, prefix: &str, read
         }
         match m.kind {
             MountKind::Tmpfs => {
-                tmpfs.insert(path, tmpfs_options(m));
+                tmpfs.insert(path, tmpfs_options_for(m, plan.runtime));
             }
             MountKind::Volume => {
                 let name = format!("{prefix}-{}", m.name);

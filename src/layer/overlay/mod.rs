@@ -45,7 +45,8 @@ pub enum XattrNamespace {
 }
 
 impl XattrNamespace {
-    fn opaque(self) -> &'static std::ffi::CStr {
+    /// The opaque-directory marker's name in this namespace.
+    pub(crate) fn opaque(self) -> &'static std::ffi::CStr {
         match self {
             XattrNamespace::Trusted => c"trusted.overlay.opaque",
             XattrNamespace::User => c"user.overlay.opaque",
