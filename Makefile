@@ -66,8 +66,8 @@ test: deps deploy-venv
 	$(MAKE) -j2 --output-sync=target test-rust test-rust-btrfs
 	$(MAKE) -j5 --output-sync=target test-c test-go test-python test-deploy fuzz-short
 
-# The Rust suites (unit tests, real overlayfs and btrfs, the Docker oracle, containerd, Podman) against a
-# sandbox's dockerd (overlay2), containerd, and rootful and rootless Podman services.
+# The Rust suites (unit tests, real overlayfs and btrfs, the Docker oracle, containerd, Podman)
+# against a sandbox's dockerd (overlay2), containerd, and rootful and rootless Podman services.
 test-rust: deps
 	RODIFF_CONTAINERD=1 RODIFF_PODMAN=1 $(SANDBOX) run --images busybox,postgres,nginx,redis,mosquitto -- $(CARGO) test
 
