@@ -1,9 +1,9 @@
 # rodiff — the two commands a user needs:
 #   make demo   set up the sandbox and run rodiff on the built-in PostgreSQL example
 #   make test   run every test (unit, real overlayfs and btrfs, Docker oracle on overlay2 and
-#               btrfs dockerds, the C ABI's, the Go package's and the Python package's tests,
-#               the agent's DaemonSet validated and run as it says)
-#               in sandboxes
+#               btrfs dockerds, containerd, rootful and rootless Podman, the C ABI's, the Go
+#               package's and the Python package's tests, the agent's DaemonSet validated and run
+#               as it says, short fuzzing runs) in sandboxes
 # Both install missing Debian packages first (as root) and clean up after themselves.
 #
 #   make install PREFIX=/usr/local [DESTDIR=] [PROFILE=release]
