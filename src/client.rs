@@ -357,7 +357,7 @@ impl Client {
             run_as,
             runtime: resolved.dialect,
         };
-        plan::plan(&changes, view.as_ref(), &input, rules)
+        plan::plan(changes, view.as_ref(), &input, rules)
     }
 
     /// Watches `target` (see [`crate::watch`]): diffs it with metadata, again every

@@ -270,6 +270,8 @@ fn readyz_fails_while_containerd_restarts_then_recovers() {
     let body = agent.wait_for("/readyz", |status, _| status == 503);
     assert!(body.contains("containerd"), "{body}");
     let log = std::fs::File::options().append(true).open(format!("{}/ctrd/containerd.log", std::env::var("RODIFF_SANDBOX").unwrap())).unwrap();
+    // Left running for the sandbox to end (setsid: a daemon, as the first containerd was).
+    #[allow(clippy::zombie_processes)]
     Command::new("setsid").args(["containerd", "--config", &config]).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("containerd");
     agent.wait_for("/readyz", |status, _| status == 200);
     let (_, metrics) = agent.get("/metrics");

@@ -202,7 +202,7 @@ fn drift_names_are_lossless() {
     let exe: Vec<Vec<u8>> = entry["drift"]["executables"].as_array().unwrap().iter().map(|v| json_path(&serde_json::json!({ "path": v }))).collect();
     let profile = agent.json(&format!("/v1/containers/{}/profile", c.name));
     let profile_paths: std::collections::BTreeSet<Vec<u8>> = profile.as_array().unwrap().iter().map(json_path).collect();
-    assert!(profile_paths.contains(&b"/srv/x\xff".to_vec()) && profile_paths.contains(&b"/srv/x\xfe".to_vec()), "profile lossy: {profile}");
+    assert!(profile_paths.contains(&b"/srv/x\xff"[..]) && profile_paths.contains(&b"/srv/x\xfe"[..]), "profile lossy: {profile}");
     let distinct: std::collections::BTreeSet<&Vec<u8>> = exe.iter().collect();
     assert_eq!(distinct.len(), 4, "drift list collapses names: {exe:?}");
 }

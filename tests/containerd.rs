@@ -527,7 +527,7 @@ fn a_container_removed_mid_scan_gives_the_whole_diff_or_an_error() {
 #[test]
 fn plan_anticipates_the_directories_the_image_gives_the_containers_user() {
     const REDIS: &str = "rodiff-demo/redis:bookworm";
-    if !ctrd::sandbox() || !common::require(docker(&["images", "-q", REDIS]) != "", &format!("image {REDIS} (sandbox.sh --images redis)")) {
+    if !ctrd::sandbox() || !common::require(!docker(&["images", "-q", REDIS]).is_empty(), &format!("image {REDIS} (sandbox.sh --images redis)")) {
         return;
     }
     let image = ctrd::import("default", REDIS);

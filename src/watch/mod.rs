@@ -225,7 +225,7 @@ mod tests {
                 ("/var/b".to_string(), 'A', None),
             ]
         );
-        let a = profile.seen().find(|s| s.change.path == PathBuf::from("/var/a")).unwrap();
+        let a = profile.seen().find(|s| s.change.path == Path::new("/var/a")).unwrap();
         assert_eq!((a.first_seen, a.last_seen), (t0, t1));
         assert_eq!(profile.diffs(), 2);
         // Seen again: no longer transient.

@@ -207,7 +207,7 @@ impl Links {
     }
 
     /// The references of `ino`, once `refs` is sorted by inode.
-    fn of(&self, ino: u64) -> impl Iterator<Item = (u64, &[u8])> + ExactSizeIterator {
+    fn of(&self, ino: u64) -> impl ExactSizeIterator<Item = (u64, &[u8])> {
         let first = self.refs.partition_point(|r| r.0 < ino);
         let count = self.refs[first..].iter().take_while(|r| r.0 == ino).count();
         self.refs[first..first + count].iter().map(|&(_, dir, start, len)| (dir, &self.names[start..start + len as usize]))
