@@ -307,3 +307,106 @@ fn an_interrupted_verify_leaves_nothing_on_rootless_podman() {
     }
     assert!(left.is_empty() && volumes.is_empty(), "after SIGINT ({status}, {err}): containers {left:?}, volumes {volumes:?}");
 }
+
+/// A rootful container with its own user namespace (`--uidmap`/`--gidmap`): containers/storage
+/// gives it layers owned by the mapped ids. rodiff's docker format must still equal podman diff,
+/// and the plan's tmpfs owner is the container's root (0), not the host id it maps to.
+#[test]
+fn a_uidmapped_container_matches_podman_diff_and_plans_container_ids() {
+    let Some(podman) = Podman::get(false) else { return };
+    let script = "echo changed > /srv/data/a.txt && chmod 600 /srv/data/b.txt && mkdir -p /run/app && echo 1 > /run/app/pid \
+        && mkdir /var/cache && chown 65534:65534 /var/cache && touch /var/cache/x && touch /done && sleep 3600";
+    let c = podman.run("uidmap", &["--uidmap", "0:200000:65536", "--gidmap", "0:200000:65536"], BUSYBOX, &["sh", "-c", script]);
+    podman.wait_for(&c.name, "/done");
+    assert_same(&podman, &c.name);
+    let plan = podman.plan_json(&c.name);
+    let plan = plan.as_array().map(|a| a[0].clone()).unwrap_or(plan);
+    let mount = |p: &str| plan["mounts"].as_array().unwrap().iter().find(|m| m["path"] == p).cloned();
+    let run = mount("/run/app").or_else(|| mount("/run")).unwrap_or_else(|| panic!("no mount for /run/app: {plan:#}"));
+    assert_eq!(run["uid"].as_u64().unwrap_or(0), 0, "the host's id for the container's root: {run}");
+    if let Some(cache) = mount("/var/cache") {
+        assert_eq!(cache["uid"].as_u64().unwrap_or(0), 65534, "{cache}");
+    }
+}
+
+/// Names a line cannot carry (a newline, a byte that is not UTF-8), next to podman diff (lossy).
+#[test]
+fn odd_names_match_podman_diff() {
+    for rootless in [false, true] {
+        let Some(podman) = Podman::get(rootless) else { return };
+        let script = "touch \"/srv/$(printf 'nl\\nname')\" \"/srv/$(printf 'bad\\377byte')\" \"/srv/$(printf 'tab\\tname')\" '/srv/back\\slash' \
+            && mkdir \"/srv/$(printf 'dir\\377')\" && touch \"/srv/$(printf 'dir\\377')/in\" && touch /done && sleep 3600";
+        let c = podman.run("odd", &[], BUSYBOX, &["sh", "-c", script]);
+        podman.wait_for(&c.name, "/done");
+        assert_same(&podman, &c.name);
+    }
+}
+
+/// `podman rm -f` while rodiff walks a big layer: rodiff either gives the whole diff or fails —
+/// never exit 0 with fewer entries.
+#[test]
+fn removal_mid_scan_is_an_error_not_a_shorter_diff() {
+    let Some(podman) = Podman::get(false) else { return };
+    for (attempt, delay_ms) in [20u64, 60, 150].into_iter().enumerate() {
+        let script = "mkdir -p /srv/many && cd /srv/many && i=0; while [ $i -lt 20000 ]; do : > f$i; i=$((i+1)); done; touch /done; sleep 3600";
+        let c = podman.run(&format!("rmscan{attempt}"), &[], BUSYBOX, &["sh", "-c", script]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !Command::new("podman").arg("--url").arg(&podman.host).args(["exec", &c.name, "test", "-e", "/done"]).status().unwrap().success() {
+            assert!(Instant::now() < deadline, "the container did not finish writing");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let full = podman.rodiff(&["diff", &c.name]);
+        assert!(full.status.success());
+        let full_lines = full.stdout.iter().filter(|&&b| b == b'\n').count();
+        let child = Command::new(env!("CARGO_BIN_EXE_rodiff"))
+            .arg("-H")
+            .arg(&podman.host)
+            .args(["diff", &c.name])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = Command::new("podman").arg("--url").arg(&podman.host).args(["rm", "-f", "-t", "0", &c.name]).output();
+        let out = child.wait_with_output().unwrap();
+        let lines = out.stdout.iter().filter(|&&b| b == b'\n').count();
+        assert!(
+            !out.status.success() || lines == full_lines,
+            "attempt {attempt}: exit 0 with {lines} of {full_lines} lines after podman rm: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("attempt {attempt} ({delay_ms} ms): {:?}, {lines}/{full_lines}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+}
+
+/// The rootless service stores the container's ids shifted (its root is the service's user, its
+/// uid 100 a subordinate id): a plan's JSON (and compose/k8s renderings) must speak the
+/// container's ids, as for the rootful service (redis: 100:101), not the host's.
+#[test]
+fn a_rootless_plan_speaks_the_containers_ids() {
+    let Some(podman) = Podman::get(true) else { return };
+    let c = redis(&podman, "rlids");
+    let plan = podman.plan_json(&c.name);
+    let plan = plan.as_array().map(|a| a[0].clone()).unwrap_or(plan);
+    let m = plan["mounts"].as_array().unwrap().iter().find(|m| m["path"] == "/run/redis").cloned().unwrap_or_else(|| panic!("{plan:#}"));
+    assert_eq!((m["uid"].as_u64(), m["gid"].as_u64()), (Some(100), Some(101)), "{m}");
+    let out = podman.rodiff(&["plan", &c.name, "--format", "compose"]);
+    let compose = String::from_utf8_lossy(&out.stdout);
+    assert!(!compose.contains("uid=10000") && !compose.contains("uid=99"), "{compose}");
+}
+
+/// containers/storage's overlay diff records a directory as `C` when an entry is added to it or
+/// deleted from it even if the directory's size, mode and time equal the image's (its "parent of
+/// an added or deleted entry" rule, moby PR 13590): an application that restores a directory's
+/// time after writing in it (tar -x, cp -a, rsync -a do) still changed it.
+#[test]
+fn a_directory_whose_time_was_restored_matches_podman_diff() {
+    for rootless in [false, true] {
+        let Some(podman) = Podman::get(rootless) else { return };
+        let script = "m=$(stat -c %Y /srv/data); echo x > /srv/data/new; touch -d @$m /srv/data; \
+            m=$(stat -c %Y /srv/del); rm /srv/del/1; touch -d @$m /srv/del; touch /done; sleep 3600";
+        let c = podman.run("mtime", &[], BUSYBOX, &["sh", "-c", script]);
+        podman.wait_for(&c.name, "/done");
+        assert_same(&podman, &c.name);
+    }
+}
