@@ -130,4 +130,61 @@ mod tests {
         closer.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// The caller's whole mask is kept (not only its SIGPIPE bit), whatever it blocks, and a
+    /// caller's own SIGPIPE handler is never run for rodiff's writes (review probe).
+    #[test]
+    fn a_callers_full_mask_and_own_handler_are_kept() {
+        static HANDLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        extern "C" fn on_sigpipe(_: libc::c_int) {
+            HANDLED.fetch_add(1, Ordering::Relaxed);
+        }
+        let dir = std::env::temp_dir().join(format!("rodiff-c-sigmask.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let socket = dir.join("closer.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let closer = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    drop(listener.accept());
+                }
+            })
+        };
+        let endpoint = format!("unix://{}", socket.display());
+        // A caller thread that blocks SIGUSR1 and SIGTERM but not SIGPIPE, with its own handler.
+        let t = std::thread::spawn(move || unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &set, null_mut());
+            libc::signal(libc::SIGPIPE, on_sigpipe as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t);
+            let mut before: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_SETMASK, null(), &mut before);
+            let c = client(RODIFF_RUNTIME_DOCKER, &endpoint);
+            let mut after: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_SETMASK, null(), &mut after);
+            for sig in 1..65 {
+                assert_eq!(libc::sigismember(&before, sig), libc::sigismember(&after, sig), "signal {sig}'s bit changed");
+            }
+            let container = CString::new("web").unwrap();
+            for _ in 0..200 {
+                let mut list = null_mut();
+                let code = rodiff_diff(c, container.as_ptr(), null(), &mut list, null_mut());
+                assert_ne!(code, rodiff_result::RODIFF_OK);
+            }
+            rodiff_client_free(c);
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        });
+        let r = t.join();
+        done.store(true, Ordering::Relaxed);
+        closer.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        r.unwrap();
+        assert_eq!(HANDLED.load(Ordering::Relaxed), 0, "the caller's SIGPIPE handler ran for rodiff's writes");
+    }
 }
