@@ -364,20 +364,25 @@ readonly PODMAN_USER=rodiff-podman
 #  - storage.conf must name a runroot, of 50 characters at most; a rootless service ignores
 #    its graphroot (it reads rootless_storage_path);
 #  - `podman import` through the service needs no registry; short names become localhost/NAME.
+# The host user of the rootless service (if missing), with subordinate id ranges after every range
+# already given out; under a lock on /etc/subuid, as two sandboxes may start at once.
+make_podman_user() (
+  flock 9
+  id "$PODMAN_USER" >/dev/null 2>&1 ||
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$PODMAN_USER"
+  for f in /etc/subuid /etc/subgid; do
+    grep -q "^$PODMAN_USER:" "$f" 2>/dev/null && continue
+    start=$(awk -F: 'BEGIN { e = 1000000 } $2 + $3 > e { e = $2 + $3 } END { print e }' "$f" 2>/dev/null || echo 1000000)
+    echo "$PODMAN_USER:$start:65536" >>"$f"
+  done
+) 9>>/etc/subuid
+
 start_podman() {
   command -v podman >/dev/null || die "podman not found; run '$PROG deps'"
   local kind=$1 p=$DIR/podman run_as=() env=()
   if [[ $kind == rootless ]]; then
     p=$DIR/podman-rootless
-    id "$PODMAN_USER" >/dev/null 2>&1 ||
-      useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$PODMAN_USER"
-    local f start
-    for f in /etc/subuid /etc/subgid; do
-      grep -q "^$PODMAN_USER:" "$f" 2>/dev/null && continue
-      # After every range already given out.
-      start=$(awk -F: 'BEGIN { e = 1000000 } $2 + $3 > e { e = $2 + $3 } END { print e }' "$f" 2>/dev/null || echo 1000000)
-      echo "$PODMAN_USER:$start:65536" >>"$f"
-    done
+    make_podman_user
   fi
   local sock=$p/podman.sock runroot=$p/run
   mkdir -p "$p/root" "$p/run" "$p/tmp" "$p/networks"

@@ -316,7 +316,7 @@ impl Client {
         let held = live::open_deleted(&resolved.processes)?;
         let written: Vec<PathBuf> = held.iter().filter_map(|f| f.path.parent().map(|p| p.to_path_buf())).collect();
         // The runtime's own entries are mount points (or made for them) like the destinations.
-        let marked: Vec<PathBuf> = resolved.mount_destinations.iter().cloned().chain(resolved.dialect.own_entries()).collect();
+        let marked: Vec<PathBuf> = resolved.mount_destinations.iter().chain(&resolved.runtime_entries).cloned().collect();
         if written.is_empty() {
             let annotated = annotate::MountPoints::new(&marked, sink);
             return resolved.layer.diff(walkers, scan, &annotated);

@@ -12,6 +12,8 @@
 //! - any other entry the image has is `C` — a copy-up that changed nothing too; a directory
 //!   only when its size, mode or modification time differs from the image's (a directory is
 //!   never `C` just because of what is below it); an entry the image lacks is `A`;
+//! - every directory above an entry reported `A` or `D` is `C` (once, never `/`) — a directory
+//!   whose time was put back (`tar -x`, `cp -a`) included;
 //! - the paths Podman makes for itself ([`crate::resolve::podman::OWN_ENTRIES`]) are left out.
 //!
 //! [`podman_view`] turns rodiff's changes (with metadata) into that, reading only the opaque
@@ -20,11 +22,12 @@
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::layer::{Layer, OverlayLayer};
-use crate::model::{Change, ChangeKind, FileType, Metadata};
+use crate::model::{path_order, Change, ChangeKind, FileType, Metadata};
 
 /// Which runtime's diff a container's `docker`-format diff follows, and whose `run` flags its plan
 /// is rendered in ([`crate::plan::render`]).
@@ -64,7 +67,7 @@ pub fn podman_view(changes: Vec<Change>, layer: &Layer) -> Result<Vec<Change>> {
     let upper = Upper::open(overlay)?;
     let own: HashSet<PathBuf> = Dialect::Podman.own_entries().into_iter().collect();
     let mut opaque: HashSet<PathBuf> = HashSet::new();
-    let mut out = Vec::with_capacity(changes.len());
+    let mut view = PodmanView { own: &own, changes: Vec::new(), dirs: HashSet::new() };
     for mut change in changes {
         if own.contains(&change.path) || change.evidence.is_some() {
             continue;
@@ -72,7 +75,7 @@ pub fn podman_view(changes: Vec<Change>, layer: &Layer) -> Result<Vec<Change>> {
         if change.kind == ChangeKind::Deleted {
             // Below an opaque directory: its own `D` speaks for what it hides.
             if !change.path.ancestors().skip(1).any(|a| opaque.contains(a)) {
-                out.push(change);
+                view.push(change);
             }
             continue;
         }
@@ -80,7 +83,7 @@ pub fn podman_view(changes: Vec<Change>, layer: &Layer) -> Result<Vec<Change>> {
             if upper.is_opaque(&change.path)? {
                 opaque.insert(change.path.clone());
                 change.kind = ChangeKind::Deleted;
-                out.push(change);
+                view.push(change);
                 continue;
             }
             let was = image.stat(&change.path)?;
@@ -96,7 +99,7 @@ pub fn podman_view(changes: Vec<Change>, layer: &Layer) -> Result<Vec<Change>> {
                 if change.kind != ChangeKind::Added {
                     change.kind = ChangeKind::Changed;
                 }
-                out.push(change);
+                view.push(change);
             }
             continue;
         }
@@ -104,9 +107,57 @@ pub fn podman_view(changes: Vec<Change>, layer: &Layer) -> Result<Vec<Change>> {
         if change.kind == ChangeKind::Touched {
             change.kind = ChangeKind::Changed;
         }
-        out.push(change);
+        view.push(change);
     }
-    Ok(out)
+    Ok(view.finish())
+}
+
+/// `podman diff`'s list as it is made: parents come before what is below them.
+struct PodmanView<'a> {
+    /// Podman's own entries, never reported.
+    own: &'a HashSet<PathBuf>,
+    changes: Vec<Change>,
+    /// The directories reported so far.
+    dirs: HashSet<PathBuf>,
+}
+
+impl PodmanView<'_> {
+    /// Adds `change`, after its ancestors as `C` when it is `A` or `D`: containers/storage
+    /// reports every directory above an added or deleted entry (but `/`) whatever its size, mode
+    /// and time, once; Podman's own entries are left out all the same.
+    fn push(&mut self, change: Change) {
+        if matches!(change.kind, ChangeKind::Added | ChangeKind::Deleted) {
+            let unreported: Vec<PathBuf> = change
+                .path
+                .ancestors()
+                .skip(1)
+                .filter(|a| *a != Path::new("/") && !self.dirs.contains(*a) && !self.own.contains(*a))
+                .map(Path::to_path_buf)
+                .collect();
+            for dir in unreported.into_iter().rev() {
+                self.dirs.insert(dir.clone());
+                self.changes.push(Change {
+                    path: dir,
+                    kind: ChangeKind::Changed,
+                    file_type: FileType::Dir,
+                    metadata: None,
+                    mountpoint: false,
+                    container: change.container.clone(),
+                    evidence: None,
+                });
+            }
+        }
+        if change.file_type == FileType::Dir {
+            self.dirs.insert(change.path.clone());
+        }
+        self.changes.push(change);
+    }
+
+    /// The list, in path order (an ancestor reported late comes before what is below it).
+    fn finish(mut self) -> Vec<Change> {
+        self.changes.sort_by(|a, b| path_order(a.path.as_os_str().as_bytes(), b.path.as_os_str().as_bytes()));
+        self.changes
+    }
 }
 
 /// containers/storage's test for a directory the upper and lower layers both have: the same

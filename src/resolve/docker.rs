@@ -226,13 +226,15 @@ impl DockerResolver {
             }
         };
 
+        let dialect = if self.is_podman() { Dialect::Podman } else { Dialect::Docker };
         let mount_destinations = mount_destinations(&inspect);
+        // Podman makes these in the layer itself (Docker in its `-init` layer).
+        let runtime_entries = if dialect == Dialect::Podman { podman::mounted_own_entries(&inspect) } else { Vec::new() };
         let pid = inspect.state.as_ref().and_then(|s| s.pid).and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
         let processes = self.processes(&id, pid);
         let image = inspect.config.as_ref().and_then(|c| c.image.clone()).filter(|i| !i.is_empty());
         let user = inspect.config.as_ref().and_then(|c| c.user.clone()).filter(|u| !u.is_empty());
-        let dialect = if self.is_podman() { Dialect::Podman } else { Dialect::Docker };
-        Ok(ResolvedContainer { id, name, image, layer, mount_destinations, dialect, processes, origin: Origin::Docker, user })
+        Ok(ResolvedContainer { id, name, image, layer, mount_destinations, runtime_entries, dialect, processes, origin: Origin::Docker, user })
     }
 
     /// The processes of a container whose init process is `pid` (`State.Pid`, 0 when it is not

@@ -180,11 +180,14 @@ pub struct ResolvedContainer {
     /// Destinations of the container's mounts (volumes, binds, tmpfs): the runtime creates these
     /// in the root filesystem, and writes below them do not reach the layer.
     pub mount_destinations: Vec<PathBuf>,
+    /// Entries the runtime itself makes in the layer for its own mounts, each exactly (not what is
+    /// below it): Podman's ([`podman::mounted_own_entries`](crate::resolve::podman::mounted_own_entries));
+    /// none for Docker, which makes them in its `-init` layer. Marked as mount points in every
+    /// diff, so that a plan ignores them and does not take the directories they were made in for
+    /// the application's writes.
+    pub runtime_entries: Vec<PathBuf>,
     /// Whose diff its `docker`-format diff follows ([`crate::dialect`]): Podman's for a container
-    /// of Podman's service. The runtime's own entries in the layer
-    /// ([`Dialect::own_entries`](crate::dialect::Dialect::own_entries)) are marked as mount points
-    /// in every diff, so that a plan ignores them and does not take the directories they were
-    /// made in for the application's writes.
+    /// of Podman's service.
     pub dialect: crate::dialect::Dialect,
     /// The container's processes when it was resolved (none when it is not running), for live
     /// evidence ([`crate::live`]).

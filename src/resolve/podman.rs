@@ -51,6 +51,27 @@ pub fn own_entries() -> Vec<PathBuf> {
     OWN_ENTRIES.iter().map(PathBuf::from).collect()
 }
 
+/// The files Podman bind-mounts only when the container was made to have them, with the inspect
+/// field that names the host file (empty when not mounted: `--no-hosts`, `--dns=none`, …).
+const CONDITIONAL_MOUNTS: &[&str] = &["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
+
+/// Which of [`OWN_ENTRIES`] are mount points (or made for them) in this container: every one but
+/// [`CONDITIONAL_MOUNTS`], and of those the ones inspect's `HostsPath`, `HostnamePath` and
+/// `ResolvConfPath` name a host file for. A file of these the application writes itself in a
+/// container that has no such mount is its own write, not Podman's mount point.
+pub fn mounted_own_entries(inspect: &bollard::models::ContainerInspectResponse) -> Vec<PathBuf> {
+    let named = |field: &Option<String>| field.as_deref().is_some_and(|p| !p.is_empty());
+    let mounted = [named(&inspect.hosts_path), named(&inspect.hostname_path), named(&inspect.resolv_conf_path)];
+    OWN_ENTRIES
+        .iter()
+        .filter(|entry| match CONDITIONAL_MOUNTS.iter().position(|c| c == *entry) {
+            Some(i) => mounted[i],
+            None => true,
+        })
+        .map(PathBuf::from)
+        .collect()
+}
+
 /// What the libpod `/info` says about the service's storage.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StorageInfo {
@@ -118,6 +139,22 @@ impl StorageInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_files_are_mount_points_only_when_inspect_names_them() {
+        let mut inspect = bollard::models::ContainerInspectResponse {
+            hosts_path: Some("/run/containers/x/hosts".into()),
+            hostname_path: Some("/run/containers/x/hostname".into()),
+            resolv_conf_path: Some("/run/containers/x/resolv.conf".into()),
+            ..Default::default()
+        };
+        assert_eq!(mounted_own_entries(&inspect), own_entries());
+        inspect.hosts_path = Some(String::new());
+        inspect.resolv_conf_path = None;
+        let mounted = mounted_own_entries(&inspect);
+        assert!(!mounted.contains(&PathBuf::from("/etc/hosts")) && !mounted.contains(&PathBuf::from("/etc/resolv.conf")), "{mounted:?}");
+        assert!(mounted.contains(&PathBuf::from("/etc/hostname")) && mounted.contains(&PathBuf::from("/run/.containerenv")), "{mounted:?}");
+    }
 
     /// Abridged from Podman 4.3.1's answers (rootful, rootless, rootless through fuse-overlayfs).
     const ROOTFUL: &str = r#"{"host":{"arch":"amd64","security":{"rootless":false,"seccompEnabled":true}},

@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse, HostConfig, MountPointTypeEnum, MountTypeEnum};
 
+use crate::dialect::Dialect;
 use crate::plan::render::tmpfs_options_for;
 use crate::plan::{MountKind, Plan};
 
@@ -31,8 +32,10 @@ pub struct Spec {
 }
 
 /// The verification container for `original` with `plan`'s mounts; every name starts with `prefix`.
-/// Its root filesystem is read-only when `read_only` (the shadow run's is writable).
-pub fn spec(original: &ContainerInspectResponse, plan: &Plan, prefix: &str, read_only: bool) -> Spec {
+/// Its root filesystem is read-only when `read_only` (the shadow run's is writable). Mount options
+/// are written for `runtime`, the service the copy is created on, whatever runtime the plan was
+/// made for (a plan file made on Docker, verified on Podman).
+pub fn spec(original: &ContainerInspectResponse, plan: &Plan, runtime: Dialect, prefix: &str, read_only: bool) -> Spec {
     let config = original.config.clone().unwrap_or_default();
     let host = original.host_config.clone().unwrap_or_default();
     let id = original.id.clone().unwrap_or_default();
@@ -71,7 +74,7 @@ pub fn spec(original: &ContainerInspectResponse, plan: &Plan, prefix: &str, read
         }
         match m.kind {
             MountKind::Tmpfs => {
-                tmpfs.insert(path, tmpfs_options_for(m, plan.runtime));
+                tmpfs.insert(path, tmpfs_options_for(m, runtime));
             }
             MountKind::Volume => {
                 let name = format!("{prefix}-{}", m.name);
@@ -166,8 +169,8 @@ mod tests {
             ]
         }))
         .unwrap();
-        assert_eq!(spec(&original, &plan, "rv", false).body.host_config.unwrap().readonly_rootfs, Some(false));
-        let spec = spec(&original, &plan, "rv", true);
+        assert_eq!(spec(&original, &plan, Dialect::Docker, "rv", false).body.host_config.unwrap().readonly_rootfs, Some(false));
+        let spec = spec(&original, &plan, Dialect::Docker, "rv", true);
         assert_eq!(spec.volumes, ["rv-own-0", "rv-var-lib-pg"]);
         let body = spec.body;
         assert_eq!(body.image.as_deref(), Some("sha256:1234"));

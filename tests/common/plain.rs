@@ -33,6 +33,7 @@ pub fn resolved(root: &Path, name: &str) -> ResolvedContainer {
         image: None,
         layer: Layer::Overlay(OverlayLayer { upper: root.join("upper"), lowers: vec![root.join("lower")], xattr: XattrNamespace::Trusted }),
         mount_destinations: Vec::new(),
+        runtime_entries: Vec::new(),
         dialect: rodiff::dialect::Dialect::Docker,
         processes: Processes::none(&ClientOptions::default()),
         origin: Origin::Unknown,

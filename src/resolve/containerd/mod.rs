@@ -250,7 +250,7 @@ impl ContainerdResolver {
         let processes = self.task_processes(container, &c.id).await?;
         let image = Some(c.image).filter(|i| !i.is_empty());
         let origin = Origin::Containerd { namespace: self.namespace.clone(), snapshotter: snapshotter.to_string(), key: key.to_string() };
-        Ok(ResolvedContainer { id: c.id, name, image, layer, mount_destinations, dialect: crate::dialect::Dialect::Docker, processes, origin, user })
+        Ok(ResolvedContainer { id: c.id, name, image, layer, mount_destinations, runtime_entries: Vec::new(), dialect: crate::dialect::Dialect::Docker, processes, origin, user })
     }
 
     /// The processes of the container's task: its pid (the init, from `Get`) and every process of
