@@ -26,6 +26,8 @@ use crate::annotate;
 use crate::cancel::{Cancel, Stop};
 use crate::error::{Error, ErrorKind, Result};
 use crate::evidence;
+use crate::idmap::{IdMap, MappedImage};
+use crate::layer::image::ImageView;
 use crate::layer::{ChangeSink, Collect, Flow, Layer, ScanOptions, Walkers};
 use crate::live;
 use crate::model::Change;
@@ -347,9 +349,37 @@ impl Client {
 
     /// Plans the mounts for `changes` (with metadata, sorted by path) of a resolved container: a
     /// diff, or the union of a watch ([`Self::watch`]).
+    /// A running container in a user namespace of its own (rootless Podman, `--uidmap`,
+    /// `userns-remap`) gets its plan in its own ids, not the host's its layer stores
+    /// ([`crate::idmap`]).
     pub fn plan_changes(&self, resolved: &ResolvedContainer, changes: &[Change], rules: &Rules) -> Result<Plan> {
-        let view = resolved.layer.image()?;
-        let run_as = if rules.anticipates() { crate::run_as::run_as(resolved, view.as_ref())? } else { None };
+        let stored = resolved.layer.image()?;
+        let ids = match resolved.processes.init {
+            Some(pid) => IdMap::of_process(&resolved.processes.proc_root, pid).map_err(|e| Error::io(resolved.processes.proc_root.join(pid.to_string()).join("uid_map"), e))?,
+            None => None,
+        };
+        let Some(ids) = ids else { return self.plan_in_ids(resolved, changes, stored.as_ref(), rules, None) };
+        let mapped: Vec<Change> =
+            changes.iter().map(|c| Change { metadata: c.metadata.map(|m| ids.metadata(m)), ..c.clone() }).collect();
+        self.plan_in_ids(resolved, &mapped, &MappedImage { inner: stored.as_ref(), ids: &ids }, rules, Some(&ids))
+    }
+
+    /// [`Self::plan_changes`] with `changes` and `view` in the container's ids; `ids` maps what
+    /// `/proc` tells (host ids) to them.
+    fn plan_in_ids(&self, resolved: &ResolvedContainer, changes: &[Change], view: &dyn ImageView, rules: &Rules, ids: Option<&IdMap>) -> Result<Plan> {
+        let run_as = match (rules.anticipates(), ids) {
+            (false, _) => None,
+            (true, None) => crate::run_as::run_as(resolved, view)?,
+            // What /proc tells is in host ids; a configured user is the image's, the container's.
+            (true, Some(ids)) => match crate::run_as::of_processes(&resolved.processes) {
+                Some(found) => Some(crate::plan::RunAs {
+                    uids: found.uids.iter().map(|&u| ids.uid(u)).collect(),
+                    gids: found.gids.iter().map(|&g| ids.gid(g)).collect(),
+                    ..found
+                }),
+                None => crate::run_as::run_as(resolved, view)?,
+            },
+        };
         let input = plan::PlanInput {
             container: resolved.name.clone(),
             image: resolved.image.clone(),
@@ -357,7 +387,7 @@ impl Client {
             run_as,
             runtime: resolved.dialect,
         };
-        plan::plan(changes, view.as_ref(), &input, rules)
+        plan::plan(changes, view, &input, rules)
     }
 
     /// Watches `target` (see [`crate::watch`]): diffs it with metadata, again every

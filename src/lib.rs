@@ -47,6 +47,7 @@ pub(crate) mod fs;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod idmap;
 pub mod layer;
 pub mod live;
 pub mod model;

@@ -312,7 +312,6 @@ fn an_interrupted_verify_leaves_nothing_on_rootless_podman() {
 /// gives it layers owned by the mapped ids. rodiff's docker format must still equal podman diff,
 /// and the plan's tmpfs owner is the container's root (0), not the host id it maps to.
 #[test]
-#[ignore = "open: plans of user-namespaced containers (rootless Podman, --uidmap) give host ids, not the container's (issue 15 closing note)"]
 fn a_uidmapped_container_matches_podman_diff_and_plans_container_ids() {
     let Some(podman) = Podman::get(false) else { return };
     let script = "echo changed > /srv/data/a.txt && chmod 600 /srv/data/b.txt && mkdir -p /run/app && echo 1 > /run/app/pid \
@@ -384,7 +383,6 @@ fn removal_mid_scan_is_an_error_not_a_shorter_diff() {
 /// uid 100 a subordinate id): a plan's JSON (and compose/k8s renderings) must speak the
 /// container's ids, as for the rootful service (redis: 100:101), not the host's.
 #[test]
-#[ignore = "open: plans of user-namespaced containers (rootless Podman, --uidmap) give host ids, not the container's (issue 15 closing note)"]
 fn a_rootless_plan_speaks_the_containers_ids() {
     let Some(podman) = Podman::get(true) else { return };
     let c = redis(&podman, "rlids");
