@@ -356,14 +356,6 @@ EOF
 # The host user the rootless Podman service runs as.
 readonly PODMAN_USER=rodiff-podman
 
-# start_podman rootful|rootless: a Podman service on its own socket, storage and configuration
-# (see the header). Facts (Debian 12, podman 4.3.1, kernel 6.x, cgroup v1 hybrid):
-#  - rootful works as root in these namespaces; rootless as a user with /etc/subuid and
-#    /etc/subgid ranges (newuidmap), on native overlay with `userxattr` (kernel >= 5.13: no
-#    fuse-overlayfs; storage.conf names no mount_program), without cgroups on cgroup v1;
-#  - storage.conf must name a runroot, of 50 characters at most; a rootless service ignores
-#    its graphroot (it reads rootless_storage_path);
-#  - `podman import` through the service needs no registry; short names become localhost/NAME.
 # The host user of the rootless service (if missing), with subordinate id ranges after every range
 # already given out; under a lock on /etc/subuid, as two sandboxes may start at once.
 make_podman_user() (
@@ -377,6 +369,14 @@ make_podman_user() (
   done
 ) 9>>/etc/subuid
 
+# start_podman rootful|rootless: a Podman service on its own socket, storage and configuration
+# (see the header). Facts (Debian 12, podman 4.3.1, kernel 6.x, cgroup v1 hybrid):
+#  - rootful works as root in these namespaces; rootless as a user with /etc/subuid and
+#    /etc/subgid ranges (newuidmap), on native overlay with `userxattr` (kernel >= 5.13: no
+#    fuse-overlayfs; storage.conf names no mount_program), without cgroups on cgroup v1;
+#  - storage.conf must name a runroot, of 50 characters at most; a rootless service ignores
+#    its graphroot (it reads rootless_storage_path);
+#  - `podman import` through the service needs no registry; short names become localhost/NAME.
 start_podman() {
   command -v podman >/dev/null || die "podman not found; run '$PROG deps'"
   local kind=$1 p=$DIR/podman run_as=() env=()
