@@ -530,6 +530,48 @@ fn cancel_on_signals(cancel: Cancel) -> &'static AtomicI32 {
     &RECEIVED
 }
 
+/// Standard output that gives up once `cancel` is cancelled instead of waiting for a reader that
+/// does not read (a pager left open, a pipe nobody drains): a walk blocked on its output then
+/// still ends, and removes what it made (a btrfs helper snapshot) before the process exits on a
+/// signal. It waits for room with `poll` (checking the token every 100 ms) and writes at most
+/// `PIPE_BUF` bytes at a time, which a pipe with room takes without blocking.
+struct CancellableStdout {
+    cancel: Cancel,
+}
+
+impl io::Write for CancellableStdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut ready = libc::pollfd { fd: libc::STDOUT_FILENO, events: libc::POLLOUT, revents: 0 };
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(io::Error::other("cancelled while waiting for the reader"));
+            }
+            // SAFETY: one pollfd we own, for the duration of the call.
+            match unsafe { libc::poll(&mut ready, 1, 100) } {
+                0 => continue,
+                n if n > 0 => break,
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let chunk = &buf[..buf.len().min(libc::PIPE_BUF)];
+        // SAFETY: writes from a live slice to the process's standard output.
+        match unsafe { libc::write(libc::STDOUT_FILENO, chunk.as_ptr().cast(), chunk.len()) } {
+            n if n >= 0 => Ok(n as usize),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+
+    /// Nothing is buffered here (the `BufWriter` over it buffers).
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A container argument: any non-empty text (the runtime says whether it names a container).
 fn container_name(name: &str) -> Result<String, String> {
     match name.is_empty() {
@@ -590,7 +632,7 @@ impl Run<'_> {
         let target = self.args.target(args.container.as_deref());
         let format = Format::from(args.format);
         let scan = ScanOptions { metadata: format != Format::Docker, stop: self.stop.clone(), ..Default::default() };
-        let out = io::BufWriter::with_capacity(256 * 1024, io::stdout());
+        let out = io::BufWriter::with_capacity(256 * 1024, CancellableStdout { cancel: self.stop.cancel.clone() });
         with_progress(&scan, || match format {
             Format::Docker => {
                 let resolved = self.client.resolve(&target, &self.stop)?;
