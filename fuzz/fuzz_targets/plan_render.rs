@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
+use rodiff::dialect::Dialect;
 use rodiff::plan::render::{docker_args, render, tmpfs_options, volume_name, PlanFormat};
 use rodiff::plan::{names, MountKind, Plan, PlannedMount};
 use serde_yaml::Value;
@@ -72,7 +73,9 @@ fn plan(u: &mut Unstructured, taken: &mut HashSet<String>) -> Result<Plan> {
         });
     }
     names::assign(&mut mounts);
-    Ok(Plan { container, image, mounts, ignored: Vec::new(), uncovered: Vec::new() })
+    // Docker's flags or Podman's (`--read-only-tmpfs=false`, tmpfs owners as `U`).
+    let runtime = if u.arbitrary()? { Dialect::Podman } else { Dialect::Docker };
+    Ok(Plan { container, image, mounts, ignored: Vec::new(), uncovered: Vec::new(), runtime })
 }
 
 /// Splits a line as a POSIX shell splits it, for the quoting `shell_quote` uses: bare words,
