@@ -12,7 +12,16 @@ static int32_t cb(void *ud, const rodiff_change *c, size_t n) {
   return 0;
 }
 static rodiff_cancel *tok;
-static void *canceller(void *a) { (void)a; struct timespec t = {0, 100000000}; nanosleep(&t, NULL); rodiff_cancel_cancel(tok); return NULL; }
+/* Cancels 100 ms after the callback was entered (a loaded machine may take longer than that to
+ * deliver the first batch: the cancel must find the callback blocked). */
+static void *canceller(void *a) {
+  (void)a;
+  struct timespec t = {0, 100000000}, poll = {0, 1000000};
+  while (calls == 0) nanosleep(&poll, NULL);
+  nanosleep(&t, NULL);
+  rodiff_cancel_cancel(tok);
+  return NULL;
+}
 
 int main(void) {
   rodiff_client *client = check_docker_client(0);
@@ -32,10 +41,15 @@ int main(void) {
     double dt = check_now() - t0;
     int after = calls;
     fprintf(stderr, "%s: %d after %.2f s, %d callback calls, complete %d: %s\n", mode ? "deadline" : "cancel", r, dt, after, complete, rodiff_error_message(e));
-    CHECK(released, "returned before the callback did");
-    CHECK(dt < 4.0, "took %.2f s (> 1 s after the callback returned)", dt);
     CHECK(r == (mode ? RODIFF_TIMEOUT : RODIFF_CANCELLED), "result %d", r);
-    CHECK(after == 1, "callback called %d times (again after the cancel)", after);
+    /* The deadline may pass before the first batch on a loaded machine: then no call at all. */
+    if (mode == 0 || after > 0) {
+      CHECK(released, "returned before the callback did");
+      CHECK(dt < 4.0, "took %.2f s (> 1 s after the callback returned)", dt);
+      CHECK(after == 1, "callback called %d times (again after the cancel)", after);
+    } else {
+      CHECK(dt < 1.0, "took %.2f s to time out before any callback", dt);
+    }
     rodiff_error_free(e);
     if (mode == 0) pthread_join(t, NULL);
     rodiff_cancel_free(tok);
