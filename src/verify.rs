@@ -49,7 +49,6 @@ use futures_util::StreamExt;
 use serde::{Serialize, Serializer};
 
 use crate::cancel::Stop;
-use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::model::{path_json, path_order, Change, ChangeKind, FileType};
 use crate::plan::Plan;
@@ -404,7 +403,7 @@ impl Verification<'_> {
         static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let prefix = format!("rodiff-verify-{}-{}-{call}", &id[..id.len().min(12)], std::process::id());
-        let runtime = if self.resolver.is_podman() { Dialect::Podman } else { Dialect::Docker };
+        let runtime = self.resolver.dialect();
         let read_only = spec::spec(original, plan, runtime, &prefix, true);
         let shadow = spec::spec(original, plan, runtime, &format!("{prefix}-shadow"), false);
         self.create(&id, read_only).await?;

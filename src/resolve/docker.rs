@@ -60,6 +60,11 @@ impl DockerResolver {
         self.libpod.is_some()
     }
 
+    /// Whose diff and flags its containers get: Podman's for Podman's service, else Docker's.
+    pub fn dialect(&self) -> Dialect {
+        if self.is_podman() { Dialect::Podman } else { Dialect::Docker }
+    }
+
     /// The endpoint this resolver talks to.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
@@ -226,7 +231,7 @@ impl DockerResolver {
             }
         };
 
-        let dialect = if self.is_podman() { Dialect::Podman } else { Dialect::Docker };
+        let dialect = self.dialect();
         let mount_destinations = mount_destinations(&inspect);
         // Podman makes these in the layer itself (Docker in its `-init` layer).
         let runtime_entries = if dialect == Dialect::Podman { podman::mounted_own_entries(&inspect) } else { Vec::new() };
